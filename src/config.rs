@@ -1,0 +1,532 @@
+//! One typed configuration, read from environment variables.
+//!
+//! Every knob has a documented default (the table in the README is the same
+//! list); an empty variable means "use the default"; an invalid value stops
+//! start-up with one line naming the variable. Secrets are held in
+//! [`SecretString`] and never printed: [`Config::log_effective`] logs the
+//! effective configuration with them masked.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::RngExt;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+
+/// The default database: a SQLite file under `./data/`, created with its folder.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/overseer.db";
+
+/// Minimum length of `ADMIN_TOKEN` in production.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A configuration value that could not be used. The message is one line and
+/// names the variable; a secret's value is never part of it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    /// `SKIP_CRON=true`: no scheduler starts.
+    pub skip_cron: bool,
+    pub admin_token: AdminToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `BIND_ADDR`, default `0.0.0.0:8080`. Port 0 picks a free port (tests).
+    pub bind_addr: SocketAddr,
+    /// `HTTP_WORKERS`, default: the number of CPUs.
+    pub workers: usize,
+    /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `SHUTDOWN_TIMEOUT`, default 8 s: how long in-flight requests may take to
+    /// finish after SIGTERM before they are cut, so the process exits within 10 s.
+    pub shutdown_timeout: Duration,
+    /// `HEALTH_CHECK_TIMEOUT`, default 2 s: the database check in `/health`.
+    pub health_check_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`. Holds credentials on PostgreSQL: use [`Self::display_url`].
+    pub url: SecretString,
+    pub backend: Backend,
+    /// `DATABASE_CONNECT_TIMEOUT`, default 10 s.
+    pub connect_timeout: Duration,
+    /// `DATABASE_QUERY_TIMEOUT`, default 30 s.
+    pub query_timeout: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`, default 10.
+    pub max_connections: u32,
+    /// `USE_PGBOUNCER=true`: unnamed statements only and no statement cache, so
+    /// PgBouncer transaction pooling works.
+    pub use_pgbouncer: bool,
+    /// `AUTO_MIGRATE`, default true: apply embedded migrations at start-up.
+    pub auto_migrate: bool,
+}
+
+impl DatabaseConfig {
+    /// The URL with user and password removed, safe for logs.
+    pub fn display_url(&self) -> String {
+        let url = self.url.expose_secret();
+        match self.backend {
+            Backend::Sqlite => url.to_owned(),
+            Backend::Postgres => match PgConnectOptions::from_str(url) {
+                Ok(opts) => format!(
+                    "postgres://****@{}:{}/{}",
+                    opts.get_host(),
+                    opts.get_port(),
+                    opts.get_database().unwrap_or_default()
+                ),
+                Err(_) => "postgres://****".to_owned(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `LOG_FORMAT`: `json` (default) or `pretty`.
+    pub format: LogFormat,
+    /// `RUST_LOG` if set (tracing directives), else `LOG_LEVEL` (default `info`).
+    pub filter: String,
+    /// `LOG_DIR`, default `logs/`: where the audit file sinks write.
+    pub dir: PathBuf,
+}
+
+/// The bootstrap super-admin token (`ADMIN_TOKEN`).
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub token: SecretString,
+    /// True when none was configured and one was generated for this run
+    /// (development only); `main` prints it once.
+    pub generated: bool,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+
+        let environment = env.parse_with("ENVIRONMENT", Environment::Development, |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "development" | "dev" => Ok(Environment::Development),
+                "production" | "prod" => Ok(Environment::Production),
+                _ => Err("expected `development` or `production`".into()),
+            }
+        })?;
+
+        let http = HttpConfig {
+            bind_addr: env.parse_with(
+                "BIND_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+                |v| {
+                    v.parse()
+                        .map_err(|_| "expected an IP address and port, such as 0.0.0.0:8080".into())
+                },
+            )?,
+            workers: env.positive_int(
+                "HTTP_WORKERS",
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )?,
+            max_body_bytes: env.positive_int("MAX_BODY_BYTES", 1024 * 1024)?,
+            shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(8))?,
+            health_check_timeout: env.duration("HEALTH_CHECK_TIMEOUT", Duration::from_secs(2))?,
+        };
+
+        let database = database_config(&env)?;
+
+        let log = LogConfig {
+            format: env.parse_with("LOG_FORMAT", LogFormat::Json, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "json" => Ok(LogFormat::Json),
+                    "pretty" | "text" => Ok(LogFormat::Pretty),
+                    _ => Err("expected `json` or `pretty`".into()),
+                }
+            })?,
+            filter: log_filter(&env)?,
+            dir: env.parse_with("LOG_DIR", PathBuf::from("logs"), |v| Ok(PathBuf::from(v)))?,
+        };
+
+        let admin_token = admin_token(&env, environment)?;
+
+        Ok(Config {
+            environment,
+            http,
+            database,
+            log,
+            skip_cron: env.bool("SKIP_CRON", false)?,
+            admin_token,
+        })
+    }
+
+    /// Logs the effective configuration once, secrets masked.
+    pub fn log_effective(&self) {
+        tracing::info!(
+            environment = ?self.environment,
+            bind_addr = %self.http.bind_addr,
+            http_workers = self.http.workers,
+            max_body_bytes = self.http.max_body_bytes,
+            shutdown_timeout_ms = self.http.shutdown_timeout.as_millis() as u64,
+            health_check_timeout_ms = self.http.health_check_timeout.as_millis() as u64,
+            database_url = %self.database.display_url(),
+            database_backend = self.database.backend.as_str(),
+            database_connect_timeout_ms = self.database.connect_timeout.as_millis() as u64,
+            database_query_timeout_ms = self.database.query_timeout.as_millis() as u64,
+            database_max_connections = self.database.max_connections,
+            use_pgbouncer = self.database.use_pgbouncer,
+            auto_migrate = self.database.auto_migrate,
+            skip_cron = self.skip_cron,
+            log_format = ?self.log.format,
+            log_filter = %self.log.filter,
+            log_dir = %self.log.dir.display(),
+            admin_token = if self.admin_token.generated { "generated" } else { "****" },
+            "effective configuration"
+        );
+    }
+}
+
+fn database_config(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
+    const VAR: &str = "DATABASE_URL";
+    let url = env
+        .get(VAR)?
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    // The reason never repeats the URL: it may hold a password.
+    let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        PgConnectOptions::from_str(&url)
+            .map_err(|_| ConfigError::new(VAR, "not a valid PostgreSQL URL"))?;
+        Backend::Postgres
+    } else if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(&url)
+            .map_err(|_| ConfigError::new(VAR, "not a valid SQLite URL"))?;
+        Backend::Sqlite
+    } else {
+        return Err(ConfigError::new(
+            VAR,
+            "expected a URL starting with postgres://, postgresql:// or sqlite:",
+        ));
+    };
+    Ok(DatabaseConfig {
+        url: SecretString::from(url),
+        backend,
+        connect_timeout: env.duration("DATABASE_CONNECT_TIMEOUT", Duration::from_secs(10))?,
+        query_timeout: env.duration("DATABASE_QUERY_TIMEOUT", Duration::from_secs(30))?,
+        max_connections: env.positive_int("DATABASE_MAX_CONNECTIONS", 10)?,
+        use_pgbouncer: env.bool("USE_PGBOUNCER", false)?,
+        auto_migrate: env.bool("AUTO_MIGRATE", true)?,
+    })
+}
+
+fn log_filter(env: &Env<'_>) -> Result<String, ConfigError> {
+    if let Some(directives) = env.get("RUST_LOG")? {
+        tracing_subscriber::EnvFilter::try_new(&directives)
+            .map_err(|e| ConfigError::new("RUST_LOG", e.to_string()))?;
+        return Ok(directives);
+    }
+    env.parse_with("LOG_LEVEL", "info".to_owned(), |v| {
+        let level = v.to_ascii_lowercase();
+        match level.as_str() {
+            "trace" | "debug" | "info" | "warn" | "error" => Ok(level),
+            _ => Err("expected one of trace, debug, info, warn, error".into()),
+        }
+    })
+}
+
+fn admin_token(env: &Env<'_>, environment: Environment) -> Result<AdminToken, ConfigError> {
+    const VAR: &str = "ADMIN_TOKEN";
+    match (env.get(VAR)?, environment) {
+        (Some(token), Environment::Production) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+            Err(ConfigError::new(
+                VAR,
+                format!("must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production"),
+            ))
+        }
+        (Some(token), _) => Ok(AdminToken {
+            token: SecretString::from(token),
+            generated: false,
+        }),
+        (None, Environment::Production) => Err(ConfigError::new(
+            VAR,
+            format!("required in production (at least {MIN_ADMIN_TOKEN_CHARS} characters)"),
+        )),
+        (None, Environment::Development) => Ok(AdminToken {
+            token: SecretString::from(hex::encode(rand::rng().random::<[u8; 32]>())),
+            generated: true,
+        }),
+    }
+}
+
+/// Environment lookups with the shared rules: empty means unset, and every
+/// error names its variable.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<OsString>);
+
+impl Env<'_> {
+    fn get(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        match (self.0)(var) {
+            None => Ok(None),
+            Some(raw) => {
+                let value = raw
+                    .into_string()
+                    .map_err(|_| ConfigError::new(var, "not valid UTF-8"))?;
+                let value = value.trim();
+                Ok((!value.is_empty()).then(|| value.to_owned()))
+            }
+        }
+    }
+
+    fn parse_with<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var)? {
+            None => Ok(default),
+            Some(value) => parse(&value)
+                .map_err(|reason| ConfigError::new(var, format!("{value:?}: {reason}"))),
+        }
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.parse_with(var, default, |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false".into()),
+        })
+    }
+
+    fn positive_int<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + From<u8>,
+    {
+        self.parse_with(var, default, |v| match v.parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => Err("expected a positive whole number".into()),
+        })
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parse_with(var, default, parse_duration)
+    }
+}
+
+/// A positive duration: a number of seconds (`30`, `0.5`) or a number with a
+/// unit (`500ms`, `30s`, `2m`, `1h`).
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    const HELP: &str = "expected a positive duration such as 30, 30s, 500ms, 2m or 1h";
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.trim().parse().map_err(|_| HELP.to_owned())?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1_000.0,
+        "m" => number * 60.0,
+        "h" => number * 3_600.0,
+        _ => return Err(HELP.into()),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(HELP.into());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| HELP.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.http.bind_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.http.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.database.backend, Backend::Sqlite);
+        assert_eq!(c.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.database.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.database.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.database.max_connections, 10);
+        assert!(!c.database.use_pgbouncer);
+        assert!(c.database.auto_migrate);
+        assert!(!c.skip_cron);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.filter, "info");
+        assert_eq!(c.log.dir, PathBuf::from("logs"));
+        assert!(c.admin_token.generated);
+        assert_eq!(c.admin_token.token.expose_secret().len(), 64);
+    }
+
+    #[test]
+    fn an_empty_variable_means_the_default() {
+        let c = config(&[
+            ("BIND_ADDR", ""),
+            ("DATABASE_QUERY_TIMEOUT", "  "),
+            ("SKIP_CRON", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.http.bind_addr.port(), 8080);
+        assert_eq!(c.database.query_timeout, Duration::from_secs(30));
+        assert!(!c.skip_cron);
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:p@db.internal:6432/overseer"),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("DATABASE_QUERY_TIMEOUT", "500ms"),
+            ("DATABASE_CONNECT_TIMEOUT", "2"),
+            ("DATABASE_MAX_CONNECTIONS", "3"),
+            ("USE_PGBOUNCER", "TRUE"),
+            ("SKIP_CRON", "1"),
+            ("LOG_FORMAT", "pretty"),
+            ("LOG_LEVEL", "DEBUG"),
+            ("ENVIRONMENT", "production"),
+            ("ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(c.database.backend, Backend::Postgres);
+        assert_eq!(
+            c.database.display_url(),
+            "postgres://****@db.internal:6432/overseer"
+        );
+        assert_eq!(c.http.bind_addr.port(), 0);
+        assert_eq!(c.database.query_timeout, Duration::from_millis(500));
+        assert_eq!(c.database.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.database.max_connections, 3);
+        assert!(c.database.use_pgbouncer && c.skip_cron);
+        assert_eq!(c.log.format, LogFormat::Pretty);
+        assert_eq!(c.log.filter, "debug");
+        assert_eq!(c.environment, Environment::Production);
+        assert!(!c.admin_token.generated);
+    }
+
+    #[test]
+    fn rust_log_takes_precedence_over_log_level() {
+        let c = config(&[
+            ("RUST_LOG", "overseer=debug,sqlx=warn"),
+            ("LOG_LEVEL", "error"),
+        ])
+        .unwrap();
+        assert_eq!(c.log.filter, "overseer=debug,sqlx=warn");
+    }
+
+    #[test]
+    fn each_invalid_value_is_refused_naming_its_variable() {
+        for (var, value) in [
+            ("BIND_ADDR", "nonsense"),
+            ("DATABASE_QUERY_TIMEOUT", "-1"),
+            ("DATABASE_QUERY_TIMEOUT", "0"),
+            ("DATABASE_CONNECT_TIMEOUT", "soon"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("USE_PGBOUNCER", "maybe"),
+            ("SKIP_CRON", "2"),
+            ("ENVIRONMENT", "staging"),
+            ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "loud"),
+            ("MAX_BODY_BYTES", "-5"),
+            ("HTTP_WORKERS", "many"),
+            ("DATABASE_URL", "mysql://localhost/db"),
+            ("AUTO_MIGRATE", "perhaps"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}");
+            let line = err.to_string();
+            assert!(line.contains(var) && !line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn production_requires_a_long_admin_token() {
+        let err = config(&[("ENVIRONMENT", "production")]).unwrap_err();
+        assert_eq!(err.var, "ADMIN_TOKEN");
+        let err = config(&[("ENVIRONMENT", "production"), ("ADMIN_TOKEN", "short")]).unwrap_err();
+        assert_eq!(err.var, "ADMIN_TOKEN");
+        assert!(
+            !err.to_string().contains("short"),
+            "the token must not be echoed"
+        );
+    }
+
+    #[test]
+    fn a_database_url_error_never_echoes_the_url() {
+        let err =
+            config(&[("DATABASE_URL", "postgres://user:hunter2@host:notaport/db")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1_500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3_600));
+        for bad in ["-1", "0", "NaN", "inf", "1d", "s", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

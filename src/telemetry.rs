@@ -1,0 +1,97 @@
+//! Logging: structured JSON lines on stdout by default, pretty text if asked.
+//!
+//! Level conventions (from the reference system): DEBUG detailed tracing, INFO
+//! operations, WARN non-critical problems, ERROR failures. A system-level
+//! failure (the seed's CRITICAL) is logged at ERROR with the field
+//! `critical = true`, e.g. `tracing::error!(critical = true, "...")`, so log
+//! pipelines can page on it.
+
+use std::io;
+use std::sync::OnceLock;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global subscriber writing to `writer`. Call once, at start-up.
+///
+/// JSON lines carry `timestamp`, `level`, `target`, the event's fields
+/// (`message` among them) at the top level, and the current span's fields under
+/// `span` (the request span carries `request_id`, `http.method`, `http.route`...).
+pub fn init<W>(config: &LogConfig, writer: W) -> Result<(), TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(&config.filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match config.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.pretty().try_init(),
+    };
+    installed.map_err(TelemetryError::Install)?;
+    install_panic_hook();
+    Ok(())
+}
+
+/// For tests: logs go nowhere unless `TEST_LOG` is set, then to stdout (pretty).
+/// Safe to call from every test; only the first call installs anything.
+pub fn init_for_tests() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let config = LogConfig {
+                format: LogFormat::Pretty,
+                filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+                dir: "logs".into(),
+            };
+            let _ = init(&config, io::stdout);
+        }
+    });
+}
+
+/// Panics become one structured ERROR event (with location and the panicking
+/// thread) instead of a bare stderr dump. Unwinding is unchanged: supervision
+/// relies on it to turn an actor panic into a restart.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_message(info.payload());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            panic.message = %message,
+            panic.location = %location,
+            thread = thread.name().unwrap_or("<unnamed>"),
+            "panic"
+        );
+    }));
+}
+
+/// The text of a panic payload (`&str` or `String`), else a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("could not install the log subscriber: {0}")]
+    Install(Box<dyn std::error::Error + Send + Sync>),
+}
