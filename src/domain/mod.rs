@@ -1,0 +1,23 @@
+//! Domain types: parsed once at the edge, trusted everywhere after.
+
+mod tenant;
+
+pub use tenant::{NewTenant, Tenant, TenantId, TenantName};
+
+/// Why an input could not become a domain value. `field` names the JSON field
+/// (or query parameter) so the API error can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidField {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The store: one type over PostgreSQL and SQLite, chosen by the URL scheme.
+//!
+//! Each backend module holds its own SQL (they diverge where the databases do:
+//! bulk inserts, locking, types); queries are runtime `sqlx::query_as` with
+//! `FromRow`. Every call through [`Store`] runs under the configured query
+//! timeout and returns a classified [`StoreError`]: callers see "unavailable",
+//! "timed out" or "conflict", never a raw driver error with a URL in it.
+
+/// The methods both backends implement with the same SQL, generated into each
+/// backend's `impl` block (each has `pool`, `persistent` and a `MIGRATOR`).
+macro_rules! shared_queries {
+    () => {
+        pub(super) async fn schema_is_current(&self) -> Result<bool, sqlx::Error> {
+            let applied = sqlx::query_scalar(super::sql::APPLIED_MIGRATIONS)
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await;
+            Ok(super::all_applied(
+                &MIGRATOR,
+                &super::applied_or_none(applied)?,
+            ))
+        }
+
+        pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
+            sqlx::query(super::sql::PING)
+                .persistent(self.persistent)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        }
+
+        pub(super) fn pool_stats(&self) -> super::PoolStats {
+            super::PoolStats {
+                size: self.pool.size(),
+                idle: self.pool.num_idle(),
+                max: self.pool.options().get_max_connections(),
+            }
+        }
+
+        pub(super) async fn close(&self) {
+            self.pool.close().await;
+        }
+
+        pub(super) async fn insert_tenant(
+            &self,
+            tenant: &crate::domain::NewTenant,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<crate::domain::Tenant, sqlx::Error> {
+            sqlx::query_as(super::sql::INSERT_TENANT)
+                .persistent(self.persistent)
+                .bind(tenant.id.as_str())
+                .bind(tenant.name.as_str())
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+        }
+
+        pub(super) async fn tenant(
+            &self,
+            id: &crate::domain::TenantId,
+        ) -> Result<Option<crate::domain::Tenant>, sqlx::Error> {
+            sqlx::query_as(super::sql::SELECT_TENANT)
+                .persistent(self.persistent)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+        }
+
+        pub(super) async fn list_tenants(
+            &self,
+            after: Option<&crate::domain::TenantId>,
+            limit: u32,
+        ) -> Result<Vec<crate::domain::Tenant>, sqlx::Error> {
+            sqlx::query_as(super::sql::LIST_TENANTS)
+                .persistent(self.persistent)
+                .bind(after.map(crate::domain::TenantId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+        }
+    };
+}
+use shared_queries;
+
+pub mod pg;
+pub mod sqlite;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::SqliteError;
+
+use crate::config::{Backend, DatabaseConfig};
+use crate::domain::{NewTenant, Tenant, TenantId};
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+/// Connection-pool figures for `/health`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or opened. The reason is short and never
+    /// holds the URL, user or password.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query ran longer than `DATABASE_QUERY_TIMEOUT` and was cancelled.
+    #[error("database query timed out after {0:?}")]
+    QueryTimeout(Duration),
+    /// A unique constraint refused the write; the name is the constraint's.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// A migration could not be applied for a reason other than connectivity.
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Classifies a driver error. The one place where database errors become
+    /// domain errors.
+    pub(crate) fn from_sqlx(err: sqlx::Error, query_timeout: Duration) -> Self {
+        match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(short_reason(&err)),
+            sqlx::Error::Database(db) if db.try_downcast_ref::<SqliteError>().is_some() => {
+                classify_sqlite(err, query_timeout)
+            }
+            sqlx::Error::Database(_) => classify_postgres(err, query_timeout),
+            _ => StoreError::Database(err),
+        }
+    }
+
+    /// Classifies a migration error: a connection problem is `Unavailable`
+    /// like any other, the rest stays a migration failure.
+    pub(crate) fn from_migrate(err: sqlx::migrate::MigrateError, query_timeout: Duration) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => Self::from_sqlx(e, query_timeout),
+            other => StoreError::Migrate(other),
+        }
+    }
+
+    /// A reason fit for `/health` and logs: no URL, user, password or path.
+    pub fn short_reason(&self) -> String {
+        match self {
+            StoreError::Unavailable(reason) => reason.clone(),
+            StoreError::QueryTimeout(after) => format!("timed out after {after:?}"),
+            StoreError::Conflict(name) => format!("conflict on {name}"),
+            StoreError::Migrate(sqlx::migrate::MigrateError::ExecuteMigration(err, version)) => {
+                format!("migration {version} failed: {}", short_reason(err))
+            }
+            // The other variants name migration versions only.
+            StoreError::Migrate(err) => format!("migrations failed: {err}"),
+            StoreError::Database(err) => short_reason(err),
+        }
+    }
+}
+
+/// PostgreSQL errors, by SQLSTATE.
+fn classify_postgres(err: sqlx::Error, query_timeout: Duration) -> StoreError {
+    let Some(db) = err.as_database_error() else {
+        return StoreError::Database(err);
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    if db.kind() == ErrorKind::UniqueViolation {
+        return StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned());
+    }
+    match code.as_str() {
+        // The server cancelled the statement (statement_timeout).
+        "57014" => StoreError::QueryTimeout(query_timeout),
+        // undefined_table: the schema is not there (yet).
+        "42P01" => StoreError::Unavailable("schema not ready".into()),
+        code if is_connection_sqlstate(code) => StoreError::Unavailable(short_reason(&err)),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// SQLite errors, by result code (the primary code is the low byte of an
+/// extended one).
+fn classify_sqlite(err: sqlx::Error, query_timeout: Duration) -> StoreError {
+    let Some(db) = err.as_database_error() else {
+        return StoreError::Database(err);
+    };
+    if db.kind() == ErrorKind::UniqueViolation {
+        // SQLite names the columns, not a constraint: "UNIQUE constraint
+        // failed: tenants.id".
+        let name = db.message().strip_prefix("UNIQUE constraint failed: ");
+        return StoreError::Conflict(name.unwrap_or("unique").to_owned());
+    }
+    let primary = db
+        .code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .map(|c| c & 0xff);
+    match primary {
+        // SQLITE_BUSY, SQLITE_LOCKED: waited `busy_timeout` (= the query
+        // timeout) for a lock.
+        Some(5 | 6) => StoreError::QueryTimeout(query_timeout),
+        // IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: the file is not usable.
+        Some(10 | 11 | 13 | 14 | 26) => StoreError::Unavailable(short_reason(&err)),
+        _ if db.message().starts_with("no such table") => {
+            StoreError::Unavailable("schema not ready".into())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+/// SQLSTATE classes that mean "cannot talk to the database": 08 connection
+/// exception, 28 invalid authorization, 3D invalid catalog (no such database),
+/// 57P0x server shutting down / cannot connect now, 53 insufficient resources.
+fn is_connection_sqlstate(code: &str) -> bool {
+    ["08", "28", "3D", "53", "57P"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// A short description of a driver error that holds no credentials. PostgreSQL
+/// server messages can name the user ("password authentication failed for user
+/// ..."), so only their SQLSTATE is kept.
+fn short_reason(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+            std::io::ErrorKind::ConnectionAborted => "connection aborted".into(),
+            std::io::ErrorKind::UnexpectedEof => "connection closed by the server".into(),
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            kind => format!("i/o error: {kind}"),
+        },
+        sqlx::Error::Tls(_) => "TLS error".into(),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".into(),
+        sqlx::Error::PoolClosed => "connection pool closed".into(),
+        sqlx::Error::WorkerCrashed => "database worker crashed".into(),
+        sqlx::Error::Protocol(_) => "protocol error".into(),
+        sqlx::Error::Database(db) => match db.code() {
+            // SQLite's messages name no credentials ("unable to open database file").
+            Some(_) if db.try_downcast_ref::<SqliteError>().is_some() => {
+                format!("SQLite: {}", db.message())
+            }
+            Some(code) => format!("database error (SQLSTATE {code})"),
+            None => "database error".into(),
+        },
+        _ => "database error".into(),
+    }
+}
+
+/// Runs one store operation under the query timeout and classifies its error.
+/// A timeout is reported here (logged at WARN with the operation's name); on
+/// PostgreSQL the server also cancels the statement itself (statement_timeout).
+async fn timed<T>(
+    operation: &'static str,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    let outcome = match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map_err(|e| StoreError::from_sqlx(e, timeout)),
+        Err(_) => Err(StoreError::QueryTimeout(timeout)),
+    };
+    if let Err(StoreError::QueryTimeout(after)) = &outcome {
+        tracing::warn!(
+            operation,
+            timeout_ms = after.as_millis() as u64,
+            "database query timed out and was cancelled"
+        );
+    }
+    outcome
+}
+
+/// Calls the same method on whichever backend this is, under the query timeout.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(s) => timed(stringify!($method), s.query_timeout(), s.$method($($arg),*)).await,
+            Store::Sqlite(s) => timed(stringify!($method), s.query_timeout(), s.$method($($arg),*)).await,
+        }
+    };
+}
+
+impl Store {
+    /// Builds the store for `config`. No I/O happens here: connections are
+    /// opened lazily, so the service starts (and reports the database as down in
+    /// `/health`) even when the database cannot be reached yet.
+    pub fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        Ok(match config.backend {
+            Backend::Postgres => Store::Postgres(PgStore::open(config)?),
+            Backend::Sqlite => Store::Sqlite(SqliteStore::open(config)?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Postgres(_) => Backend::Postgres,
+            Store::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Makes the database usable: creates the SQLite folder, then applies the
+    /// embedded migrations. Safe to call again; on PostgreSQL concurrent
+    /// replicas serialise on sqlx's migration lock.
+    #[tracing::instrument(skip_all, fields(backend = self.backend().as_str()))]
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.migrate().await,
+            Store::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    /// True when every embedded migration has been applied (for
+    /// `AUTO_MIGRATE=false`, where someone else migrates).
+    pub async fn schema_is_current(&self) -> Result<bool, StoreError> {
+        dispatch!(self.schema_is_current())
+    }
+
+    /// One round trip (`SELECT 1`), returning how long it took.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let started = Instant::now();
+        dispatch!(self.ping())?;
+        Ok(started.elapsed())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Store::Postgres(s) => s.pool_stats(),
+            Store::Sqlite(s) => s.pool_stats(),
+        }
+    }
+
+    /// Closes every connection; waits for the ones in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(s) => s.close().await,
+            Store::Sqlite(s) => s.close().await,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn insert_tenant(
+        &self,
+        tenant: &NewTenant,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant, StoreError> {
+        dispatch!(self.insert_tenant(tenant, now))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        dispatch!(self.tenant(id))
+    }
+
+    /// Tenants ordered by id, `limit` of them after `after` (keyset pagination).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        dispatch!(self.list_tenants(after, limit))
+    }
+}
+
+/// SQL both backends share, word for word.
+mod sql {
+    pub const PING: &str = "SELECT 1";
+    pub const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, is_active, created_at, updated_at) \
+         VALUES ($1, $2, TRUE, $3, $3) \
+         RETURNING id, name, is_active, created_at, updated_at";
+    pub const SELECT_TENANT: &str =
+        "SELECT id, name, is_active, created_at, updated_at FROM tenants WHERE id = $1";
+    pub const LIST_TENANTS: &str = "SELECT id, name, is_active, created_at, updated_at FROM tenants \
+         WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+    pub const APPLIED_MIGRATIONS: &str =
+        "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+}
+
+/// True when every migration of `migrator` is among `applied`.
+fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| applied.contains(&m.version))
+}
+
+/// A missing `_sqlx_migrations` table means "nothing applied yet", not an error.
+fn applied_or_none(result: Result<Vec<i64>, sqlx::Error>) -> Result<Vec<i64>, sqlx::Error> {
+    match result {
+        Err(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+        {
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_operation_is_cut_at_the_query_timeout() {
+        let started = Instant::now();
+        let outcome: Result<(), _> = timed("slow", Duration::from_millis(50), async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        })
+        .await;
+        assert!(matches!(outcome, Err(StoreError::QueryTimeout(_))));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn connection_failures_are_classified_without_details() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = StoreError::from_sqlx(sqlx::Error::Io(refused), Duration::from_secs(1));
+        assert!(matches!(&err, StoreError::Unavailable(r) if r == "connection refused"));
+    }
+}
