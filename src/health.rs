@@ -1,0 +1,129 @@
+//! What `/health` reports, and how the verdict is reached.
+//!
+//! The database check is a real round trip (`SELECT 1`) bounded by
+//! `HEALTH_CHECK_TIMEOUT`; the schema must also be current (migrations
+//! applied). Reasons are short and never carry the database URL, user or
+//! password.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::store::{PoolStats, Store};
+
+/// Whether the schema is ready for the service's queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStatus {
+    /// Migrations have not been applied (yet); the reason says why.
+    Pending(String),
+    Current,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    pub status: Verdict,
+    /// `connected` or `connection failed`.
+    pub database: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub components: Components,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Components {
+    pub database: DatabaseHealth,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseHealth {
+    pub status: &'static str,
+    pub backend: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// `current` or `pending`.
+    pub schema: &'static str,
+    pub pool: PoolStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub const CONNECTED: &str = "connected";
+pub const CONNECTION_FAILED: &str = "connection failed";
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    store: Store,
+    schema: watch::Receiver<SchemaStatus>,
+    started: Instant,
+    check_timeout: Duration,
+}
+
+impl Health {
+    pub fn new(
+        store: Store,
+        schema: watch::Receiver<SchemaStatus>,
+        check_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            schema,
+            started: Instant::now(),
+            check_timeout,
+        }
+    }
+
+    /// Runs the checks and returns the report.
+    pub async fn check(&self) -> HealthReport {
+        let ping = match tokio::time::timeout(self.check_timeout, self.store.ping()).await {
+            Ok(Ok(latency)) => Ok(latency),
+            Ok(Err(err)) => Err(err.short_reason()),
+            Err(_) => Err(format!("no answer within {:?}", self.check_timeout)),
+        };
+        let schema = self.schema.borrow().clone();
+
+        let (database, latency_ms, error) = match &ping {
+            Ok(latency) => (CONNECTED, Some(latency.as_secs_f64() * 1_000.0), None),
+            Err(reason) => (CONNECTION_FAILED, None, Some(reason.clone())),
+        };
+        let error = error.or_else(|| match &schema {
+            SchemaStatus::Pending(reason) => Some(format!("schema migrations pending: {reason}")),
+            SchemaStatus::Current => None,
+        });
+        let status = if error.is_none() {
+            Verdict::Healthy
+        } else {
+            Verdict::Unhealthy
+        };
+
+        HealthReport {
+            status,
+            database,
+            error: error.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            components: Components {
+                database: DatabaseHealth {
+                    status: database,
+                    backend: self.store.backend().as_str(),
+                    latency_ms,
+                    schema: match schema {
+                        SchemaStatus::Current => "current",
+                        SchemaStatus::Pending(_) => "pending",
+                    },
+                    pool: self.store.pool_stats(),
+                    error,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The actix-web front: routes by resource, shared state, JSON errors for
+//! everything (including actix's own 404/405/413), request ids.
+
+mod extract;
+pub mod health;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use overseer_actors::Clock;
+use tracing_actix_web::RequestId;
+
+use crate::auth::TokenHash;
+use crate::error::{ApiError, error_body};
+use crate::health::Health;
+use crate::store::Store;
+
+pub use extract::{BodyLimit, Json};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub health: Health,
+    pub admin_token_hash: TokenHash,
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::routes)
+        .service(web::scope("/api/v1").configure(tenants::routes));
+}
+
+/// Extractor configuration: body limit and JSON errors for bad query strings and
+/// paths.
+pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(web::PayloadConfig::new(max_body_bytes))
+        .app_data(BodyLimit(max_body_bytes))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::BadRequest(format!("invalid query string: {err}")).into()
+        }))
+        .app_data(
+            web::PathConfig::default().error_handler(|err, _| {
+                ApiError::BadRequest(format!("invalid path: {err}")).into()
+            }),
+        );
+}
+
+/// The default service: any path no route matches.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+/// Makes every error response JSON. Errors raised through [`ApiError`] already
+/// are; this catches the ones actix-web answers by itself (a resource's 405, a
+/// payload error in a framework extractor) and gives them the same shape.
+pub fn json_errors<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let (req, res) = res.into_parts();
+        let status = res.status();
+        let replacement = match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ApiError::MethodNotAllowed(req.method().to_string()).error_response()
+            }
+            StatusCode::NOT_FOUND => {
+                ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+                    .error_response()
+            }
+            _ => {
+                let code = status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_ascii_lowercase()
+                    .replace(' ', "_");
+                let message = status.canonical_reason().unwrap_or("error").to_owned();
+                let mut fallback = HttpResponse::build(status);
+                fallback
+                    .content_type("application/json")
+                    .body(error_body(&code, message, None))
+            }
+        };
+        // Keep the headers actix set (Allow on a 405, for one).
+        let mut replacement = replacement;
+        for (name, value) in res.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                replacement
+                    .headers_mut()
+                    .insert(name.clone(), value.clone());
+            }
+        }
+        let res = ServiceResponse::new(req, replacement)
+            .map_into_boxed_body()
+            .map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(res))
+    })
+}
+
+/// Returns the request id of the request's span as `X-Request-Id`.
+pub async fn request_id_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = req.extensions().get::<RequestId>().copied();
+    let mut res = next.call(req).await?;
+    if let Some(id) = request_id
+        && let Ok(value) = HeaderValue::from_str(&id.to_string())
+    {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}

@@ -1,0 +1,16 @@
+//! Overseer: the operations backbone of an ad-sales agent platform.
+//!
+//! The map is `shared/design/ARCHITECTURE.md`; the entry point for a running
+//! service is [`Application::build`].
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use startup::Application;

@@ -1,0 +1,221 @@
+//! `Application::build`: binds the listener, opens the store, prepares the
+//! schema and assembles the HTTP server. Tests build the same application
+//! in-process on port 0.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::rt::task::JoinHandle;
+use actix_web::{App, HttpServer, web};
+use overseer_actors::{Clock, SystemClock};
+use tokio::sync::watch;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::TokenHash;
+use crate::config::Config;
+use crate::health::{Health, SchemaStatus};
+use crate::http::{self, AppState};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("could not open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    schema_task: Option<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application reading time from `clock` (tests move it by hand).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let store = Store::open(&config.database)?;
+
+        // The schema is prepared before the first request when the database
+        // answers; when it does not, the service starts anyway, reports itself
+        // unhealthy and keeps trying in the background.
+        let (schema_tx, schema_rx) =
+            watch::channel(SchemaStatus::Pending("not attempted yet".into()));
+        let schema_task = match prepare_schema(&store, config.database.auto_migrate).await {
+            Ok(()) => {
+                schema_tx.send_replace(SchemaStatus::Current);
+                None
+            }
+            Err(reason) => {
+                tracing::error!(
+                    database = %config.database.display_url(),
+                    %reason,
+                    "database not ready at start-up; serving anyway and retrying in the background"
+                );
+                schema_tx.send_replace(SchemaStatus::Pending(reason));
+                Some(actix_web::rt::spawn(retry_schema(
+                    store.clone(),
+                    config.database.auto_migrate,
+                    schema_tx,
+                )))
+            }
+        };
+
+        let addr = config.http.bind_addr;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            clock,
+            health: Health::new(store.clone(), schema_rx, config.http.health_check_timeout),
+            admin_token_hash: TokenHash::of_secret(&config.admin_token.token),
+        });
+        let max_body_bytes = config.http.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(http::json_errors())
+                .wrap(from_fn(http::request_id_header))
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(|cfg| http::extractor_config(cfg, max_body_bytes))
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .workers(config.http.workers)
+        .shutdown_timeout(config.http.shutdown_timeout.as_secs().max(1))
+        // Signals are handled in `run_until_stopped`, which also stops the
+        // rest of the application after the server.
+        .disable_signals()
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
+
+        tracing::info!(address = %local, port = local.port(), "listening");
+        Ok(Self {
+            port: local.port(),
+            server,
+            store,
+            schema_task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: stop
+    /// accepting, let in-flight requests finish (up to `SHUTDOWN_TIMEOUT`),
+    /// stop background work, close the database connections.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = &'static str> + 'static,
+    {
+        let Application {
+            server,
+            store,
+            schema_task,
+            ..
+        } = self;
+        let handle = server.handle();
+        let trigger = actix_web::rt::spawn(async move {
+            let signal = shutdown.await;
+            tracing::info!(signal, "shutdown requested; draining in-flight requests");
+            handle.stop(true).await;
+        });
+
+        let served = server.await;
+
+        trigger.abort();
+        if let Some(task) = schema_task {
+            task.abort();
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Makes the schema current: migrates, or with `AUTO_MIGRATE=false` checks that
+/// someone else has. The error is a short reason fit for `/health`.
+async fn prepare_schema(store: &Store, auto_migrate: bool) -> Result<(), String> {
+    if auto_migrate {
+        store.migrate().await.map_err(|e| e.short_reason())
+    } else {
+        match store.schema_is_current().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("migrations not applied (AUTO_MIGRATE=false)".into()),
+            Err(e) => Err(e.short_reason()),
+        }
+    }
+}
+
+/// Retries [`prepare_schema`] with capped exponential backoff until it succeeds.
+async fn retry_schema(store: Store, auto_migrate: bool, status: watch::Sender<SchemaStatus>) {
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 2u64.. {
+        actix_web::rt::time::sleep(backoff).await;
+        match prepare_schema(&store, auto_migrate).await {
+            Ok(()) => {
+                tracing::info!(attempt, "database reachable and schema current");
+                status.send_replace(SchemaStatus::Current);
+                return;
+            }
+            Err(reason) => {
+                tracing::warn!(attempt, %reason, retry_in_ms = backoff.as_millis() as u64, "database still not ready");
+                status.send_replace(SchemaStatus::Pending(reason));
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+                "SIGTERM"
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = interrupt => name,
+        name = terminate => name,
+    }
+}
