@@ -1,0 +1,14 @@
+//! Integration tests: one binary. Every behaviour runs on SQLite and on
+//! PostgreSQL (`<test>::sqlite`, `<test>::postgres`).
+
+// A failed unwrap is a failed test, with its location: exactly what we want here.
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+mod helpers;
+
+mod binary;
+mod errors;
+mod health;
+mod outage;
+mod store;
+mod tenants;

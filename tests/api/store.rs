@@ -1,0 +1,209 @@
+//! The store itself, on both backends.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use overseer::domain::{NewTenant, TenantId, TenantName};
+use overseer::store::{Store, StoreError};
+use sqlx::{Connection, Executor};
+
+use crate::helpers::{Backend, TestDatabase, config_from, on_both_backends};
+
+on_both_backends!(
+    tenants_round_trip_through_the_store,
+    a_duplicate_tenant_is_a_conflict,
+    migrations_are_idempotent_and_the_schema_reports_current,
+    a_query_past_the_timeout_is_cancelled_and_reported,
+);
+
+async fn migrated_store(db: &TestDatabase, vars: &[(&str, &str)]) -> Store {
+    let mut all = vec![("DATABASE_URL", db.url.as_str())];
+    all.extend_from_slice(vars);
+    let store = Store::open(&config_from(&all).database).unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn new_tenant(id: &str) -> NewTenant {
+    NewTenant {
+        id: TenantId::parse("id", id).unwrap(),
+        name: TenantName::parse("name", &format!("Tenant {id}")).unwrap(),
+    }
+}
+
+async fn tenants_round_trip_through_the_store(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+    let now = overseer_actors::Clock::now(&overseer_actors::SystemClock);
+
+    let created = store.insert_tenant(&new_tenant("acme"), now).await.unwrap();
+    assert_eq!(created.created_at, now, "microsecond timestamps round-trip");
+    assert_eq!(created.updated_at, now);
+    assert!(created.is_active);
+
+    let fetched = store.tenant(&created.id).await.unwrap();
+    assert_eq!(fetched.as_ref(), Some(&created));
+    assert_eq!(
+        store
+            .tenant(&TenantId::parse("id", "nobody").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    for id in ["c", "b"] {
+        store
+            .insert_tenant(&new_tenant(id), Utc::now())
+            .await
+            .unwrap();
+    }
+    let ids = |tenants: Vec<overseer::domain::Tenant>| {
+        tenants
+            .into_iter()
+            .map(|t| t.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.list_tenants(None, 10).await.unwrap()),
+        ["acme", "b", "c"]
+    );
+    assert_eq!(
+        ids(store.list_tenants(None, 2).await.unwrap()),
+        ["acme", "b"]
+    );
+    let after = TenantId::parse("id", "acme").unwrap();
+    assert_eq!(
+        ids(store.list_tenants(Some(&after), 10).await.unwrap()),
+        ["b", "c"]
+    );
+}
+
+async fn a_duplicate_tenant_is_a_conflict(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+    store
+        .insert_tenant(&new_tenant("acme"), Utc::now())
+        .await
+        .unwrap();
+
+    let err = store
+        .insert_tenant(&new_tenant("acme"), Utc::now())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, StoreError::Conflict(name) if name == "tenants_pkey" || name == "tenants.id"),
+        "{err:?}"
+    );
+}
+
+async fn migrations_are_idempotent_and_the_schema_reports_current(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+
+    assert!(
+        !store.schema_is_current().await.unwrap(),
+        "a fresh database has no schema"
+    );
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.schema_is_current().await.unwrap());
+}
+
+/// A writer holds a lock the store's query needs; the query is cut at
+/// `DATABASE_QUERY_TIMEOUT` and reported as a timeout. On PostgreSQL the server
+/// itself cancels it (statement_timeout): nothing keeps waiting afterwards.
+async fn a_query_past_the_timeout_is_cancelled_and_reported(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[("DATABASE_QUERY_TIMEOUT", "300ms")]).await;
+
+    let started = Instant::now();
+    let err = match backend {
+        Backend::Sqlite => {
+            let mut blocker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            blocker.execute("BEGIN IMMEDIATE").await.unwrap();
+            blocker
+                .execute("INSERT INTO tenants (id, name) VALUES ('held', 'Held')")
+                .await
+                .unwrap();
+            let err = store
+                .insert_tenant(&new_tenant("waiting"), Utc::now())
+                .await
+                .unwrap_err();
+            blocker.execute("ROLLBACK").await.unwrap();
+            err
+        }
+        Backend::Postgres => {
+            let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            blocker.execute("BEGIN").await.unwrap();
+            blocker
+                .execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            let err = store.list_tenants(None, 10).await.unwrap_err();
+            // The server cancelled the statement: no session of the store is
+            // still waiting on the lock.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'overseer' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut blocker)
+            .await
+            .unwrap();
+            assert_eq!(
+                waiting, 0,
+                "the timed-out statement still waits on the server"
+            );
+            blocker.execute("ROLLBACK").await.unwrap();
+            err
+        }
+    };
+
+    assert!(matches!(err, StoreError::QueryTimeout(_)), "{err:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    // The store works again once the lock is gone.
+    store
+        .insert_tenant(&new_tenant("after"), Utc::now())
+        .await
+        .unwrap();
+}
+
+/// `USE_PGBOUNCER=true`: statements are sent unnamed, so none is left prepared
+/// on a server connection (PgBouncer's transaction pooling would hand that
+/// connection to someone else). Without it, sqlx caches named statements.
+#[actix_web::test]
+async fn pgbouncer_mode_leaves_no_prepared_statement_on_the_server() {
+    async fn prepared_after_queries(use_pgbouncer: &str) -> i64 {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let store = migrated_store(
+            &db,
+            &[
+                ("USE_PGBOUNCER", use_pgbouncer),
+                ("DATABASE_MAX_CONNECTIONS", "1"),
+            ],
+        )
+        .await;
+        store
+            .insert_tenant(&new_tenant("acme"), Utc::now())
+            .await
+            .unwrap();
+        store.list_tenants(None, 10).await.unwrap();
+        store.ping().await.unwrap();
+        let Store::Postgres(pg) = &store else {
+            unreachable!("a PostgreSQL store")
+        };
+        sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements")
+            .persistent(false)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    }
+
+    assert_eq!(prepared_after_queries("true").await, 0);
+    assert!(
+        prepared_after_queries("false").await > 0,
+        "the control case caches statements"
+    );
+}
