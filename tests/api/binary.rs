@@ -4,120 +4,128 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, ServiceProcess, TestDatabase};
 
-/// README: `cargo run` on a fresh clone serves on SQLite with no setup, and
-/// SIGTERM stops it cleanly within 10 s.
-#[actix_web::test]
-async fn with_no_configuration_it_serves_on_sqlite_and_stops_on_sigterm() {
-    let workdir = tempfile::tempdir().unwrap();
-    // Port 0 instead of the default 8080, which may be taken on this machine.
-    let mut service = ServiceProcess::start(workdir.path(), &[("BIND_ADDR", "127.0.0.1:0")]);
-    let port = service.wait_for_port(Duration::from_secs(20)).await;
+mod sqlite {
+    use super::*;
 
-    let response = reqwest::get(format!("http://127.0.0.1:{port}/health"))
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["database"], "connected");
-    assert_eq!(body["components"]["database"]["backend"], "sqlite");
-    assert!(
-        workdir.path().join("data/overseer.db").exists(),
-        "default database file"
-    );
+    /// README: `cargo run` on a fresh clone serves on SQLite with no setup, and
+    /// SIGTERM stops it cleanly within 10 s.
+    #[actix_web::test]
+    async fn with_no_configuration_it_serves_on_sqlite_and_stops_on_sigterm() {
+        let workdir = tempfile::tempdir().unwrap();
+        // Port 0 instead of the default 8080, which may be taken on this machine.
+        let mut service = ServiceProcess::start(workdir.path(), &[("BIND_ADDR", "127.0.0.1:0")]);
+        let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-    // Logs are JSON lines with the documented fields; the effective config is
-    // logged once; the generated admin token is printed once, on stderr only.
-    let stdout = service.stdout.lock().unwrap().clone();
-    for line in &stdout {
-        let value: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        for field in ["timestamp", "level", "target", "message"] {
-            assert!(value.get(field).is_some(), "{field} missing in {line}");
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["database"], "connected");
+        assert_eq!(body["components"]["database"]["backend"], "sqlite");
+        assert!(
+            workdir.path().join("data/overseer.db").exists(),
+            "default database file"
+        );
+
+        // Logs are JSON lines with the documented fields; the effective config is
+        // logged once; the generated admin token is printed once, on stderr only.
+        let stdout = service.stdout.lock().unwrap().clone();
+        for line in &stdout {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            for field in ["timestamp", "level", "target", "message"] {
+                assert!(value.get(field).is_some(), "{field} missing in {line}");
+            }
         }
-    }
-    assert_eq!(
-        stdout
+        assert_eq!(
+            stdout
+                .iter()
+                .filter(|l| l.contains("effective configuration"))
+                .count(),
+            1
+        );
+        let stderr = service.stderr.lock().unwrap().clone();
+        let token_lines: Vec<_> = stderr
             .iter()
-            .filter(|l| l.contains("effective configuration"))
-            .count(),
-        1
-    );
-    let stderr = service.stderr.lock().unwrap().clone();
-    let token_lines: Vec<_> = stderr
-        .iter()
-        .filter(|l| l.contains("generated one"))
-        .collect();
-    assert_eq!(token_lines.len(), 1, "{stderr:?}");
-    let token = token_lines[0].rsplit(' ').next().unwrap();
-    assert_eq!(token.len(), 64);
-    assert!(
-        !stdout.iter().any(|l| l.contains(token)),
-        "the token leaked into the logs"
-    );
+            .filter(|l| l.contains("generated one"))
+            .collect();
+        assert_eq!(token_lines.len(), 1, "{stderr:?}");
+        let token = token_lines[0].rsplit(' ').next().unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(
+            !stdout.iter().any(|l| l.contains(token)),
+            "the token leaked into the logs"
+        );
 
-    let stopping = Instant::now();
-    service.send_sigterm();
-    let status = service
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits within 10 s");
-    assert!(status.success(), "exit status {status}");
-    assert!(stopping.elapsed() < Duration::from_secs(10));
-    assert!(service.all_output().contains("\"stopped\""));
+        let stopping = Instant::now();
+        service.send_sigterm();
+        let status = service
+            .wait_exit(Duration::from_secs(10))
+            .await
+            .expect("exits within 10 s");
+        assert!(status.success(), "exit status {status}");
+        assert!(stopping.elapsed() < Duration::from_secs(10));
+        assert!(service.all_output().contains("\"stopped\""));
+    }
 }
 
-/// README: `DATABASE_URL=postgres://...` runs the same binary on PostgreSQL and
-/// applies the migrations.
-#[actix_web::test]
-async fn with_a_postgres_url_it_serves_on_postgres_and_applies_migrations() {
-    let db = TestDatabase::new(Backend::Postgres).await;
-    let workdir = tempfile::tempdir().unwrap();
-    let mut service = ServiceProcess::start(
-        workdir.path(),
-        &[
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", &db.url),
-            ("LOG_LEVEL", "info"),
-        ],
-    );
-    let port = service.wait_for_port(Duration::from_secs(20)).await;
+mod postgres {
+    use super::*;
 
-    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["database"], "connected");
-    assert_eq!(body["components"]["database"]["backend"], "postgres");
-
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables \
-         WHERE table_schema = 'public' ORDER BY table_name",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    for table in ["_sqlx_migrations", "audit_logs", "principals", "tenants"] {
-        assert!(
-            tables.iter().any(|t| t == table),
-            "{table} missing: {tables:?}"
+    /// README: `DATABASE_URL=postgres://...` runs the same binary on PostgreSQL and
+    /// applies the migrations.
+    #[actix_web::test]
+    async fn with_a_postgres_url_it_serves_on_postgres_and_applies_migrations() {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let workdir = tempfile::tempdir().unwrap();
+        let mut service = ServiceProcess::start(
+            workdir.path(),
+            &[
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", &db.url),
+                ("LOG_LEVEL", "info"),
+            ],
         );
-    }
-    assert!(
-        !workdir.path().join("data").exists(),
-        "no SQLite file on PostgreSQL"
-    );
+        let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-    service.send_sigterm();
-    let status = service
-        .wait_exit(Duration::from_secs(10))
+        let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["database"], "connected");
+        assert_eq!(body["components"]["database"]["backend"], "postgres");
+
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name",
+        )
+        .fetch_all(&mut conn)
         .await
-        .expect("exits within 10 s");
-    assert!(status.success());
+        .unwrap();
+        for table in ["_sqlx_migrations", "audit_logs", "principals", "tenants"] {
+            assert!(
+                tables.iter().any(|t| t == table),
+                "{table} missing: {tables:?}"
+            );
+        }
+        assert!(
+            !workdir.path().join("data").exists(),
+            "no SQLite file on PostgreSQL"
+        );
+
+        service.send_sigterm();
+        let status = service
+            .wait_exit(Duration::from_secs(10))
+            .await
+            .expect("exits within 10 s");
+        assert!(status.success());
+    }
 }
 
 #[actix_web::test]

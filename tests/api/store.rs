@@ -170,40 +170,44 @@ async fn a_query_past_the_timeout_is_cancelled_and_reported(backend: Backend) {
         .unwrap();
 }
 
-/// `USE_PGBOUNCER=true`: statements are sent unnamed, so none is left prepared
-/// on a server connection (PgBouncer's transaction pooling would hand that
-/// connection to someone else). Without it, sqlx caches named statements.
-#[actix_web::test]
-async fn pgbouncer_mode_leaves_no_prepared_statement_on_the_server() {
-    async fn prepared_after_queries(use_pgbouncer: &str) -> i64 {
-        let db = TestDatabase::new(Backend::Postgres).await;
-        let store = migrated_store(
-            &db,
-            &[
-                ("USE_PGBOUNCER", use_pgbouncer),
-                ("DATABASE_MAX_CONNECTIONS", "1"),
-            ],
-        )
-        .await;
-        store
-            .insert_tenant(&new_tenant("acme"), Utc::now())
-            .await
-            .unwrap();
-        store.list_tenants(None, 10).await.unwrap();
-        store.ping().await.unwrap();
-        let Store::Postgres(pg) = &store else {
-            unreachable!("a PostgreSQL store")
-        };
-        sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements")
-            .persistent(false)
-            .fetch_one(pg.pool())
-            .await
-            .unwrap()
-    }
+mod postgres {
+    use super::*;
 
-    assert_eq!(prepared_after_queries("true").await, 0);
-    assert!(
-        prepared_after_queries("false").await > 0,
-        "the control case caches statements"
-    );
+    /// `USE_PGBOUNCER=true`: statements are sent unnamed, so none is left prepared
+    /// on a server connection (PgBouncer's transaction pooling would hand that
+    /// connection to someone else). Without it, sqlx caches named statements.
+    #[actix_web::test]
+    async fn pgbouncer_mode_leaves_no_prepared_statement_on_the_server() {
+        async fn prepared_after_queries(use_pgbouncer: &str) -> i64 {
+            let db = TestDatabase::new(Backend::Postgres).await;
+            let store = migrated_store(
+                &db,
+                &[
+                    ("USE_PGBOUNCER", use_pgbouncer),
+                    ("DATABASE_MAX_CONNECTIONS", "1"),
+                ],
+            )
+            .await;
+            store
+                .insert_tenant(&new_tenant("acme"), Utc::now())
+                .await
+                .unwrap();
+            store.list_tenants(None, 10).await.unwrap();
+            store.ping().await.unwrap();
+            let Store::Postgres(pg) = &store else {
+                unreachable!("a PostgreSQL store")
+            };
+            sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements")
+                .persistent(false)
+                .fetch_one(pg.pool())
+                .await
+                .unwrap()
+        }
+
+        assert_eq!(prepared_after_queries("true").await, 0);
+        assert!(
+            prepared_after_queries("false").await > 0,
+            "the control case caches statements"
+        );
+    }
 }
