@@ -2,10 +2,15 @@
 //! call.
 //!
 //! This crate knows nothing about sqlx or HTTP frameworks: it defines small port
-//! traits (such as [`Clock`]) and the service crate implements them. That keeps
-//! actor logic testable with in-memory fakes *and* with the real store, and keeps
-//! the dependency arrow one-way (service -> actors).
+//! traits (such as [`Clock`] and [`db_watch::DatabaseProbe`]) and the service
+//! crate implements them. That keeps actor logic testable with in-memory fakes
+//! *and* with the real store, and keeps the dependency arrow one-way
+//! (service -> actors).
+//!
+//! Every actor of the service is started through [`supervisor::Supervisor`].
 
 pub mod clock;
+pub mod db_watch;
+pub mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};
