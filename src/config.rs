@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use overseer_actors::supervisor::{RestartPolicy, RestartType};
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
@@ -77,6 +78,19 @@ pub struct Config {
     /// `SKIP_CRON=true`: no scheduler starts.
     pub skip_cron: bool,
     pub admin_token: AdminToken,
+    pub supervision: SupervisionConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisionConfig {
+    /// `SUPERVISOR_MAX_RESTARTS` (5) in `SUPERVISOR_RESTART_WINDOW` (30 s), then
+    /// the actor is marked down; backoff from `SUPERVISOR_BACKOFF_INITIAL`
+    /// (100 ms) doubling to `SUPERVISOR_BACKOFF_MAX` (30 s).
+    pub policy: RestartPolicy,
+    /// `ENABLE_FAULT_INJECTION=true`: `POST /admin/debug/faults` exists.
+    pub fault_injection: bool,
+    /// `DATABASE_WATCH_INTERVAL` (10 s): how often the database watch probes.
+    pub database_watch_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +216,7 @@ impl Config {
         };
 
         let admin_token = admin_token(&env, environment)?;
+        let supervision = supervision_config(&env)?;
 
         Ok(Config {
             environment,
@@ -210,6 +225,7 @@ impl Config {
             log,
             skip_cron: env.bool("SKIP_CRON", false)?,
             admin_token,
+            supervision,
         })
     }
 
@@ -234,6 +250,12 @@ impl Config {
             log_filter = %self.log.filter,
             log_dir = %self.log.dir.display(),
             admin_token = if self.admin_token.generated { "generated" } else { "****" },
+            supervisor_max_restarts = self.supervision.policy.max_restarts,
+            supervisor_restart_window_ms = self.supervision.policy.within.as_millis() as u64,
+            supervisor_backoff_initial_ms = self.supervision.policy.backoff_initial.as_millis() as u64,
+            supervisor_backoff_max_ms = self.supervision.policy.backoff_max.as_millis() as u64,
+            fault_injection = self.supervision.fault_injection,
+            database_watch_interval_ms = self.supervision.database_watch_interval.as_millis() as u64,
             "effective configuration"
         );
     }
@@ -267,6 +289,29 @@ fn database_config(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
         max_connections: env.positive_int("DATABASE_MAX_CONNECTIONS", 10)?,
         use_pgbouncer: env.bool("USE_PGBOUNCER", false)?,
         auto_migrate: env.bool("AUTO_MIGRATE", true)?,
+    })
+}
+
+fn supervision_config(env: &Env<'_>) -> Result<SupervisionConfig, ConfigError> {
+    let defaults = RestartPolicy::default();
+    let policy = RestartPolicy {
+        restart: RestartType::Permanent,
+        max_restarts: env.positive_int("SUPERVISOR_MAX_RESTARTS", defaults.max_restarts)?,
+        within: env.duration("SUPERVISOR_RESTART_WINDOW", defaults.within)?,
+        backoff_initial: env.duration("SUPERVISOR_BACKOFF_INITIAL", defaults.backoff_initial)?,
+        backoff_max: env.duration("SUPERVISOR_BACKOFF_MAX", defaults.backoff_max)?,
+    };
+    if policy.backoff_initial > policy.backoff_max {
+        return Err(ConfigError::new(
+            "SUPERVISOR_BACKOFF_INITIAL",
+            "must not be longer than SUPERVISOR_BACKOFF_MAX",
+        ));
+    }
+    Ok(SupervisionConfig {
+        policy,
+        fault_injection: env.bool("ENABLE_FAULT_INJECTION", false)?,
+        database_watch_interval: env
+            .duration("DATABASE_WATCH_INTERVAL", Duration::from_secs(10))?,
     })
 }
 
@@ -417,6 +462,34 @@ mod tests {
         assert_eq!(c.log.dir, PathBuf::from("logs"));
         assert!(c.admin_token.generated);
         assert_eq!(c.admin_token.token.expose_secret().len(), 64);
+        assert_eq!(c.supervision.policy, RestartPolicy::default());
+        assert!(!c.supervision.fault_injection);
+        assert_eq!(
+            c.supervision.database_watch_interval,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn the_supervision_policy_is_configurable() {
+        let c = config(&[
+            ("SUPERVISOR_MAX_RESTARTS", "3"),
+            ("SUPERVISOR_RESTART_WINDOW", "10s"),
+            ("SUPERVISOR_BACKOFF_INITIAL", "20ms"),
+            ("SUPERVISOR_BACKOFF_MAX", "1s"),
+            ("ENABLE_FAULT_INJECTION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.supervision.policy.max_restarts, 3);
+        assert_eq!(c.supervision.policy.within, Duration::from_secs(10));
+        assert_eq!(
+            c.supervision.policy.backoff_initial,
+            Duration::from_millis(20)
+        );
+        assert_eq!(c.supervision.policy.backoff_max, Duration::from_secs(1));
+        assert!(c.supervision.fault_injection);
+        let err = config(&[("SUPERVISOR_BACKOFF_INITIAL", "2m")]).unwrap_err();
+        assert_eq!(err.var, "SUPERVISOR_BACKOFF_INITIAL");
     }
 
     #[test]
@@ -491,6 +564,10 @@ mod tests {
             ("HTTP_WORKERS", "many"),
             ("DATABASE_URL", "mysql://localhost/db"),
             ("AUTO_MIGRATE", "perhaps"),
+            ("SUPERVISOR_MAX_RESTARTS", "0"),
+            ("SUPERVISOR_BACKOFF_MAX", "-3s"),
+            ("ENABLE_FAULT_INJECTION", "sometimes"),
+            ("DATABASE_WATCH_INTERVAL", "never"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");

@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use overseer_actors::supervisor::{ChildState, ChildStatus, SupervisionBoard};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -24,6 +27,9 @@ pub enum SchemaStatus {
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Healthy,
+    /// Serving, but a supervised component is down (still HTTP 200).
+    Degraded,
+    /// The database is unreachable or its schema is not ready (HTTP 503).
     Unhealthy,
 }
 
@@ -42,6 +48,9 @@ pub struct HealthReport {
 #[derive(Debug, Serialize)]
 pub struct Components {
     pub database: DatabaseHealth,
+    /// Every supervised actor: `running`, `restarting`, `down` or `stopped`,
+    /// with its restart count, last restart and last error.
+    pub actors: BTreeMap<&'static str, ChildStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +73,7 @@ pub const CONNECTION_FAILED: &str = "connection failed";
 pub struct Health {
     store: Store,
     schema: watch::Receiver<SchemaStatus>,
+    actors: SupervisionBoard,
     started: Instant,
     check_timeout: Duration,
 }
@@ -72,11 +82,13 @@ impl Health {
     pub fn new(
         store: Store,
         schema: watch::Receiver<SchemaStatus>,
+        actors: SupervisionBoard,
         check_timeout: Duration,
     ) -> Self {
         Self {
             store,
             schema,
+            actors,
             started: Instant::now(),
             check_timeout,
         }
@@ -99,10 +111,13 @@ impl Health {
             SchemaStatus::Pending(reason) => Some(format!("schema migrations pending: {reason}")),
             SchemaStatus::Current => None,
         });
-        let status = if error.is_none() {
-            Verdict::Healthy
-        } else {
+        let actors = self.actors.snapshot();
+        let status = if error.is_some() {
             Verdict::Unhealthy
+        } else if actors.values().any(|a| a.status == ChildState::Down) {
+            Verdict::Degraded
+        } else {
+            Verdict::Healthy
         };
 
         HealthReport {
@@ -123,6 +138,7 @@ impl Health {
                     pool: self.store.pool_stats(),
                     error,
                 },
+                actors,
             },
         }
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod supervision;
 pub mod telemetry;
 
 pub use startup::Application;

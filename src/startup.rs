@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::health::{Health, SchemaStatus};
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError};
+use crate::{supervision, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -83,13 +84,25 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
 
+        let actors = supervision::start(&config.supervision, &store, clock.clone());
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
-            health: Health::new(store.clone(), schema_rx, config.http.health_check_timeout),
+            health: Health::new(
+                store.clone(),
+                schema_rx,
+                actors.supervisor.board().clone(),
+                config.http.health_check_timeout,
+            ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),
+            actors,
+            metrics: telemetry::metrics_handle(),
         });
         let max_body_bytes = config.http.max_body_bytes;
+        let fault_injection = config.supervision.fault_injection;
+        if fault_injection {
+            tracing::warn!("fault injection is enabled: POST /admin/debug/faults");
+        }
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(http::json_errors())
@@ -97,7 +110,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_config(cfg, max_body_bytes))
-                .configure(http::routes)
+                .configure(|cfg| http::routes(cfg, fault_injection))
                 .default_service(web::to(http::not_found))
         })
         .workers(config.http.workers)

@@ -9,6 +9,7 @@
 use std::io;
 use std::sync::OnceLock;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -62,7 +63,7 @@ pub fn init_for_tests() {
 /// relies on it to turn an actor panic into a restart.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let message = panic_message(info.payload());
+        let message = overseer_actors::supervisor::panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
@@ -77,15 +78,23 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// The text of a panic payload (`&str` or `String`), else a placeholder.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    }
+/// The process-wide Prometheus recorder behind the `metrics` facade, installed
+/// on first use. Every application in the process (tests build several)
+/// renders the same registry.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then this
+            // handle renders an empty registry, which /metrics makes visible.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::error!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,13 +13,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/live").route(web::get().to(live)));
 }
 
-/// The full report: 200 when healthy, 503 when not. `/health/ready` gives the
+/// The full report: 200 when healthy or degraded (serving, a component down),
+/// 503 when the database is unreachable. `/health/ready` gives the
 /// same verdict, for orchestrators that probe readiness separately.
 #[tracing::instrument(skip_all)]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.check().await;
     let status = match report.status {
-        Verdict::Healthy => StatusCode::OK,
+        Verdict::Healthy | Verdict::Degraded => StatusCode::OK,
         Verdict::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     HttpResponse::build(status)

@@ -1,8 +1,10 @@
 //! The actix-web front: routes by resource, shared state, JSON errors for
 //! everything (including actix's own 404/405/413), request ids.
 
+pub mod admin;
 mod extract;
 pub mod health;
+pub mod metrics;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use crate::auth::TokenHash;
 use crate::error::{ApiError, error_body};
 use crate::health::Health;
 use crate::store::Store;
+use crate::supervision::Actors;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use extract::{BodyLimit, Json};
 
@@ -29,12 +33,19 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub health: Health,
     pub admin_token_hash: TokenHash,
+    pub actors: Actors,
+    pub metrics: PrometheusHandle,
 }
 
-/// Registers every route.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Registers every route. The fault-injection endpoint exists only when
+/// enabled.
+pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool) {
     cfg.configure(health::routes)
+        .configure(metrics::routes)
         .service(web::scope("/api/v1").configure(tenants::routes));
+    if fault_injection {
+        cfg.configure(admin::fault_routes);
+    }
 }
 
 /// Extractor configuration: body limit and JSON errors for bad query strings and

@@ -68,6 +68,82 @@ mod sqlite {
         assert!(stopping.elapsed() < Duration::from_secs(10));
         assert!(service.all_output().contains("\"stopped\""));
     }
+
+    /// Panics are logged as structured events, not dumped on stderr, and the
+    /// process keeps serving after an actor panics.
+    #[actix_web::test]
+    async fn an_actor_panic_is_a_structured_log_event_and_the_service_serves_on() {
+        let workdir = tempfile::tempdir().unwrap();
+        let token = "a-test-admin-token-of-at-least-32-characters";
+        let mut service = ServiceProcess::start(
+            workdir.path(),
+            &[
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("ADMIN_TOKEN", token),
+                ("ENABLE_FAULT_INJECTION", "true"),
+                ("DATABASE_WATCH_INTERVAL", "50ms"),
+            ],
+        );
+        let port = service.wait_for_port(Duration::from_secs(20)).await;
+        let client = reqwest::Client::new();
+        let armed = client
+            .post(format!("http://127.0.0.1:{port}/admin/debug/faults"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"actor": "database_watch", "kind": "panic"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(armed.status().as_u16(), 202);
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !service.all_output().contains("actor restarting") {
+            assert!(
+                Instant::now() < deadline,
+                "no restart: {}",
+                service.all_output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let health = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status().as_u16(), 200);
+
+        service.send_sigterm();
+        assert!(
+            service
+                .wait_exit(Duration::from_secs(10))
+                .await
+                .unwrap()
+                .success()
+        );
+        let stdout = service.stdout.lock().unwrap().clone();
+        let panic_event = stdout
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["message"] == "panic")
+            .expect("a structured panic event");
+        assert_eq!(panic_event["level"], "ERROR");
+        assert!(
+            panic_event["panic.message"]
+                .as_str()
+                .unwrap()
+                .contains("injected panic fault")
+        );
+        assert!(
+            panic_event["panic.location"]
+                .as_str()
+                .unwrap()
+                .contains(".rs:")
+        );
+        let stderr = service.stderr.lock().unwrap().join("\n");
+        assert!(
+            !stderr.contains("panicked at"),
+            "a bare panic dump on stderr: {stderr}"
+        );
+    }
 }
 
 mod postgres {
@@ -79,12 +155,15 @@ mod postgres {
     async fn with_a_postgres_url_it_serves_on_postgres_and_applies_migrations() {
         let db = TestDatabase::new(Backend::Postgres).await;
         let workdir = tempfile::tempdir().unwrap();
+        // Trust authentication ignores the password, so the URL can carry one
+        // that must never reach the output.
+        let url = db.url.replacen("postgres@", "postgres:pw-hunter2@", 1);
         let mut service = ServiceProcess::start(
             workdir.path(),
             &[
                 ("BIND_ADDR", "127.0.0.1:0"),
-                ("DATABASE_URL", &db.url),
-                ("LOG_LEVEL", "info"),
+                ("DATABASE_URL", &url),
+                ("LOG_LEVEL", "debug"),
             ],
         );
         let port = service.wait_for_port(Duration::from_secs(20)).await;
@@ -125,6 +204,15 @@ mod postgres {
             .await
             .expect("exits within 10 s");
         assert!(status.success());
+        let output = service.all_output();
+        assert!(
+            output.contains("postgres://****@127.0.0.1:5432/"),
+            "the masked URL is logged"
+        );
+        assert!(
+            !output.contains("hunter2"),
+            "the password leaked into the output"
+        );
     }
 }
 

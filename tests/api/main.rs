@@ -11,4 +11,5 @@ mod errors;
 mod health;
 mod outage;
 mod store;
+mod supervision;
 mod tenants;
