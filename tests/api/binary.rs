@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Backend, ServiceProcess, TestDatabase};
+use crate::helpers::{Backend, ServiceProcess, TestDatabase, on_both_backends};
 
 mod sqlite {
     use super::*;
@@ -245,4 +245,96 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
             "nothing created for {var}"
         );
     }
+}
+
+on_both_backends!(sigterm_lets_an_in_flight_request_finish);
+
+/// SIGTERM lets a request that is in flight finish, then exits 0. The request
+/// is held in flight by a database lock the test owns.
+async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
+    use sqlx::{Connection, Executor};
+
+    let db = TestDatabase::new(backend).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let token = "a-test-admin-token-of-at-least-32-characters";
+    let mut service = ServiceProcess::start(
+        workdir.path(),
+        &[
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &db.url),
+            ("ADMIN_TOKEN", token),
+        ],
+    );
+    let port = service.wait_for_port(Duration::from_secs(20)).await;
+    let url = format!("http://127.0.0.1:{port}/api/v1/tenants");
+    let client = reqwest::Client::new();
+
+    // Take the lock the request will need.
+    let release: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                conn.execute("BEGIN IMMEDIATE").await.unwrap();
+                Box::new(move || {
+                    Box::pin(async move {
+                        conn.execute("ROLLBACK").await.unwrap();
+                    })
+                })
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                conn.execute("BEGIN").await.unwrap();
+                conn.execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                Box::new(move || {
+                    Box::pin(async move {
+                        conn.execute("ROLLBACK").await.unwrap();
+                    })
+                })
+            }
+        };
+    let in_flight = {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"id": "late", "name": "Late"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the request should be waiting on the lock"
+    );
+
+    let stopping = Instant::now();
+    service.send_sigterm();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // New connections are refused while the in-flight request drains.
+    assert!(
+        client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_err()
+    );
+    release().await;
+
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        201,
+        "the in-flight request finished"
+    );
+    let status = service
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(stopping.elapsed() < Duration::from_secs(10));
 }

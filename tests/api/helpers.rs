@@ -224,6 +224,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `GET` as the super admin, answering with the JSON body.
+    pub async fn get_json_as_admin(&self, path: &str) -> serde_json::Value {
+        self.get_as_admin(path)
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     pub async fn post_json_as_admin(
         &self,
         path: &str,

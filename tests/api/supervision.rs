@@ -49,10 +49,6 @@ fn watch_status(health: &Value) -> (&str, u64) {
     )
 }
 
-async fn health_body(app: &TestApp) -> (u16, Value) {
-    app.health().await
-}
-
 async fn the_fault_endpoint_is_absent_unless_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
 
@@ -89,7 +85,7 @@ async fn the_fault_endpoint_requires_the_admin_token(backend: Backend) {
 
     // Nothing was armed: the actor never restarted.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, health) = health_body(&app).await;
+    let (_, health) = app.health().await;
     assert_eq!(watch_status(&health), ("running", 0));
 }
 
@@ -150,7 +146,7 @@ async fn a_panicking_actor_is_restarted_while_requests_keep_succeeding(backend: 
 
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, health) = health_body(&app).await;
+        let (status, health) = app.health().await;
         assert_eq!(status, 200);
         if watch_status(&health) == ("running", 1) {
             let watch = &health["components"]["actors"]["database_watch"];
@@ -189,7 +185,7 @@ async fn a_restart_storm_degrades_health_and_recovers_by_itself(backend: Backend
     let mut seen_degraded = false;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, health) = health_body(&app).await;
+        let (status, health) = app.health().await;
         assert_eq!(
             status, 200,
             "a down actor degrades, it does not fail: {health}"
@@ -217,7 +213,7 @@ async fn a_restart_storm_degrades_health_and_recovers_by_itself(backend: Backend
 async fn health_lists_every_supervised_actor(backend: Backend) {
     let app = spawn_app(backend).await;
 
-    let (_, health) = health_body(&app).await;
+    let (_, health) = app.health().await;
 
     let actors = health["components"]["actors"].as_object().unwrap();
     assert_eq!(actors.keys().collect::<Vec<_>>(), ["database_watch"]);

@@ -29,12 +29,7 @@ async fn the_super_admin_creates_and_reads_a_tenant(backend: Backend) {
     assert_eq!(created["name"], "Acme Media");
     assert_eq!(created["is_active"], true);
 
-    let fetched: Value = app
-        .get_as_admin("/api/v1/tenants/acme")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched = app.get_json_as_admin("/api/v1/tenants/acme").await;
     assert_eq!(fetched, created);
 
     let stored = app
@@ -85,12 +80,7 @@ async fn a_taken_tenant_id_is_a_409(backend: Backend) {
             .unwrap()
             .contains("already exists")
     );
-    let fetched: Value = app
-        .get_as_admin("/api/v1/tenants/acme")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched = app.get_json_as_admin("/api/v1/tenants/acme").await;
     assert_eq!(fetched["name"], "Acme", "the first tenant is untouched");
 }
 
@@ -114,7 +104,7 @@ async fn tenants_are_listed_page_by_page(backend: Backend) {
             Some(c) => format!("/api/v1/tenants?limit=2&cursor={c}"),
             None => "/api/v1/tenants?limit=2".to_owned(),
         };
-        let page: Value = app.get_as_admin(&path).await.json().await.unwrap();
+        let page = app.get_json_as_admin(&path).await;
         pages += 1;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
