@@ -65,7 +65,11 @@ pub fn extractor_config(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
 
 /// The default service: any path no route matches.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+    no_route(&req).error_response()
+}
+
+fn no_route(req: &HttpRequest) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
 }
 
 /// Makes every error response JSON. Errors raised through [`ApiError`] already
@@ -86,10 +90,7 @@ pub fn json_errors<B: 'static>() -> ErrorHandlers<B> {
             StatusCode::METHOD_NOT_ALLOWED => {
                 ApiError::MethodNotAllowed(req.method().to_string()).error_response()
             }
-            StatusCode::NOT_FOUND => {
-                ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
-                    .error_response()
-            }
+            StatusCode::NOT_FOUND => no_route(&req).error_response(),
             _ => {
                 let code = status
                     .canonical_reason()
