@@ -1,7 +1,10 @@
-use crate::helpers::{Backend, on_both_backends, spawn_app};
+use std::time::Duration;
+
+use crate::helpers::{Backend, on_both_backends, spawn_app, spawn_app_with};
 
 on_both_backends!(
     health_reports_a_connected_database,
+    without_auto_migrate_health_waits_for_someone_to_migrate,
     liveness_and_readiness_answer,
     responses_carry_a_request_id,
 );
@@ -61,4 +64,32 @@ async fn responses_carry_a_request_id(backend: Backend) {
         ids.push(id);
     }
     assert_ne!(ids[0], ids[1], "each request has its own id");
+}
+
+async fn without_auto_migrate_health_waits_for_someone_to_migrate(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTO_MIGRATE", "false")]).await;
+
+    let (status, body) = app.health().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["database"], "connected");
+    assert_eq!(body["components"]["database"]["schema"], "pending");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("AUTO_MIGRATE=false"),
+        "{body}"
+    );
+    let tenants = app.get_as_admin("/api/v1/tenants").await;
+    assert_eq!(
+        tenants.status().as_u16(),
+        503,
+        "no table yet: unavailable, not a 500"
+    );
+
+    // An operator migrates out of band; the service notices by itself.
+    app.store.migrate().await.unwrap();
+    let body = app.wait_for_health(200, Duration::from_secs(15)).await;
+    assert_eq!(body["components"]["database"]["schema"], "current");
 }
