@@ -79,6 +79,36 @@ pub struct Config {
     pub skip_cron: bool,
     pub admin_token: AdminToken,
     pub supervision: SupervisionConfig,
+    pub audit: AuditSettings,
+}
+
+/// The audit write path (see `overseer_actors::audit`).
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// `AUDIT_BATCH_SIZE` (500): a batch is flushed when this many events wait.
+    pub batch_size: usize,
+    /// `AUDIT_FLUSH_INTERVAL_MS` (20): or when the oldest has waited this long.
+    pub flush_interval: Duration,
+    /// `AUDIT_QUEUE_CAPACITY` (50,000): events waiting beyond which ingestion
+    /// answers 503 with `Retry-After`.
+    pub queue_capacity: usize,
+    /// `AUDIT_MAX_VALUE_CHARS` (1,000): longer strings in `details` are cut.
+    pub max_value_chars: usize,
+    /// `AUDIT_MAX_BODY_BYTES` (16 MiB): request body limit of the ingest route
+    /// (up to 1,000 events of up to 64 KiB of details each).
+    pub max_body_bytes: usize,
+    /// `AUDIT_SPOOL_DIR` (`data/spool`): batches the database could not take.
+    pub spool_dir: PathBuf,
+    /// `LOG_RETENTION_DAYS` (30): rotated sink files older than this are removed.
+    pub retention_days: u32,
+    /// `AUDIT_LOG_FILE`, `AUDIT_ERROR_LOG_FILE`, `AUDIT_STRUCTURED_LOG_FILE`,
+    /// `AUDIT_SECURITY_LOG_FILE` (all true): which file sinks are written.
+    pub audit_log: bool,
+    pub error_log: bool,
+    pub structured_log: bool,
+    pub security_log: bool,
+    /// `AUDIT_REQUESTS` (true): the middleware records every `/api/v1` request.
+    pub record_requests: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +247,7 @@ impl Config {
 
         let admin_token = admin_token(&env, environment)?;
         let supervision = supervision_config(&env)?;
+        let audit = audit_settings(&env)?;
 
         Ok(Config {
             environment,
@@ -226,6 +257,7 @@ impl Config {
             skip_cron: env.bool("SKIP_CRON", false)?,
             admin_token,
             supervision,
+            audit,
         })
     }
 
@@ -256,6 +288,14 @@ impl Config {
             supervisor_backoff_max_ms = self.supervision.policy.backoff_max.as_millis() as u64,
             fault_injection = self.supervision.fault_injection,
             database_watch_interval_ms = self.supervision.database_watch_interval.as_millis() as u64,
+            audit_batch_size = self.audit.batch_size,
+            audit_flush_interval_ms = self.audit.flush_interval.as_millis() as u64,
+            audit_queue_capacity = self.audit.queue_capacity,
+            audit_max_value_chars = self.audit.max_value_chars,
+            audit_max_body_bytes = self.audit.max_body_bytes,
+            audit_spool_dir = %self.audit.spool_dir.display(),
+            audit_requests = self.audit.record_requests,
+            log_retention_days = self.audit.retention_days,
             "effective configuration"
         );
     }
@@ -289,6 +329,33 @@ fn database_config(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
         max_connections: env.positive_int("DATABASE_MAX_CONNECTIONS", 10)?,
         use_pgbouncer: env.bool("USE_PGBOUNCER", false)?,
         auto_migrate: env.bool("AUTO_MIGRATE", true)?,
+    })
+}
+
+fn audit_settings(env: &Env<'_>) -> Result<AuditSettings, ConfigError> {
+    let batch_size = env.positive_int("AUDIT_BATCH_SIZE", 500)?;
+    let queue_capacity = env.positive_int("AUDIT_QUEUE_CAPACITY", 50_000)?;
+    if queue_capacity < batch_size {
+        return Err(ConfigError::new(
+            "AUDIT_QUEUE_CAPACITY",
+            "must be at least AUDIT_BATCH_SIZE",
+        ));
+    }
+    Ok(AuditSettings {
+        batch_size,
+        flush_interval: Duration::from_millis(env.positive_int("AUDIT_FLUSH_INTERVAL_MS", 20)?),
+        queue_capacity,
+        max_value_chars: env.positive_int("AUDIT_MAX_VALUE_CHARS", 1_000)?,
+        max_body_bytes: env.positive_int("AUDIT_MAX_BODY_BYTES", 16 * 1024 * 1024)?,
+        spool_dir: env.parse_with("AUDIT_SPOOL_DIR", PathBuf::from("data/spool"), |v| {
+            Ok(PathBuf::from(v))
+        })?,
+        retention_days: env.positive_int("LOG_RETENTION_DAYS", 30)?,
+        audit_log: env.bool("AUDIT_LOG_FILE", true)?,
+        error_log: env.bool("AUDIT_ERROR_LOG_FILE", true)?,
+        structured_log: env.bool("AUDIT_STRUCTURED_LOG_FILE", true)?,
+        security_log: env.bool("AUDIT_SECURITY_LOG_FILE", true)?,
+        record_requests: env.bool("AUDIT_REQUESTS", true)?,
     })
 }
 

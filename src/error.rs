@@ -37,6 +37,12 @@ pub enum ApiError {
     DatabaseUnavailable,
     #[error("the database did not answer in time, try again later")]
     DatabaseTimeout,
+    #[error("details are larger than the limit of 65536 bytes")]
+    DetailsTooLarge { field: String },
+    #[error("the audit queue is full, try again shortly")]
+    AuditQueueFull,
+    #[error("the events could not be made durable, try again later")]
+    AuditUnavailable,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -69,6 +75,9 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::DatabaseTimeout => "database_timeout",
+            ApiError::DetailsTooLarge { .. } => "details_too_large",
+            ApiError::AuditQueueFull => "audit_queue_full",
+            ApiError::AuditUnavailable => "audit_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -93,16 +102,19 @@ impl ResponseError for ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::DetailsTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::DatabaseUnavailable | ApiError::DatabaseTimeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::DatabaseUnavailable
+            | ApiError::DatabaseTimeout
+            | ApiError::AuditQueueFull
+            | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +124,9 @@ impl ResponseError for ApiError {
             tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
         }
         let field = match self {
-            ApiError::InvalidField { field, .. } => Some(field.as_str()),
+            ApiError::InvalidField { field, .. } | ApiError::DetailsTooLarge { field } => {
+                Some(field.as_str())
+            }
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());
@@ -122,8 +136,13 @@ impl ResponseError for ApiError {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::DatabaseUnavailable | ApiError::DatabaseTimeout => {
+            ApiError::DatabaseUnavailable
+            | ApiError::DatabaseTimeout
+            | ApiError::AuditUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::AuditQueueFull => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             _ => {}
         }
@@ -171,6 +190,7 @@ impl From<StoreError> for ApiError {
 fn conflict_message(constraint: &str) -> String {
     match constraint {
         "tenants_pkey" | "tenants.id" => "a tenant with this id already exists".to_owned(),
+        "api_tokens_tenant_id_fkey" => "no such tenant".to_owned(),
         _ => "the request conflicts with existing data".to_owned(),
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use overseer_actors::audit::{AuditStatus, Auditor};
 use overseer_actors::supervisor::{ChildState, ChildStatus, SupervisionBoard};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -51,6 +52,9 @@ pub struct Components {
     /// Every supervised actor: `running`, `restarting`, `down` or `stopped`,
     /// with its restart count, last restart and last error.
     pub actors: BTreeMap<&'static str, ChildStatus>,
+    /// The audit write path: events waiting, events spooled while the database
+    /// is away, the last flush and the last error.
+    pub audit: AuditStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +78,7 @@ pub struct Health {
     store: Store,
     schema: watch::Receiver<SchemaStatus>,
     actors: SupervisionBoard,
+    auditor: Auditor,
     started: Instant,
     check_timeout: Duration,
 }
@@ -83,12 +88,14 @@ impl Health {
         store: Store,
         schema: watch::Receiver<SchemaStatus>,
         actors: SupervisionBoard,
+        auditor: Auditor,
         check_timeout: Duration,
     ) -> Self {
         Self {
             store,
             schema,
             actors,
+            auditor,
             started: Instant::now(),
             check_timeout,
         }
@@ -139,6 +146,7 @@ impl Health {
                     error,
                 },
                 actors,
+                audit: self.auditor.status(),
             },
         }
     }

@@ -31,6 +31,8 @@ pub enum StartupError {
     },
     #[error("could not open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("could not open the audit spool or log directory: {0}")]
+    AuditFiles(#[source] std::io::Error),
 }
 
 pub struct Application {
@@ -84,7 +86,8 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
 
-        let actors = supervision::start(&config.supervision, &store, clock.clone());
+        let actors =
+            supervision::start(&config, &store, clock.clone()).map_err(StartupError::AuditFiles)?;
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -92,14 +95,17 @@ impl Application {
                 store.clone(),
                 schema_rx,
                 actors.supervisor.board().clone(),
+                actors.auditor.clone(),
                 config.http.health_check_timeout,
             ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),
             actors,
             metrics: telemetry::metrics_handle(),
+            audit_requests: config.audit.record_requests,
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;
+        let ingest_body_limit = config.audit.max_body_bytes;
         if fault_injection {
             tracing::warn!("fault injection is enabled: POST /admin/debug/faults");
         }
@@ -110,7 +116,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_config(cfg, max_body_bytes))
-                .configure(|cfg| http::routes(cfg, fault_injection))
+                .configure(|cfg| http::routes(cfg, fault_injection, ingest_body_limit))
                 .default_service(web::to(http::not_found))
         })
         .workers(config.http.workers)

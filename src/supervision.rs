@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use overseer_actors::Clock;
+use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 use overseer_actors::db_watch::{DatabaseProbe, DatabaseWatch};
 use overseer_actors::supervisor::{ActorHandle, Supervisor};
 
-use crate::config::SupervisionConfig;
+use crate::config::Config;
 use crate::store::Store;
 
 impl DatabaseProbe for Store {
@@ -29,21 +30,49 @@ impl DatabaseProbe for Store {
 pub struct Actors {
     pub supervisor: Supervisor,
     pub database_watch: ActorHandle<DatabaseWatch>,
+    pub auditor: Auditor,
 }
 
-/// Starts every actor of the service on the current actix arbiter.
-pub fn start(config: &SupervisionConfig, store: &Store, clock: Arc<dyn Clock>) -> Actors {
-    let supervisor = Supervisor::new(clock);
-    let policy = config.policy.clone();
+/// Starts every actor of the service on the current actix arbiter. Fails only
+/// if the audit spool or log directory cannot be opened.
+pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::Result<Actors> {
+    let supervisor = Supervisor::new(clock.clone());
+    let policy = config.supervision.policy.clone();
 
     let probe: Arc<dyn DatabaseProbe> = Arc::new(store.clone());
-    let interval = config.database_watch_interval;
-    let database_watch = supervisor.spawn("database_watch", policy, move |child| {
+    let interval = config.supervision.database_watch_interval;
+    let database_watch = supervisor.spawn("database_watch", policy.clone(), move |child| {
         DatabaseWatch::new(child.clone(), probe.clone(), interval)
     });
 
-    Actors {
+    let audit = &config.audit;
+    let auditor = Auditor::start(
+        &supervisor,
+        policy,
+        AuditConfig {
+            batch_size: audit.batch_size,
+            flush_interval: audit.flush_interval,
+            queue_capacity: audit.queue_capacity,
+            redactor: Redactor {
+                max_value_chars: audit.max_value_chars,
+            },
+            spool_dir: audit.spool_dir.clone(),
+            sinks: SinkConfig {
+                dir: config.log.dir.clone(),
+                retention_days: audit.retention_days,
+                audit_log: audit.audit_log,
+                error_log: audit.error_log,
+                structured: audit.structured_log,
+                security: audit.security_log,
+            },
+        },
+        Arc::new(store.clone()),
+        clock,
+    )?;
+
+    Ok(Actors {
         supervisor,
         database_watch,
-    }
+        auditor,
+    })
 }

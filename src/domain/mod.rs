@@ -1,7 +1,10 @@
 //! Domain types: parsed once at the edge, trusted everywhere after.
 
+mod api_token;
+pub mod audit;
 mod tenant;
 
+pub use api_token::{ApiToken, NewApiToken, TokenKind};
 pub use tenant::{NewTenant, Tenant, TenantId, TenantName};
 
 /// Why an input could not become a domain value. `field` names the JSON field

@@ -52,6 +52,51 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
+/// A body that is one object or an array of them; `array` says which.
+#[derive(Debug)]
+pub struct OneOrMany<T> {
+    pub items: Vec<T>,
+    pub array: bool,
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object or an array of objects")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany { items, array: true })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let item = T::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany {
+                    items: vec![item],
+                    array: false,
+                })
+            }
+        }
+
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
 fn is_json_media_type(value: &str) -> bool {
     let essence = value
         .split(';')
@@ -143,6 +188,19 @@ mod tests {
             field_of(r#"{"name": "x", "nested": {"count": 1, "extra": 2}}"#),
             "nested.extra"
         );
+    }
+
+    #[test]
+    fn one_or_many_names_the_element_at_fault() {
+        let many: OneOrMany<Nested> = parse(br#"[{"count": 1}, {"count": 2}]"#).unwrap();
+        assert!(many.array);
+        assert_eq!(many.items.len(), 2);
+        let one: OneOrMany<Nested> = parse(br#"{"count": 1}"#).unwrap();
+        assert!(!one.array);
+        let err = parse::<OneOrMany<Nested>>(br#"[{"count": 1}, {"count": "x"}]"#).unwrap_err();
+        assert!(matches!(err, ApiError::InvalidField { field, .. } if field == "[1].count"));
+        let err = parse::<OneOrMany<Nested>>(br#"{"count": "x"}"#).unwrap_err();
+        assert!(matches!(err, ApiError::InvalidField { field, .. } if field == "count"));
     }
 
     #[test]

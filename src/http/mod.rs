@@ -2,9 +2,11 @@
 //! everything (including actix's own 404/405/413), request ids.
 
 pub mod admin;
+pub mod audit;
 mod extract;
 pub mod health;
 pub mod metrics;
+pub mod request_audit;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::store::Store;
 use crate::supervision::Actors;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use extract::{BodyLimit, Json};
+pub use extract::{BodyLimit, Json, OneOrMany};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -35,14 +37,23 @@ pub struct AppState {
     pub admin_token_hash: TokenHash,
     pub actors: Actors,
     pub metrics: PrometheusHandle,
+    /// `AUDIT_REQUESTS`: the middleware records every `/api/v1` request.
+    pub audit_requests: bool,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
-/// enabled.
-pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool) {
+/// enabled; the ingest route has its own, larger, body limit.
+pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_limit: usize) {
     cfg.configure(health::routes)
         .configure(metrics::routes)
-        .service(web::scope("/api/v1").configure(tenants::routes));
+        .service(
+            web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(
+                    request_audit::record_request,
+                ))
+                .configure(tenants::routes)
+                .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
+        );
     if fault_injection {
         cfg.configure(admin::fault_routes);
     }

@@ -1,12 +1,14 @@
 //! `/api/v1/tenants`: the super admin creates, lists and reads tenants.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use overseer_actors::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::SuperAdmin;
 use crate::domain::{InvalidField, NewTenant, Tenant, TenantId, TenantName};
 use crate::error::ApiError;
+use crate::http::audit::AuditedByHandler;
 use crate::http::{AppState, Json};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -32,6 +34,7 @@ pub struct CreateTenant {
 async fn create(
     _: SuperAdmin,
     state: web::Data<AppState>,
+    req: HttpRequest,
     Json(body): Json<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = NewTenant {
@@ -41,10 +44,16 @@ async fn create(
         },
         name: TenantName::parse("name", &body.name)?,
     };
-    let created = state
-        .store
-        .insert_tenant(&tenant, state.clock.now())
-        .await?;
+    let now = state.clock.now();
+    let audit = AuditEvent::new("create_tenant", now)
+        .with_tenant(tenant.id.as_str())
+        .with_principal("super_admin", Some("Super admin".into()))
+        .with_details(serde_json::json!({"tenant_id": tenant.id, "name": tenant.name.as_str()}));
+    let (created, committed) = state.store.insert_tenant(&tenant, now, &[audit]).await?;
+    // The audit row committed with the tenant; the middleware need not record
+    // the request again.
+    req.extensions_mut().insert(AuditedByHandler);
+    state.actors.auditor.committed(committed);
     tracing::info!(tenant_id = %created.id, "tenant created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/tenants/{}", created.id)))

@@ -41,17 +41,68 @@ macro_rules! shared_queries {
             self.pool.close().await;
         }
 
+        /// Creates a tenant and commits `audit` with it, in one transaction.
         pub(super) async fn insert_tenant(
             &self,
             tenant: &crate::domain::NewTenant,
             now: chrono::DateTime<chrono::Utc>,
-        ) -> Result<crate::domain::Tenant, sqlx::Error> {
-            sqlx::query_as(super::sql::INSERT_TENANT)
+            audit: &[overseer_actors::audit::AuditEvent],
+        ) -> Result<
+            (
+                crate::domain::Tenant,
+                Vec<overseer_actors::audit::CommittedEvent>,
+            ),
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let created = sqlx::query_as(super::sql::INSERT_TENANT)
                 .persistent(self.persistent)
                 .bind(tenant.id.as_str())
                 .bind(tenant.name.as_str())
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
+                .await?;
+            let committed = self.append_audit_in(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok((created, committed))
+        }
+
+        /// Appends `events` to their chains in one transaction.
+        pub(super) async fn append_audit(
+            &self,
+            events: &[overseer_actors::audit::AuditEvent],
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            let committed = self.append_audit_in(&mut tx, events).await?;
+            tx.commit().await?;
+            Ok(committed)
+        }
+
+        pub(super) async fn insert_api_token(
+            &self,
+            token: &crate::domain::NewApiToken,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(super::sql::INSERT_API_TOKEN)
+                .persistent(self.persistent)
+                .bind(&token.id)
+                .bind(token.tenant_id.as_str())
+                .bind(token.kind.as_str())
+                .bind(&token.token_hash)
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        }
+
+        pub(super) async fn api_token(
+            &self,
+            token_hash: &str,
+        ) -> Result<Option<crate::domain::ApiToken>, sqlx::Error> {
+            sqlx::query_as(super::sql::SELECT_API_TOKEN)
+                .persistent(self.persistent)
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
                 .await
         }
 
@@ -82,6 +133,7 @@ macro_rules! shared_queries {
 }
 use shared_queries;
 
+pub mod audit;
 pub mod pg;
 pub mod sqlite;
 
@@ -93,7 +145,10 @@ use sqlx::error::ErrorKind;
 use sqlx::sqlite::SqliteError;
 
 use crate::config::{Backend, DatabaseConfig};
-use crate::domain::{NewTenant, Tenant, TenantId};
+use crate::domain::{ApiToken, NewApiToken, NewTenant, Tenant, TenantId};
+use overseer_actors::audit::{AuditEvent, CommittedEvent};
+
+pub use audit::{AuditPosition, AuditQuery};
 
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -351,13 +406,55 @@ impl Store {
         }
     }
 
+    /// Creates a tenant; `audit` is committed in the same transaction.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn insert_tenant(
         &self,
         tenant: &NewTenant,
         now: DateTime<Utc>,
-    ) -> Result<Tenant, StoreError> {
-        dispatch!(self.insert_tenant(tenant, now))
+        audit: &[AuditEvent],
+    ) -> Result<(Tenant, Vec<CommittedEvent>), StoreError> {
+        dispatch!(self.insert_tenant(tenant, now, audit))
+    }
+
+    /// Appends a batch of audit events to their chains in one transaction;
+    /// events whose `log_id` is stored already are skipped. Returns what was
+    /// stored, in `id` order.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    pub async fn append_audit(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.append_audit(events))
+    }
+
+    /// Up to `limit` rows of one chain (`""` = the system chain) after
+    /// `after_seq`, in `seq` order.
+    #[tracing::instrument(skip_all)]
+    pub async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.audit_chain(chain, after_seq, limit))
+    }
+
+    /// Audit rows matching `query`, newest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn audit_logs(&self, query: &AuditQuery) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.audit_logs(query))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %token.tenant_id))]
+    pub async fn insert_api_token(&self, token: &NewApiToken) -> Result<(), StoreError> {
+        dispatch!(self.insert_api_token(token))
+    }
+
+    /// The token with this SHA-256 hash (hex), with its tenant's state.
+    #[tracing::instrument(skip_all)]
+    pub async fn api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        dispatch!(self.api_token(token_hash))
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
@@ -386,6 +483,11 @@ mod sql {
         "SELECT id, name, is_active, created_at, updated_at FROM tenants WHERE id = $1";
     pub const LIST_TENANTS: &str = "SELECT id, name, is_active, created_at, updated_at FROM tenants \
          WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+    pub const INSERT_API_TOKEN: &str = "INSERT INTO api_tokens \
+         (id, tenant_id, kind, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    pub const SELECT_API_TOKEN: &str = "SELECT t.id, t.tenant_id, t.kind, t.expires_at, t.revoked_at, \
+         n.is_active AS tenant_active FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id \
+         WHERE t.token_hash = $1";
     pub const APPLIED_MIGRATIONS: &str =
         "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 }

@@ -4,12 +4,25 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
 use super::StoreError;
+use super::audit::{self, AuditQuery, AuditRow, ChainHead};
 use crate::config::DatabaseConfig;
+
+/// The columns of an [`AuditRow`], as text where the backends differ.
+macro_rules! pg_audit_columns {
+    () => {
+        "id, log_id::text AS log_id, tenant_id, seq, operation, principal_id, principal_name, \
+         adapter_id, success, details::text AS details, error, ip_address, security_violation, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
+         prev_hash, hash"
+    };
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -83,5 +96,132 @@ impl PgStore {
         migrated
     }
 
+    /// Opens a transaction for a write that appends to the audit trail.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    pub(super) async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let rows: Vec<AuditRow> = sqlx::query_as(AUDIT_CHAIN)
+            .persistent(self.persistent)
+            .bind(chain)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        audit::into_events(rows)
+    }
+
+    pub(super) async fn audit_logs(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let mut qb = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            pg_audit_columns!(),
+            " FROM audit_logs WHERE TRUE"
+        ));
+        audit::push_audit_filters!(qb, query, "::timestamptz");
+        let rows: Vec<AuditRow> = qb
+            .build_query_as()
+            .persistent(self.persistent)
+            .fetch_all(&self.pool)
+            .await?;
+        audit::into_events(rows)
+    }
+
+    /// Appends `events` inside the caller's transaction: the same-transaction path
+    /// for state changes, and the batcher's path. Takes the audit lock, which is
+    /// held until the caller commits.
+    pub(super) async fn append_audit_in(
+        &self,
+        conn: &mut PgConnection,
+        events: &[AuditEvent],
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .persistent(self.persistent)
+            .bind(AUDIT_LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT log_id::text FROM audit_logs WHERE log_id = ANY($1)")
+                .persistent(self.persistent)
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?;
+        let fresh = audit::fresh(events, &stored);
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: Vec<ChainHead> = sqlx::query_as(
+            "SELECT c.chain, h.seq, h.hash FROM UNNEST($1::text[]) AS c(chain) \
+             LEFT JOIN LATERAL (SELECT seq, hash FROM audit_logs \
+                 WHERE COALESCE(tenant_id, '') = c.chain ORDER BY seq DESC LIMIT 1) h ON TRUE",
+        )
+        .persistent(self.persistent)
+        .bind(audit::chains(&fresh))
+        .fetch_all(&mut *conn)
+        .await?;
+        let chained = audit::assign(&fresh, heads);
+
+        let column = |f: &dyn Fn(&audit::Chained<'_>) -> Option<String>| -> Vec<Option<String>> {
+            chained.iter().map(f).collect()
+        };
+        let ids: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, principal_name, \
+                 adapter_id, success, details, error, ip_address, security_violation, created_at, \
+                 prev_hash, hash) \
+             SELECT log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
+                 success, details::jsonb, error, ip_address, security_violation, created_at, \
+                 prev_hash, hash \
+             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::bool[], \
+                 $13::timestamptz[], $14::text[], $15::text[]) \
+                 AS t(log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
+                      success, details, error, ip_address, security_violation, created_at, \
+                      prev_hash, hash) \
+             RETURNING id, log_id::text",
+        )
+        .persistent(self.persistent)
+        .bind(chained.iter().map(|c| c.event.log_id).collect::<Vec<_>>())
+        .bind(column(&|c| c.event.tenant_id.clone()))
+        .bind(chained.iter().map(|c| c.seq).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.event.operation.clone()).collect::<Vec<_>>())
+        .bind(column(&|c| c.event.principal_id.clone()))
+        .bind(column(&|c| c.event.principal_name.clone()))
+        .bind(column(&|c| c.event.adapter_id.clone()))
+        .bind(chained.iter().map(|c| c.event.success).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.event.details.to_string()).collect::<Vec<_>>())
+        .bind(column(&|c| c.event.error.clone()))
+        .bind(column(&|c| c.event.ip_address.clone()))
+        .bind(chained.iter().map(|c| c.event.security_violation).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.event.created_at).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.prev_hash.clone()).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.hash.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(audit::committed(chained, ids))
+    }
+
     super::shared_queries!();
 }
+
+const AUDIT_CHAIN: &str = concat!(
+    "SELECT ",
+    pg_audit_columns!(),
+    " FROM audit_logs WHERE COALESCE(tenant_id, '') = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+);
+
+/// The advisory lock every audit append takes ("overseer" in ASCII).
+const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;

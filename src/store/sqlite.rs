@@ -9,12 +9,33 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use overseer_actors::audit::event::format_timestamp;
+use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use secrecy::ExposeSecret;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::StoreError;
+use super::audit::{self, AuditQuery, AuditRow, ChainHead};
 use crate::config::DatabaseConfig;
+
+/// The columns of an [`AuditRow`] (SQLite stores every one as the row wants it).
+macro_rules! sqlite_audit_columns {
+    () => {
+        "id, log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
+         success, details, error, ip_address, security_violation, created_at, prev_hash, hash"
+    };
+}
+
+const AUDIT_CHAIN: &str = concat!(
+    "SELECT ",
+    sqlite_audit_columns!(),
+    " FROM audit_logs WHERE COALESCE(tenant_id, '') = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+);
+
+/// Rows per INSERT statement: 15 parameters each, well under SQLite's limit
+/// of 32,766 parameters per statement.
+const INSERT_CHUNK: usize = 1_000;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -75,6 +96,112 @@ impl SqliteStore {
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::from_migrate(e, self.query_timeout))
+    }
+
+    /// Opens a write transaction: `BEGIN IMMEDIATE` takes the write lock at
+    /// once (waiting up to the busy timeout), so a transaction that reads and
+    /// then writes never fails to upgrade its lock.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    pub(super) async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let rows: Vec<AuditRow> = sqlx::query_as(AUDIT_CHAIN)
+            .bind(chain)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        audit::into_events(rows)
+    }
+
+    pub(super) async fn audit_logs(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            sqlite_audit_columns!(),
+            " FROM audit_logs WHERE TRUE"
+        ));
+        audit::push_audit_filters!(qb, query, "");
+        let rows: Vec<AuditRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        audit::into_events(rows)
+    }
+
+    /// Appends `events` inside the caller's write transaction (opened with
+    /// `begin_write`): the same-transaction path for state changes, and the
+    /// batcher's path.
+    pub(super) async fn append_audit_in(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[AuditEvent],
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.log_id.to_string()).collect();
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT log_id FROM audit_logs WHERE log_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await?;
+        let fresh = audit::fresh(events, &stored);
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chains = audit::chains(&fresh);
+        let heads: Vec<ChainHead> = sqlx::query_as(
+            "SELECT c.value AS chain, \
+                 (SELECT seq FROM audit_logs WHERE COALESCE(tenant_id, '') = c.value \
+                     ORDER BY seq DESC LIMIT 1) AS seq, \
+                 (SELECT hash FROM audit_logs WHERE COALESCE(tenant_id, '') = c.value \
+                     ORDER BY seq DESC LIMIT 1) AS hash \
+             FROM json_each($1) AS c",
+        )
+        .bind(serde_json::to_string(&chains).unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await?;
+        let chained = audit::assign(&fresh, heads);
+
+        let mut ids = Vec::with_capacity(chained.len());
+        for chunk in chained.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, \
+                 principal_name, adapter_id, success, details, error, ip_address, \
+                 security_violation, created_at, prev_hash, hash) ",
+            );
+            qb.push_values(chunk, |mut row, c| {
+                let e = c.event;
+                row.push_bind(e.log_id.to_string())
+                    .push_bind(e.tenant_id.clone())
+                    .push_bind(c.seq)
+                    .push_bind(e.operation.clone())
+                    .push_bind(e.principal_id.clone())
+                    .push_bind(e.principal_name.clone())
+                    .push_bind(e.adapter_id.clone())
+                    .push_bind(e.success)
+                    .push_bind(e.details.to_string())
+                    .push_bind(e.error.clone())
+                    .push_bind(e.ip_address.clone())
+                    .push_bind(e.security_violation)
+                    .push_bind(format_timestamp(e.created_at))
+                    .push_bind(c.prev_hash.clone())
+                    .push_bind(c.hash.clone());
+            });
+            qb.push(" RETURNING id, log_id");
+            let mut rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            ids.append(&mut rows);
+        }
+        Ok(audit::committed(chained, ids))
     }
 
     super::shared_queries!();

@@ -153,7 +153,9 @@ pub struct TestApp {
     /// The application's database, reached through a store of its own.
     pub store: Store,
     /// Kept so the database lives as long as the application.
-    _db: TestDatabase,
+    /// `logs/` (the audit file sinks) and `spool/` of this app.
+    pub files: tempfile::TempDir,
+    _db: Option<TestDatabase>,
 }
 
 /// The application on a fresh database of `backend`.
@@ -171,14 +173,28 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp 
 /// The application on `database_url` (which may lead to `db` through a proxy,
 /// or nowhere at all).
 pub async fn spawn_app_on(db: TestDatabase, database_url: &str, vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_inner(Some(db), database_url, vars).await
+}
+
+async fn spawn_app_inner(
+    db: Option<TestDatabase>,
+    database_url: &str,
+    vars: &[(&str, &str)],
+) -> TestApp {
     telemetry::init_for_tests();
     let admin_token = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
+    // Audit files and spool of this app alone.
+    let files = tempfile::tempdir().expect("temporary folder");
+    let log_dir = files.path().join("logs").display().to_string();
+    let spool_dir = files.path().join("spool").display().to_string();
     let mut all = vec![
         ("BIND_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", database_url),
         ("ADMIN_TOKEN", admin_token.as_str()),
         ("HTTP_WORKERS", "1"),
         ("DATABASE_MAX_CONNECTIONS", "4"),
+        ("LOG_DIR", log_dir.as_str()),
+        ("AUDIT_SPOOL_DIR", spool_dir.as_str()),
     ];
     all.extend_from_slice(vars);
     let config = config_from(&all);
@@ -198,11 +214,18 @@ pub async fn spawn_app_on(db: TestDatabase, database_url: &str, vars: &[(&str, &
             .build()
             .expect("client"),
         store,
+        files,
         _db: db,
     }
 }
 
 impl TestApp {
+    /// A second instance of the service (a replica) on the same database,
+    /// with its own admin token, files and spool.
+    pub async fn replica(&self, database_url: &str, vars: &[(&str, &str)]) -> TestApp {
+        spawn_app_inner(None, database_url, vars).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -447,6 +470,15 @@ impl ServiceProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    pub fn send_sigkill(&self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
     }
 
     pub fn send_sigterm(&self) {

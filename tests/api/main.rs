@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod audit;
+mod audit_resilience;
 mod binary;
 mod errors;
 mod health;

@@ -36,7 +36,10 @@ async fn tenants_round_trip_through_the_store(backend: Backend) {
     let store = migrated_store(&db, &[]).await;
     let now = overseer_actors::Clock::now(&overseer_actors::SystemClock);
 
-    let created = store.insert_tenant(&new_tenant("acme"), now).await.unwrap();
+    let (created, _) = store
+        .insert_tenant(&new_tenant("acme"), now, &[])
+        .await
+        .unwrap();
     assert_eq!(created.created_at, now, "microsecond timestamps round-trip");
     assert_eq!(created.updated_at, now);
     assert!(created.is_active);
@@ -53,7 +56,7 @@ async fn tenants_round_trip_through_the_store(backend: Backend) {
 
     for id in ["c", "b"] {
         store
-            .insert_tenant(&new_tenant(id), Utc::now())
+            .insert_tenant(&new_tenant(id), Utc::now(), &[])
             .await
             .unwrap();
     }
@@ -82,12 +85,12 @@ async fn a_duplicate_tenant_is_a_conflict(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let store = migrated_store(&db, &[]).await;
     store
-        .insert_tenant(&new_tenant("acme"), Utc::now())
+        .insert_tenant(&new_tenant("acme"), Utc::now(), &[])
         .await
         .unwrap();
 
     let err = store
-        .insert_tenant(&new_tenant("acme"), Utc::now())
+        .insert_tenant(&new_tenant("acme"), Utc::now(), &[])
         .await
         .unwrap_err();
 
@@ -127,7 +130,7 @@ async fn a_query_past_the_timeout_is_cancelled_and_reported(backend: Backend) {
                 .await
                 .unwrap();
             let err = store
-                .insert_tenant(&new_tenant("waiting"), Utc::now())
+                .insert_tenant(&new_tenant("waiting"), Utc::now(), &[])
                 .await
                 .unwrap_err();
             blocker.execute("ROLLBACK").await.unwrap();
@@ -165,7 +168,7 @@ async fn a_query_past_the_timeout_is_cancelled_and_reported(backend: Backend) {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     // The store works again once the lock is gone.
     store
-        .insert_tenant(&new_tenant("after"), Utc::now())
+        .insert_tenant(&new_tenant("after"), Utc::now(), &[])
         .await
         .unwrap();
 }
@@ -189,7 +192,7 @@ mod postgres {
             )
             .await;
             store
-                .insert_tenant(&new_tenant("acme"), Utc::now())
+                .insert_tenant(&new_tenant("acme"), Utc::now(), &[])
                 .await
                 .unwrap();
             store.list_tenants(None, 10).await.unwrap();

@@ -216,6 +216,9 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
     let (_, health) = app.health().await;
 
     let actors = health["components"]["actors"].as_object().unwrap();
-    assert_eq!(actors.keys().collect::<Vec<_>>(), ["database_watch"]);
+    assert_eq!(
+        actors.keys().collect::<Vec<_>>(),
+        ["audit", "database_watch"]
+    );
     assert_eq!(watch_status(&health), ("running", 0));
 }

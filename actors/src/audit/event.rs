@@ -1,0 +1,212 @@
+//! The audit record, its chain and its hash.
+//!
+//! Each tenant's events form a chain (`seq` 1, 2, 3, ... with no gap); system
+//! events (no tenant) form their own. `hash = SHA-256(prev_hash || canonical
+//! bytes of the record)`, hex-encoded; the first record's `prev_hash` is
+//! [`GENESIS_HASH`]. The canonical bytes are a JSON array in a fixed field
+//! order with object keys sorted, so the same record hashes the same after a
+//! round trip through either database (JSONB reorders keys; SQLite keeps text).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// `prev_hash` of the first record of every chain.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One operation, as recorded. Build it with [`AuditEvent::new`] and the
+/// `with_*` setters; producers hand it to the [`super::Auditor`], which redacts
+/// it before anything stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique; the idempotency key of ingestion.
+    pub log_id: Uuid,
+    /// `None` for a system event.
+    pub tenant_id: Option<String>,
+    pub operation: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    pub adapter_id: Option<String>,
+    pub success: bool,
+    /// Always a JSON object.
+    pub details: serde_json::Value,
+    pub error: Option<String>,
+    pub ip_address: Option<String>,
+    pub security_violation: bool,
+    /// UTC, microseconds.
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuditEvent {
+    /// A successful operation with no details; set the rest with the `with_*`
+    /// methods.
+    pub fn new(operation: impl Into<String>, created_at: DateTime<Utc>) -> Self {
+        Self {
+            log_id: Uuid::new_v4(),
+            tenant_id: None,
+            operation: operation.into(),
+            principal_id: None,
+            principal_name: None,
+            adapter_id: None,
+            success: true,
+            details: serde_json::Value::Object(serde_json::Map::new()),
+            error: None,
+            ip_address: None,
+            security_violation: false,
+            created_at: truncate_to_micros(created_at),
+        }
+    }
+
+    pub fn with_tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    pub fn with_principal(mut self, id: impl Into<String>, name: Option<String>) -> Self {
+        self.principal_id = Some(id.into());
+        self.principal_name = name;
+        self
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn failed(mut self, error: impl Into<String>) -> Self {
+        self.success = false;
+        self.error = Some(error.into());
+        self
+    }
+
+    /// The chain this event belongs to: its tenant, or `""` for system events
+    /// (tenant ids are never empty).
+    pub fn chain(&self) -> &str {
+        self.tenant_id.as_deref().unwrap_or("")
+    }
+}
+
+/// An event as the database holds it: with its stream cursor (`id`), its place
+/// in its chain (`seq`) and the chain's hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedEvent {
+    pub id: i64,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// Timestamps are kept to the microsecond, the precision both backends store.
+pub fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(6)
+}
+
+/// The fixed-width text form used for hashing and for SQLite storage:
+/// `2026-11-24T04:05:06.123456Z` (sorts as it orders).
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The chain hash of `event` placed at `seq` after a record hashed `prev_hash`.
+pub fn chain_hash(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(canonical_bytes(seq, event));
+    hex::encode(hasher.finalize())
+}
+
+/// The canonical bytes of a record: a JSON array in a fixed field order,
+/// object keys sorted at every depth.
+pub fn canonical_bytes(seq: i64, e: &AuditEvent) -> Vec<u8> {
+    let record = (
+        seq,
+        e.log_id.hyphenated().to_string(),
+        &e.tenant_id,
+        &e.operation,
+        &e.principal_id,
+        &e.principal_name,
+        &e.adapter_id,
+        e.success,
+        Canonical(&e.details),
+        &e.error,
+        &e.ip_address,
+        e.security_violation,
+        format_timestamp(e.created_at),
+    );
+    // Serializing strings, numbers, booleans and maps into a Vec cannot fail.
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// A JSON value serialized with object keys sorted, whatever order its map
+/// kept them in.
+pub struct Canonical<'a>(pub &'a serde_json::Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Canonical(value))?;
+                }
+                out.end()
+            }
+            serde_json::Value::Array(items) => s.collect_seq(items.iter().map(Canonical)),
+            scalar => scalar.serialize(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event() -> AuditEvent {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 4, 5, 6).unwrap();
+        AuditEvent::new("create_media_buy", at)
+            .with_tenant("acme")
+            .with_details(serde_json::json!({"b": 1, "a": {"z": true, "y": [1, "x"]}}))
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_at_every_depth() {
+        let value = serde_json::json!({"b": 1, "a": {"z": true, "y": [1, "x"]}});
+        assert_eq!(
+            serde_json::to_string(&Canonical(&value)).unwrap(),
+            r#"{"a":{"y":[1,"x"],"z":true},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn the_hash_covers_every_field_and_the_previous_hash() {
+        let base = event();
+        let h = chain_hash(GENESIS_HASH, 1, &base);
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, chain_hash(GENESIS_HASH, 1, &base.clone()));
+        assert_ne!(h, chain_hash(&h, 1, &base));
+        assert_ne!(h, chain_hash(GENESIS_HASH, 2, &base));
+        let mut altered = base.clone();
+        altered.details["b"] = serde_json::json!(2);
+        assert_ne!(h, chain_hash(GENESIS_HASH, 1, &altered));
+        let mut altered = base.clone();
+        altered.success = false;
+        assert_ne!(h, chain_hash(GENESIS_HASH, 1, &altered));
+        let mut altered = base;
+        altered.created_at += chrono::Duration::microseconds(1);
+        assert_ne!(h, chain_hash(GENESIS_HASH, 1, &altered));
+    }
+
+    #[test]
+    fn timestamps_have_a_fixed_width() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(format_timestamp(at), "2026-01-02T03:04:05.000000Z");
+    }
+}

@@ -1,0 +1,13 @@
+-- Tenant-scoped API tokens (ingest tokens now; tenant admin tokens with the
+-- domain API). Stored only as SHA-256 hashes.
+CREATE TABLE api_tokens (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants (id),
+    kind        TEXT NOT NULL CHECK (kind IN ('ingest', 'admin')),
+    token_hash  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT,
+    revoked_at  TEXT,
+    CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash)
+);
+CREATE INDEX api_tokens_tenant_id_idx ON api_tokens (tenant_id);

@@ -1,0 +1,184 @@
+//! Audit events as other services send them (`POST /api/v1/audit/events`),
+//! parsed into [`AuditEvent`]s.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use overseer_actors::audit::AuditEvent;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::TenantId;
+
+/// Largest `details` accepted, serialized (64 KiB).
+pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
+/// Most events in one ingest request.
+pub const MAX_EVENTS_PER_REQUEST: usize = 1_000;
+const MAX_OPERATION_CHARS: usize = 100;
+const MAX_NAME_CHARS: usize = 200;
+
+/// One event in an ingest request. `success` and `operation` are required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestEvent {
+    /// The idempotency key: a retry with the same `log_id` stores nothing twice.
+    #[serde(default)]
+    pub log_id: Option<Uuid>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    pub operation: String,
+    #[serde(default)]
+    pub principal_id: Option<String>,
+    #[serde(default)]
+    pub principal_name: Option<String>,
+    #[serde(default)]
+    pub adapter_id: Option<String>,
+    pub success: bool,
+    #[serde(default)]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub ip_address: Option<IpAddr>,
+    #[serde(default)]
+    pub security_violation: bool,
+    /// When the operation happened; default: when it was received.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Why an ingested event was refused; `field` is its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestError {
+    Invalid { field: String, message: String },
+    DetailsTooLarge { field: String },
+}
+
+impl IngestEvent {
+    /// Checks the event and builds its [`AuditEvent`]. `prefix` is the event's
+    /// place in the request (`""` or `"[3]."`), for error paths; `tenant` is
+    /// the tenant the caller's token is bound to, if any (the event's own
+    /// `tenant_id` must then be absent or the same).
+    pub fn parse(
+        self,
+        prefix: &str,
+        tenant: Option<&TenantId>,
+        now: DateTime<Utc>,
+    ) -> Result<AuditEvent, IngestError> {
+        let invalid = |name: &str, message: &str| IngestError::Invalid {
+            field: format!("{prefix}{name}"),
+            message: message.to_owned(),
+        };
+        let op = &self.operation;
+        if op.is_empty() || op.chars().count() > MAX_OPERATION_CHARS {
+            return Err(invalid("operation", "must be 1 to 100 characters"));
+        }
+        if !op
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.:-".contains(c))
+        {
+            return Err(invalid(
+                "operation",
+                "may contain only lowercase letters, digits, '_', '.', ':' and '-'",
+            ));
+        }
+        let tenant_id = match (self.tenant_id.as_deref(), tenant) {
+            (Some(given), Some(bound)) if given != bound.as_str() => {
+                return Err(invalid(
+                    "tenant_id",
+                    "must be the tenant of the token (or absent)",
+                ));
+            }
+            (Some(given), _) => Some(
+                TenantId::parse("tenant_id", given)
+                    .map_err(|e| invalid("tenant_id", &e.message))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            (None, bound) => bound.map(|t| t.as_str().to_owned()),
+        };
+        for (name, value) in [
+            ("principal_id", &self.principal_id),
+            ("principal_name", &self.principal_name),
+            ("adapter_id", &self.adapter_id),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().count() > MAX_NAME_CHARS)
+            {
+                return Err(invalid(name, "must be at most 200 characters"));
+            }
+        }
+        let details = serde_json::Value::Object(self.details.unwrap_or_default());
+        if details.to_string().len() > MAX_DETAILS_BYTES {
+            return Err(IngestError::DetailsTooLarge {
+                field: format!("{prefix}details"),
+            });
+        }
+        let mut event = AuditEvent::new(self.operation, self.created_at.unwrap_or(now));
+        if let Some(log_id) = self.log_id {
+            event.log_id = log_id;
+        }
+        event.tenant_id = tenant_id;
+        event.principal_id = self.principal_id;
+        event.principal_name = self.principal_name;
+        event.adapter_id = self.adapter_id;
+        event.success = self.success;
+        event.details = details;
+        event.error = self.error;
+        event.ip_address = self.ip_address.map(|ip| ip.to_string());
+        event.security_violation = self.security_violation;
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: serde_json::Value) -> IngestEvent {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_bound_tenant_fills_in_and_must_match() {
+        let acme = TenantId::parse("t", "acme").unwrap();
+        let e = event(serde_json::json!({"operation": "x", "success": true}))
+            .parse("", Some(&acme), Utc::now())
+            .unwrap();
+        assert_eq!(e.tenant_id.as_deref(), Some("acme"));
+        let err =
+            event(serde_json::json!({"operation": "x", "success": true, "tenant_id": "other"}))
+                .parse("[2].", Some(&acme), Utc::now())
+                .unwrap_err();
+        assert!(matches!(err, IngestError::Invalid { field, .. } if field == "[2].tenant_id"));
+    }
+
+    #[test]
+    fn operations_are_names_not_sentences() {
+        for bad in ["", "Create Media Buy", "drop;table", &"x".repeat(101)] {
+            let err = event(serde_json::json!({"operation": bad, "success": true}))
+                .parse("", None, Utc::now())
+                .unwrap_err();
+            assert!(
+                matches!(err, IngestError::Invalid { field, .. } if field == "operation"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn details_over_64_kib_are_refused() {
+        let big = "x".repeat(MAX_DETAILS_BYTES);
+        let err =
+            event(serde_json::json!({"operation": "x", "success": true, "details": {"note": big}}))
+                .parse("", None, Utc::now())
+                .unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::DetailsTooLarge {
+                field: "details".into()
+            }
+        );
+    }
+}

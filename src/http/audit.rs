@@ -1,0 +1,464 @@
+//! `/api/v1/audit`: ingest events from other services, query and export the
+//! trail, verify a chain; and the tenant ingest tokens that other services
+//! use to write.
+
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use futures_util::stream;
+use overseer_actors::audit::{AuditError, CommittedEvent, Source};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Verification, verify_chain};
+use crate::auth::{Caller, SuperAdmin};
+use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
+use crate::domain::{NewApiToken, TenantId, TokenKind};
+use crate::error::ApiError;
+use crate::http::{AppState, BodyLimit, Json, OneOrMany};
+use crate::store::{AuditPosition, AuditQuery, Store};
+
+/// Marks a request whose operation was audited by its handler (in the same
+/// transaction as its change), so the request middleware does not record it
+/// a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditedByHandler;
+
+pub fn routes(cfg: &mut web::ServiceConfig, ingest_body_limit: usize) {
+    cfg.service(
+        web::resource("/audit/events")
+            .app_data(web::PayloadConfig::new(ingest_body_limit))
+            .app_data(BodyLimit(ingest_body_limit))
+            .route(web::post().to(ingest)),
+    )
+    .service(web::resource("/audit/logs").route(web::get().to(list)))
+    .service(web::resource("/audit/verify").route(web::get().to(verify)))
+    .service(
+        web::resource("/tenants/{tenant_id}/ingest-tokens")
+            .route(web::post().to(create_ingest_token)),
+    );
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    log_ids: Vec<uuid::Uuid>,
+}
+
+/// `POST /api/v1/audit/events`: one event or an array of up to 1,000. 202 once
+/// every event is durable (committed, or fsync'd to the spool); nothing of a
+/// request with an invalid event is stored.
+#[tracing::instrument(skip_all, fields(events))]
+async fn ingest(
+    caller: Caller,
+    state: web::Data<AppState>,
+    Json(body): Json<OneOrMany<IngestEvent>>,
+) -> Result<HttpResponse, ApiError> {
+    let n = body.items.len();
+    tracing::Span::current().record("events", n);
+    if n == 0 || n > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::InvalidField {
+            field: "events".into(),
+            message: format!("send 1 to {MAX_EVENTS_PER_REQUEST} events"),
+        });
+    }
+    let now = state.clock.now();
+    let events = body
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let prefix = if body.array {
+                format!("[{i}].")
+            } else {
+                String::new()
+            };
+            event.parse(&prefix, caller.tenant(), now)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            IngestError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            IngestError::DetailsTooLarge { field } => ApiError::DetailsTooLarge { field },
+        })?;
+    let log_ids = events.iter().map(|e| e.log_id).collect();
+    state
+        .actors
+        .auditor
+        .record_durable(Source::Api, events)
+        .await
+        .map_err(|e| match e {
+            AuditError::QueueFull => ApiError::AuditQueueFull,
+            AuditError::NotDurable(_) => ApiError::AuditUnavailable,
+        })?;
+    Ok(HttpResponse::Accepted().json(Accepted {
+        accepted: n,
+        log_ids,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyParams {
+    tenant_id: Option<String>,
+}
+
+/// `GET /api/v1/audit/verify?tenant_id=...`: re-walks the chain (without
+/// `tenant_id`: the system chain, super admin only).
+#[tracing::instrument(skip_all)]
+async fn verify(
+    caller: Caller,
+    state: web::Data<AppState>,
+    params: web::Query<VerifyParams>,
+) -> Result<web::Json<Verification>, ApiError> {
+    let tenant = caller.readable_tenant(params.tenant_id.as_deref())?;
+    Ok(web::Json(
+        verify_chain(&state.store, tenant.as_deref()).await?,
+    ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Jsonl,
+    Csv,
+}
+
+/// Rows per page of an export.
+const EXPORT_PAGE: u32 = 1_000;
+
+/// `GET /api/v1/audit/logs`: newest first, filtered, keyset-paginated; with
+/// `format=jsonl` or `format=csv`, every matching row streamed page by page.
+#[tracing::instrument(skip_all)]
+async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (mut query, requested_tenant, format) = parse_params(req.query_string())?;
+    query.tenant_id = caller.readable_tenant(requested_tenant.as_deref())?;
+    match format {
+        Format::Json => {
+            let limit = query.limit;
+            query.limit = limit + 1;
+            let mut items = state.store.audit_logs(&query).await?;
+            let next_cursor = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(cursor_of)
+            } else {
+                None
+            };
+            Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+        }
+        Format::Jsonl | Format::Csv => {
+            query.limit = EXPORT_PAGE;
+            let content_type = if format == Format::Csv {
+                "text/csv; charset=utf-8"
+            } else {
+                "application/x-ndjson"
+            };
+            Ok(HttpResponse::Ok()
+                .content_type(content_type)
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .streaming(export(state.store.clone(), query, format)))
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    items: Vec<CommittedEvent>,
+    next_cursor: Option<String>,
+}
+
+/// The export as a stream of chunks, one page of rows each: memory stays at
+/// one page whatever the size of the export.
+fn export(
+    store: Store,
+    query: AuditQuery,
+    format: Format,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, ApiError>> {
+    struct State {
+        store: Store,
+        query: AuditQuery,
+        first: bool,
+        done: bool,
+    }
+    let start = State {
+        store,
+        query,
+        first: true,
+        done: false,
+    };
+    stream::try_unfold(start, move |mut st| async move {
+        if st.done {
+            return Ok(None);
+        }
+        let rows = st.store.audit_logs(&st.query).await.inspect_err(|e| {
+            tracing::error!(error = %e.short_reason(), "audit export cut short");
+        })?;
+        st.done = rows.len() < st.query.limit as usize;
+        st.query.before = rows.last().map(position_of);
+        let chunk = match format {
+            Format::Csv => csv_chunk(&rows, st.first)?,
+            _ => jsonl_chunk(&rows)?,
+        };
+        st.first = false;
+        Ok(Some((web::Bytes::from(chunk), st)))
+    })
+}
+
+fn jsonl_chunk(rows: &[CommittedEvent]) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(rows.len() * 512);
+    for row in rows {
+        serde_json::to_writer(&mut out, row).map_err(|e| ApiError::Internal(Box::new(e)))?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+const CSV_HEADER: [&str; 16] = [
+    "id",
+    "log_id",
+    "tenant_id",
+    "seq",
+    "created_at",
+    "operation",
+    "principal_id",
+    "principal_name",
+    "adapter_id",
+    "success",
+    "error",
+    "ip_address",
+    "security_violation",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
+fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError> {
+    let internal = |e: csv::Error| ApiError::Internal(Box::new(e));
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 512));
+    if header {
+        out.write_record(CSV_HEADER).map_err(internal)?;
+    }
+    for row in rows {
+        let e = &row.event;
+        out.write_record([
+            row.id.to_string().as_str(),
+            &e.log_id.to_string(),
+            e.tenant_id.as_deref().unwrap_or(""),
+            &row.seq.to_string(),
+            &overseer_actors::audit::event::format_timestamp(e.created_at),
+            &e.operation,
+            e.principal_id.as_deref().unwrap_or(""),
+            e.principal_name.as_deref().unwrap_or(""),
+            e.adapter_id.as_deref().unwrap_or(""),
+            if e.success { "true" } else { "false" },
+            e.error.as_deref().unwrap_or(""),
+            e.ip_address.as_deref().unwrap_or(""),
+            if e.security_violation {
+                "true"
+            } else {
+                "false"
+            },
+            &e.details.to_string(),
+            &row.prev_hash,
+            &row.hash,
+        ])
+        .map_err(internal)?;
+    }
+    out.into_inner()
+        .map_err(|e| ApiError::Internal(Box::new(e.into_error())))
+}
+
+fn position_of(row: &CommittedEvent) -> AuditPosition {
+    AuditPosition {
+        created_at: row.event.created_at,
+        id: row.id,
+    }
+}
+
+/// An opaque cursor: the position of the last row of the page.
+fn cursor_of(row: &CommittedEvent) -> String {
+    let p = position_of(row);
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", p.created_at.timestamp_micros(), p.id))
+}
+
+fn parse_cursor(cursor: &str) -> Option<AuditPosition> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (micros, id) = text.split_once(':')?;
+    Some(AuditPosition {
+        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
+        id: id.parse().ok()?,
+    })
+}
+
+/// The query string of `GET /api/v1/audit/logs`. `operation` may repeat or
+/// list several names separated by commas; an unknown parameter is an error
+/// (a typo would otherwise silently widen the result).
+fn parse_params(qs: &str) -> Result<(AuditQuery, Option<String>, Format), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(qs)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let invalid = |field: &str, message: &str| ApiError::InvalidField {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    };
+    let boolean = |field: &str, v: &str| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(field, "expected true or false")),
+    };
+    let time = |field: &str, v: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                invalid(
+                    field,
+                    "expected an RFC 3339 time such as 2026-11-24T00:00:00Z",
+                )
+            })
+    };
+    let mut query = AuditQuery {
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    let mut tenant = None;
+    let mut format = Format::Json;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "tenant_id" => tenant = Some(value),
+            "operation" => query.operations.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|op| !op.is_empty())
+                    .map(str::to_owned),
+            ),
+            "principal_id" => query.principal_id = Some(value),
+            "success" => query.success = Some(boolean("success", &value)?),
+            "security_violation" => {
+                query.security_violation = Some(boolean("security_violation", &value)?);
+            }
+            "since" => query.since = Some(time("since", &value)?),
+            "until" => query.until = Some(time("until", &value)?),
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| invalid("limit", "expected a whole number from 1 to 500"))?;
+            }
+            "cursor" => {
+                query.before = Some(
+                    parse_cursor(&value)
+                        .ok_or_else(|| invalid("cursor", "not a cursor this API gave out"))?,
+                );
+            }
+            "format" => {
+                format = match value.as_str() {
+                    "json" => Format::Json,
+                    "jsonl" => Format::Jsonl,
+                    "csv" => Format::Csv,
+                    _ => return Err(invalid("format", "expected json, jsonl or csv")),
+                };
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`"
+                )));
+            }
+        }
+    }
+    Ok((query, tenant, format))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    /// Optional expiry.
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    token_id: String,
+    tenant_id: TenantId,
+    kind: TokenKind,
+    /// Shown once; only its SHA-256 hash is stored.
+    token: String,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin): a token that
+/// may write audit events for that tenant, and nothing else.
+#[tracing::instrument(skip_all)]
+async fn create_ingest_token(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: Option<Json<CreateToken>>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant_id = TenantId::parse("tenant_id", &path.into_inner())?;
+    if state.store.tenant(&tenant_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no tenant {tenant_id}")));
+    }
+    let now = state.clock.now();
+    let expires_at = body.and_then(|b| b.0.expires_at);
+    let (token, record) = NewApiToken::generate(tenant_id, TokenKind::Ingest, now, expires_at);
+    state.store.insert_api_token(&record).await?;
+    req.extensions_mut().insert(AuditedByHandler);
+    state.actors.auditor.record(
+        Source::Internal,
+        overseer_actors::audit::AuditEvent::new("create_ingest_token", now)
+            .with_tenant(record.tenant_id.as_str())
+            .with_principal("super_admin", Some("Super admin".into()))
+            .with_details(serde_json::json!({"token_id": record.id})),
+    );
+    Ok(HttpResponse::Created().json(CreatedToken {
+        token_id: record.id,
+        tenant_id: record.tenant_id,
+        kind: record.kind,
+        token,
+        expires_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let at = DateTime::<Utc>::from_timestamp_micros(1_795_000_000_123_456).unwrap();
+        let row = CommittedEvent {
+            id: 42,
+            seq: 1,
+            prev_hash: String::new(),
+            hash: String::new(),
+            event: overseer_actors::audit::AuditEvent::new("x", at),
+        };
+        assert_eq!(parse_cursor(&cursor_of(&row)), Some(position_of(&row)));
+        assert_eq!(parse_cursor("not-a-cursor"), None);
+    }
+
+    #[test]
+    fn operations_repeat_or_list_and_unknown_parameters_are_refused() {
+        let (q, tenant, format) =
+            parse_params("operation=a&operation=b,c&tenant_id=acme&format=csv&success=false")
+                .unwrap();
+        assert_eq!(q.operations, vec!["a", "b", "c"]);
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert_eq!(format, Format::Csv);
+        assert_eq!(q.success, Some(false));
+        assert!(matches!(
+            parse_params("tenant=acme"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_params("limit=501"),
+            Err(ApiError::InvalidField { .. })
+        ));
+    }
+}

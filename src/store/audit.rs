@@ -1,0 +1,289 @@
+//! The audit trail in the database: appending a batch to the hash chains, the
+//! queries, and the walk that verifies a chain.
+//!
+//! # How `seq` stays gapless with several writers
+//!
+//! Every append (a batch from the AuditActor, or one row committed with a
+//! state change) runs in a transaction that first takes one lock for the
+//! whole trail: `pg_advisory_xact_lock` on PostgreSQL, `BEGIN IMMEDIATE` on
+//! SQLite (one writer at a time). Under it, the transaction reads each chain's
+//! head, skips events whose `log_id` is already stored (idempotency), assigns
+//! `seq` and hashes, inserts, and commits, releasing the lock. Two replicas on
+//! one PostgreSQL therefore extend a chain one after the other, never from the
+//! same head, and the unique `(tenant, seq)` index would refuse it if they
+//! did. One lock for every chain rather than one per tenant, because it also
+//! makes commit order equal `id` order, which lets the activity stream use
+//! `id` as a cursor that never skips a late commit. Batches are large, so one
+//! writer at a time costs little.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use overseer_actors::audit::event::format_timestamp;
+use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash};
+use uuid::Uuid;
+
+/// An event placed in its chain, ready to insert.
+pub(super) struct Chained<'a> {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub event: &'a AuditEvent,
+}
+
+/// Drops events whose `log_id` is stored already or came earlier in the batch.
+pub(super) fn fresh<'a>(events: &'a [AuditEvent], stored: &[String]) -> Vec<&'a AuditEvent> {
+    let mut seen: HashSet<String> = stored.iter().cloned().collect();
+    events
+        .iter()
+        .filter(|e| seen.insert(e.log_id.hyphenated().to_string()))
+        .collect()
+}
+
+/// The distinct chains of `events`, sorted.
+pub(super) fn chains(events: &[&AuditEvent]) -> Vec<String> {
+    let mut chains: Vec<String> = events.iter().map(|e| e.chain().to_owned()).collect();
+    chains.sort_unstable();
+    chains.dedup();
+    chains
+}
+
+/// Assigns `seq`, `prev_hash` and `hash` after each chain's head (`seq` 0 and
+/// the genesis hash for a chain with no rows yet).
+pub(super) fn assign<'a>(events: &[&'a AuditEvent], heads: Vec<ChainHead>) -> Vec<Chained<'a>> {
+    let mut heads: HashMap<String, (i64, String)> = heads
+        .into_iter()
+        .map(|h| {
+            let head = match (h.seq, h.hash) {
+                (Some(seq), Some(hash)) => (seq, hash),
+                _ => (0, GENESIS_HASH.to_owned()),
+            };
+            (h.chain, head)
+        })
+        .collect();
+    events
+        .iter()
+        .map(|event| {
+            let head = heads
+                .entry(event.chain().to_owned())
+                .or_insert_with(|| (0, GENESIS_HASH.to_owned()));
+            let seq = head.0 + 1;
+            let hash = chain_hash(&head.1, seq, event);
+            let prev_hash = std::mem::replace(&mut head.1, hash.clone());
+            head.0 = seq;
+            Chained {
+                seq,
+                prev_hash,
+                hash,
+                event,
+            }
+        })
+        .collect()
+}
+
+/// The last row of a chain (`None`s for an empty chain).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ChainHead {
+    pub chain: String,
+    pub seq: Option<i64>,
+    pub hash: Option<String>,
+}
+
+/// Matches the ids the database assigned (by `log_id`) to the inserted events.
+pub(super) fn committed(chained: Vec<Chained<'_>>, ids: Vec<(i64, String)>) -> Vec<CommittedEvent> {
+    let ids: HashMap<String, i64> = ids.into_iter().map(|(id, log_id)| (log_id, id)).collect();
+    let mut out: Vec<CommittedEvent> = chained
+        .into_iter()
+        .filter_map(|c| {
+            let id = *ids.get(&c.event.log_id.hyphenated().to_string())?;
+            Some(CommittedEvent {
+                id,
+                seq: c.seq,
+                prev_hash: c.prev_hash,
+                hash: c.hash,
+                event: c.event.clone(),
+            })
+        })
+        .collect();
+    out.sort_unstable_by_key(|c| c.id);
+    out
+}
+
+/// A row as both backends return it (text for the types they store
+/// differently), turned into a [`CommittedEvent`] by `TryFrom`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    log_id: String,
+    tenant_id: Option<String>,
+    seq: i64,
+    operation: String,
+    principal_id: Option<String>,
+    principal_name: Option<String>,
+    adapter_id: Option<String>,
+    success: bool,
+    details: String,
+    error: Option<String>,
+    ip_address: Option<String>,
+    security_violation: bool,
+    created_at: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl TryFrom<AuditRow> for CommittedEvent {
+    type Error = sqlx::Error;
+
+    fn try_from(row: AuditRow) -> Result<Self, sqlx::Error> {
+        let decode = |what: &str, e: String| {
+            sqlx::Error::Decode(format!("audit_logs row {}: bad {what}: {e}", row.id).into())
+        };
+        let log_id = Uuid::parse_str(&row.log_id).map_err(|e| decode("log_id", e.to_string()))?;
+        let details =
+            serde_json::from_str(&row.details).map_err(|e| decode("details", e.to_string()))?;
+        let created_at = DateTime::parse_from_rfc3339(&row.created_at)
+            .map_err(|e| decode("created_at", e.to_string()))?
+            .with_timezone(&Utc);
+        Ok(CommittedEvent {
+            id: row.id,
+            seq: row.seq,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            event: AuditEvent {
+                log_id,
+                tenant_id: row.tenant_id,
+                operation: row.operation,
+                principal_id: row.principal_id,
+                principal_name: row.principal_name,
+                adapter_id: row.adapter_id,
+                success: row.success,
+                details,
+                error: row.error,
+                ip_address: row.ip_address,
+                security_violation: row.security_violation,
+                created_at,
+            },
+        })
+    }
+}
+
+pub(super) fn into_events(rows: Vec<AuditRow>) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+    rows.into_iter().map(CommittedEvent::try_from).collect()
+}
+
+/// Which rows `GET /api/v1/audit/logs` wants. Every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub tenant_id: Option<String>,
+    /// Any of these operations (empty: all).
+    pub operations: Vec<String>,
+    pub principal_id: Option<String>,
+    pub success: Option<bool>,
+    pub security_violation: Option<bool>,
+    /// `created_at >= since`.
+    pub since: Option<DateTime<Utc>>,
+    /// `created_at < until`.
+    pub until: Option<DateTime<Utc>>,
+    /// Rows strictly older than this (`created_at`, `id`) position.
+    pub before: Option<AuditPosition>,
+    pub limit: u32,
+}
+
+/// A position in the newest-first order: `(created_at, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPosition {
+    pub created_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// Appends the filters of `query` (after `WHERE TRUE`) and the order and limit.
+/// `cast` turns a bound timestamp text into the column's type (`::timestamptz`
+/// on PostgreSQL; nothing on SQLite, whose column is the same fixed-width
+/// text).
+macro_rules! push_audit_filters {
+    ($qb:expr, $query:expr, $cast:expr) => {{
+        let q = $query;
+        if let Some(tenant) = &q.tenant_id {
+            $qb.push(" AND tenant_id = ").push_bind(tenant.clone());
+        }
+        if !q.operations.is_empty() {
+            $qb.push(" AND operation IN (");
+            let mut list = $qb.separated(", ");
+            for op in &q.operations {
+                list.push_bind(op.clone());
+            }
+            $qb.push(")");
+        }
+        if let Some(principal) = &q.principal_id {
+            $qb.push(" AND principal_id = ")
+                .push_bind(principal.clone());
+        }
+        if let Some(success) = q.success {
+            $qb.push(" AND success = ").push_bind(success);
+        }
+        if let Some(violation) = q.security_violation {
+            $qb.push(" AND security_violation = ").push_bind(violation);
+        }
+        if let Some(since) = q.since {
+            $qb.push(" AND created_at >= ")
+                .push_bind(crate::store::audit::timestamp(since))
+                .push($cast);
+        }
+        if let Some(until) = q.until {
+            $qb.push(" AND created_at < ")
+                .push_bind(crate::store::audit::timestamp(until))
+                .push($cast);
+        }
+        if let Some(before) = q.before {
+            $qb.push(" AND (created_at, id) < (")
+                .push_bind(crate::store::audit::timestamp(before.created_at))
+                .push($cast)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        $qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+    }};
+}
+pub(super) use push_audit_filters;
+
+pub(super) fn timestamp(at: DateTime<Utc>) -> String {
+    format_timestamp(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_continue_from_their_heads_and_skip_stored_events() {
+        let at = Utc::now();
+        let a1 = AuditEvent::new("a1", at).with_tenant("a");
+        let b1 = AuditEvent::new("b1", at).with_tenant("b");
+        let a2 = AuditEvent::new("a2", at).with_tenant("a");
+        let sys = AuditEvent::new("s", at);
+        let batch = vec![a1.clone(), b1.clone(), a1.clone(), a2, sys];
+        let stored = vec![b1.log_id.to_string()];
+        let fresh = fresh(&batch, &stored);
+        assert_eq!(fresh.len(), 3, "b1 is stored and a1 repeats");
+        assert_eq!(chains(&fresh), vec!["".to_owned(), "a".to_owned()]);
+
+        let heads = vec![ChainHead {
+            chain: "a".into(),
+            seq: Some(7),
+            hash: Some("h7".into()),
+        }];
+        let chained = assign(&fresh, heads);
+        assert_eq!(chained[0].seq, 8);
+        assert_eq!(chained[0].prev_hash, "h7");
+        assert_eq!(chained[1].seq, 9);
+        assert_eq!(chained[1].prev_hash, chained[0].hash);
+        assert_eq!(chained[2].seq, 1, "the system chain starts at 1");
+        assert_eq!(chained[2].prev_hash, GENESIS_HASH);
+        assert_eq!(
+            chained[2].hash,
+            chain_hash(GENESIS_HASH, 1, chained[2].event)
+        );
+    }
+}

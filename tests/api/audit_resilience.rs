@@ -1,0 +1,444 @@
+//! The audit trail when things go wrong: the database away (with and without
+//! a SIGKILL), a full queue, a panic mid-flush, two replicas at once.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use overseer::store::Store;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+
+use crate::audit::{assert_exactly_once, create_tenant, event, ingest, ingest_ok, stored, verify};
+use crate::helpers::{
+    Backend, ServiceProcess, TcpProxy, TestApp, TestDatabase, config_from, on_both_backends,
+    spawn_app_on, spawn_app_with,
+};
+
+on_both_backends!(
+    acknowledged_events_survive_a_database_outage,
+    acknowledged_events_survive_a_sigkill_during_an_outage,
+    a_full_queue_answers_503_with_retry_after_and_loses_nothing,
+    an_audit_panic_mid_flush_loses_no_accepted_event,
+);
+
+mod postgres {
+    #[actix_web::test]
+    async fn two_replicas_extend_the_same_chains_without_gaps() {
+        super::two_replicas_extend_the_same_chains_without_gaps().await
+    }
+}
+
+/// Takes the database away from the service and gives it back.
+enum Switch {
+    /// PostgreSQL behind a proxy that drops every connection: unreachable.
+    Proxy(TcpProxy),
+    /// Another connection holds the lock every audit write needs (SQLite's
+    /// write lock; PostgreSQL's audit advisory lock): reads go on, every
+    /// write waits out the query timeout and fails. On SQLite this is the
+    /// outage; on PostgreSQL, a stalled database.
+    Lock {
+        backend: Backend,
+        url: String,
+        conn: Option<LockHolder>,
+    },
+}
+
+enum LockHolder {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+/// The audit trail's advisory lock key (see `store::pg`).
+const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;
+
+impl Switch {
+    /// A real cut: the proxy on PostgreSQL, the lock on SQLite.
+    async fn cut_off(backend: Backend, db: &TestDatabase) -> (Self, String) {
+        match backend {
+            Backend::Postgres => {
+                let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+                let url = db.url_through(&proxy);
+                (Switch::Proxy(proxy), url)
+            }
+            Backend::Sqlite => Self::stall(backend, db),
+        }
+    }
+
+    /// A stall: the lock, on both backends.
+    fn stall(backend: Backend, db: &TestDatabase) -> (Self, String) {
+        let lock = Switch::Lock {
+            backend,
+            url: db.url.clone(),
+            conn: None,
+        };
+        (lock, db.url.clone())
+    }
+
+    async fn cut(&mut self) {
+        match self {
+            Switch::Proxy(proxy) => proxy.cut(),
+            Switch::Lock { backend, url, conn } => {
+                *conn = Some(match backend {
+                    Backend::Sqlite => {
+                        let mut lock = sqlx::SqliteConnection::connect(url).await.unwrap();
+                        lock.execute("BEGIN EXCLUSIVE").await.unwrap();
+                        LockHolder::Sqlite(lock)
+                    }
+                    Backend::Postgres => {
+                        let mut lock = sqlx::PgConnection::connect(url).await.unwrap();
+                        lock.execute("BEGIN").await.unwrap();
+                        lock.execute(sqlx::AssertSqlSafe(format!(
+                            "SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"
+                        )))
+                        .await
+                        .unwrap();
+                        LockHolder::Postgres(lock)
+                    }
+                });
+            }
+        }
+    }
+
+    async fn restore(&mut self) {
+        match self {
+            Switch::Proxy(proxy) => proxy.restore(),
+            Switch::Lock { conn, .. } => match conn.take() {
+                Some(LockHolder::Sqlite(mut lock)) => {
+                    lock.execute("ROLLBACK").await.unwrap();
+                }
+                Some(LockHolder::Postgres(mut lock)) => {
+                    lock.execute("ROLLBACK").await.unwrap();
+                }
+                None => {}
+            },
+        }
+    }
+}
+
+/// Short timeouts, so an outage is noticed in about a second.
+const OUTAGE_VARS: [(&str, &str); 2] = [
+    ("DATABASE_CONNECT_TIMEOUT", "1s"),
+    ("DATABASE_QUERY_TIMEOUT", "1s"),
+];
+
+async fn app_with_switch(
+    backend: Backend,
+    stall: bool,
+    vars: &[(&str, &str)],
+) -> (TestApp, Switch) {
+    let db = TestDatabase::new(backend).await;
+    let (switch, url) = if stall {
+        Switch::stall(backend, &db)
+    } else {
+        Switch::cut_off(backend, &db).await
+    };
+    let mut all = OUTAGE_VARS.to_vec();
+    all.extend_from_slice(vars);
+    (spawn_app_on(db, &url, &all).await, switch)
+}
+
+/// `components.audit` of `/health`, whatever the status code.
+async fn audit_health(client: &reqwest::Client, base: &str) -> Value {
+    let body: Value = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["components"]["audit"].clone()
+}
+
+async fn wait_for_drained(client: &reqwest::Client, base: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let audit = audit_health(client, base).await;
+        if audit["spool_events"] == 0 && audit["queue_depth"] == 0 {
+            return audit;
+        }
+        assert!(Instant::now() < deadline, "audit never drained: {audit}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `requests` requests of `per_request` events for `tenant` from five
+/// clients at once; returns the log ids of the 202 answers.
+async fn ingest_many(
+    app: &TestApp,
+    tenant: &str,
+    operation: &str,
+    requests: usize,
+    per_request: usize,
+) -> Vec<String> {
+    let clients = (0..5).map(|client| async move {
+        let mut ids = Vec::new();
+        for r in (client..requests).step_by(5) {
+            let events: Vec<Value> = (0..per_request)
+                .map(|j| event(tenant, operation, r * per_request + j))
+                .collect();
+            ids.extend(ingest_ok(app, &Value::Array(events)).await);
+        }
+        ids
+    });
+    join_all(clients).await.concat()
+}
+
+async fn acknowledged_events_survive_a_database_outage(backend: Backend) {
+    let (app, mut switch) = app_with_switch(backend, false, &[]).await;
+    create_tenant(&app, "acme").await;
+
+    switch.cut().await;
+    let acknowledged = ingest_many(&app, "acme", "outage_op", 50, 100).await;
+    assert_eq!(acknowledged.len(), 5_000, "every request answered 202");
+    let during = audit_health(&app.client, &app.address).await;
+    assert!(
+        during["spool_events"].as_u64().unwrap() >= 4_000,
+        "spool grows: {during}"
+    );
+    assert!(during["last_error"].is_string(), "{during}");
+    // The files hold the events on disk while the database is away.
+    assert!(
+        std::fs::read_dir(app.files.path().join("spool"))
+            .unwrap()
+            .count()
+            > 0
+    );
+
+    switch.restore().await;
+    let after = wait_for_drained(&app.client, &app.address, Duration::from_secs(60)).await;
+    assert!(after["last_error"].is_null(), "{after}");
+    let rows = stored(&app.store, &["outage_op"]).await;
+    assert_eq!(rows.len(), 5_000);
+    assert_exactly_once(&rows, &acknowledged);
+    assert_eq!(
+        verify(&app, "acme").await,
+        json!({"ok": true, "checked": 5_001})
+    );
+}
+
+async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let (mut switch, url) = Switch::cut_off(backend, &db).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let token = "sigkill-test-admin-token";
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("ADMIN_TOKEN", token),
+        ("DATABASE_CONNECT_TIMEOUT", "1s"),
+        ("DATABASE_QUERY_TIMEOUT", "1s"),
+    ];
+    let client = reqwest::Client::new();
+    let mut service = ServiceProcess::start(workdir.path(), &vars);
+    let base = format!(
+        "http://127.0.0.1:{}",
+        service.wait_for_port(Duration::from_secs(30)).await
+    );
+    let post = |body: Value| {
+        client
+            .post(format!("{base}/api/v1/audit/events"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let response = client
+        .post(format!("{base}/api/v1/tenants"))
+        .bearer_auth(token)
+        .json(&json!({"id": "acme", "name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+
+    switch.cut().await;
+    let mut acknowledged = Vec::new();
+    for r in 0..20 {
+        let events: Vec<Value> = (0..100)
+            .map(|j| event("acme", "killed_op", r * 100 + j))
+            .collect();
+        let answer: Value = post(Value::Array(events))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for id in answer["log_ids"].as_array().expect("202 with log ids") {
+            acknowledged.push(id.as_str().unwrap().to_owned());
+        }
+    }
+    let during = audit_health(&client, &base).await;
+    assert!(during["spool_events"].as_u64().unwrap() > 0, "{during}");
+    service.send_sigkill();
+    service
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+
+    switch.restore().await;
+    let mut restarted = ServiceProcess::start(workdir.path(), &vars);
+    let base = format!(
+        "http://127.0.0.1:{}",
+        restarted.wait_for_port(Duration::from_secs(30)).await
+    );
+    wait_for_drained(&client, &base, Duration::from_secs(60)).await;
+
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+    let rows = stored(&store, &["killed_op"]).await;
+    assert_eq!(rows.len(), 2_000);
+    assert_exactly_once(&rows, &acknowledged);
+    let verdict: Value = client
+        .get(format!("{base}/api/v1/audit/verify?tenant_id=acme"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict, json!({"ok": true, "checked": 2_001}));
+    restarted.send_sigterm();
+    restarted.wait_exit(Duration::from_secs(10)).await;
+    store.close().await;
+}
+
+async fn a_full_queue_answers_503_with_retry_after_and_loses_nothing(backend: Backend) {
+    let (app, mut switch) = app_with_switch(
+        backend,
+        true,
+        &[
+            ("AUDIT_QUEUE_CAPACITY", "1000"),
+            ("AUDIT_REQUESTS", "false"),
+        ],
+    )
+    .await;
+    create_tenant(&app, "acme").await;
+
+    switch.cut().await;
+    // The first flush waits for the lock (a second) while the queue fills: a
+    // request that would take it past 1,000 events is refused.
+    let batch = |from: usize| {
+        Value::Array(
+            (from..from + 500)
+                .map(|i| event("acme", "full_op", i))
+                .collect(),
+        )
+    };
+    let (a, b, c) = (batch(0), batch(500), batch(1_000));
+    let (first, second, third) = futures_util::join!(
+        ingest(&app, &a),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ingest(&app, &b).await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ingest(&app, &c).await
+        },
+    );
+    assert_eq!(first.status().as_u16(), 202);
+    assert_eq!(second.status().as_u16(), 202);
+    assert_eq!(third.status().as_u16(), 503);
+    assert_eq!(third.headers()["retry-after"], "1");
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "audit_queue_full");
+
+    switch.restore().await;
+    wait_for_drained(&app.client, &app.address, Duration::from_secs(60)).await;
+    let rows = stored(&app.store, &["full_op"]).await;
+    assert_eq!(
+        rows.len(),
+        1_000,
+        "both accepted requests, nothing of the refused one"
+    );
+}
+
+async fn an_audit_panic_mid_flush_loses_no_accepted_event(backend: Backend) {
+    let app = spawn_app_with(backend, &[("ENABLE_FAULT_INJECTION", "true")]).await;
+    create_tenant(&app, "acme").await;
+    // The fault fires after the batch is committed and before anyone is
+    // answered: the worst moment.
+    let armed = app
+        .post_json_as_admin(
+            "/admin/debug/faults",
+            &json!({"actor": "audit", "kind": "panic", "times": 3}),
+        )
+        .await;
+    assert_eq!(armed.status().as_u16(), 202);
+
+    let acknowledged = ingest_many(&app, "acme", "panic_op", 20, 100).await;
+    assert_eq!(acknowledged.len(), 2_000);
+    let rows = stored(&app.store, &["panic_op"]).await;
+    assert_eq!(rows.len(), 2_000);
+    assert_exactly_once(&rows, &acknowledged);
+    assert_eq!(
+        verify(&app, "acme").await,
+        json!({"ok": true, "checked": 2_001})
+    );
+
+    let health = app.get_json_as_admin("/health").await;
+    let audit = &health["components"]["actors"]["audit"];
+    assert!(audit["restarts"].as_u64().unwrap() >= 3, "{health}");
+    assert_eq!(audit["status"], "running", "{health}");
+}
+
+async fn two_replicas_extend_the_same_chains_without_gaps() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let url = db.url.clone();
+    let first = spawn_app_on(db, &url, &[]).await;
+    let second = first.replica(&url, &[]).await;
+    for tenant in ["alpha", "beta"] {
+        create_tenant(&first, tenant).await;
+    }
+
+    // Both replicas write to both tenants at once.
+    let writers = [&first, &second, &first, &second]
+        .into_iter()
+        .enumerate()
+        .map(|(w, app)| async move {
+            let mut ids = Vec::new();
+            for r in 0..10 {
+                let events: Vec<Value> = (0..200)
+                    .map(|j| {
+                        event(
+                            if j % 2 == 0 { "alpha" } else { "beta" },
+                            "replica_op",
+                            (w * 10 + r) * 200 + j,
+                        )
+                    })
+                    .collect();
+                ids.extend(ingest_ok(app, &Value::Array(events)).await);
+            }
+            ids
+        });
+    let acknowledged: Vec<String> = join_all(writers).await.concat();
+    assert_eq!(acknowledged.len(), 8_000);
+
+    let rows = stored(&first.store, &["replica_op"]).await;
+    assert_exactly_once(&rows, &acknowledged);
+    assert_eq!(rows.len(), 8_000);
+    for tenant in ["alpha", "beta"] {
+        let mut seqs: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.event.tenant_id.as_deref() == Some(tenant))
+            .map(|r| r.seq)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (2..=4_001).collect::<Vec<i64>>(),
+            "{tenant}: no gap, no duplicate"
+        );
+        assert_eq!(
+            verify(&second, tenant).await,
+            json!({"ok": true, "checked": 4_001})
+        );
+    }
+    // Commit order is id order: ids rise with seq in every chain.
+    let mut by_seq: Vec<_> = rows
+        .iter()
+        .filter(|r| r.event.tenant_id.as_deref() == Some("alpha"))
+        .collect();
+    by_seq.sort_by_key(|r| r.seq);
+    assert!(by_seq.windows(2).all(|w| w[0].id < w[1].id));
+}
