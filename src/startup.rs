@@ -52,6 +52,8 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        // The recorder first: actors record metrics as they start.
+        let metrics = telemetry::metrics_handle();
         let store = Store::open(&config.database)?;
 
         // The schema is prepared before the first request when the database
@@ -100,7 +102,7 @@ impl Application {
             ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),
             actors,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             audit_requests: config.audit.record_requests,
         });
         let max_body_bytes = config.http.max_body_bytes;

@@ -11,6 +11,8 @@ ALTER TABLE audit_logs
 -- One chain per tenant, gapless: (tenant, seq) is unique. COALESCE because a
 -- unique index treats NULLs as distinct, and the system chain is NULL.
 CREATE UNIQUE INDEX audit_logs_chain_seq_key ON audit_logs ((COALESCE(tenant_id, '')), seq);
+-- Newest first across tenants (the super admin's view, the export).
+CREATE INDEX audit_logs_created_idx ON audit_logs (created_at DESC, id DESC);
 CREATE INDEX audit_logs_tenant_operation_idx ON audit_logs (tenant_id, operation, created_at DESC);
 CREATE INDEX audit_logs_tenant_principal_idx ON audit_logs (tenant_id, principal_id, created_at DESC);
 CREATE INDEX audit_logs_tenant_success_idx ON audit_logs (tenant_id, success, created_at DESC);

@@ -34,6 +34,8 @@ ALTER TABLE audit_logs_chained RENAME TO audit_logs;
 -- unique index treats NULLs as distinct, and the system chain is NULL.
 CREATE UNIQUE INDEX audit_logs_chain_seq_key ON audit_logs (COALESCE(tenant_id, ''), seq);
 CREATE INDEX audit_logs_tenant_created_idx ON audit_logs (tenant_id, created_at DESC);
+-- Newest first across tenants (the super admin's view, the export).
+CREATE INDEX audit_logs_created_idx ON audit_logs (created_at DESC, id DESC);
 CREATE INDEX audit_logs_tenant_operation_idx ON audit_logs (tenant_id, operation, created_at DESC);
 CREATE INDEX audit_logs_tenant_principal_idx ON audit_logs (tenant_id, principal_id, created_at DESC);
 CREATE INDEX audit_logs_tenant_success_idx ON audit_logs (tenant_id, success, created_at DESC);

@@ -235,14 +235,23 @@ macro_rules! push_audit_filters {
                 .push($cast);
         }
         if let Some(before) = q.before {
-            $qb.push(" AND (created_at, id) < (")
-                .push_bind(crate::store::audit::timestamp(before.created_at))
+            // `(created_at, id) < (t, id)`, spelled so that the bound on
+            // `created_at` reaches the index (a row comparison does not match
+            // the `(tenant_id, created_at DESC)` indexes).
+            let t = crate::store::audit::timestamp(before.created_at);
+            $qb.push(" AND created_at <= ")
+                .push_bind(t.clone())
                 .push($cast)
-                .push(", ")
+                .push(" AND (created_at < ")
+                .push_bind(t)
+                .push($cast)
+                .push(" OR id < ")
                 .push_bind(before.id)
                 .push(")");
         }
-        $qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        // Qualified: a bare `created_at` here would name the output column,
+        // which PostgreSQL renders as text, and sort without an index.
+        $qb.push(" ORDER BY audit_logs.created_at DESC, audit_logs.id DESC LIMIT ")
             .push_bind(i64::from(q.limit));
     }};
 }

@@ -481,6 +481,11 @@ impl ServiceProcess {
         assert!(status.success());
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn send_sigterm(&self) {
         let pid = self.child.id().expect("running");
         let status = std::process::Command::new("kill")

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod audit;
+mod audit_query;
 mod audit_resilience;
 mod binary;
 mod errors;
