@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+
 use futures_util::future::join_all;
 use overseer::store::{AuditQuery, Store};
 use serde_json::{Value, json};
@@ -23,6 +25,7 @@ on_both_backends!(
     a_tenant_is_created_with_its_audit_row_in_one_transaction,
     every_api_request_is_recorded_by_the_middleware,
     committed_events_reach_the_file_sinks,
+    committed_events_are_published_to_subscribers,
 );
 
 pub async fn create_tenant(app: &TestApp, id: &str) {
@@ -577,4 +580,109 @@ async fn committed_events_reach_the_file_sinks(backend: Backend) {
     assert_eq!(security.lines().count(), 1, "{security}");
     assert!(security.contains("\"security_violation\":true"));
     assert!(!logs.join("error.log").exists(), "switched off");
+}
+
+/// Collects what the AuditActor publishes after commit.
+#[derive(Default)]
+struct Listener {
+    committed: std::sync::Arc<std::sync::Mutex<Vec<overseer_actors::audit::CommittedEvent>>>,
+    notable: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl actix::Actor for Listener {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<overseer_actors::audit::AuditCommitted> for Listener {
+    type Result = ();
+    fn handle(&mut self, msg: overseer_actors::audit::AuditCommitted, _: &mut Self::Context) {
+        self.committed.lock().unwrap().extend(msg.0.iter().cloned());
+    }
+}
+
+impl actix::Handler<overseer_actors::audit::NotableEvent> for Listener {
+    type Result = ();
+    fn handle(&mut self, msg: overseer_actors::audit::NotableEvent, _: &mut Self::Context) {
+        self.notable
+            .lock()
+            .unwrap()
+            .push(msg.0.event.operation.clone());
+    }
+}
+
+async fn committed_events_are_published_to_subscribers(backend: Backend) {
+    use actix::Actor;
+    use overseer_actors::audit::{AuditConfig, AuditEvent, Auditor, Redactor, SinkConfig, Source};
+
+    let db = crate::helpers::TestDatabase::new(backend).await;
+    let store =
+        Store::open(&crate::helpers::config_from(&[("DATABASE_URL", db.url.as_str())]).database)
+            .unwrap();
+    store.migrate().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(overseer_actors::SystemClock);
+    let supervisor = overseer_actors::supervisor::Supervisor::new(clock.clone());
+    let auditor = Auditor::start(
+        &supervisor,
+        overseer_actors::supervisor::RestartPolicy::default(),
+        AuditConfig {
+            batch_size: 100,
+            flush_interval: Duration::from_millis(10),
+            queue_capacity: 1_000,
+            redactor: Redactor {
+                max_value_chars: 100,
+            },
+            spool_dir: files.path().join("spool"),
+            sinks: SinkConfig {
+                dir: files.path().join("logs"),
+                retention_days: 1,
+                audit_log: false,
+                error_log: false,
+                structured: false,
+                security: false,
+            },
+        },
+        std::sync::Arc::new(store.clone()),
+        clock,
+    )
+    .unwrap();
+    let listener = Listener::default();
+    let (committed, notable) = (listener.committed.clone(), listener.notable.clone());
+    let addr = listener.start();
+    auditor.subscribe(addr.clone().recipient());
+    auditor.subscribe_notable(addr.recipient());
+
+    let now = Utc::now();
+    let events = vec![
+        AuditEvent::new("fine", now).with_tenant("acme"),
+        AuditEvent::new("broke", now)
+            .with_tenant("acme")
+            .failed("boom"),
+        {
+            let mut e = AuditEvent::new("intrusion", now);
+            e.security_violation = true;
+            e
+        },
+    ];
+    auditor
+        .record_durable(Source::Internal, events)
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while committed.lock().unwrap().len() < 3 || notable.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let published = committed.lock().unwrap().clone();
+    let in_db = stored(&store, &["fine", "broke", "intrusion"]).await;
+    assert_eq!(
+        published, in_db,
+        "published as committed: with id, seq and hash"
+    );
+    assert_eq!(published[0].seq, 1);
+    assert_eq!(published[1].seq, 2);
+    assert_eq!(published[2].seq, 1, "the system chain");
+    assert_eq!(*notable.lock().unwrap(), ["broke", "intrusion"]);
+    store.close().await;
 }
