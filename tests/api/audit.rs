@@ -26,6 +26,7 @@ on_both_backends!(
     every_api_request_is_recorded_by_the_middleware,
     committed_events_reach_the_file_sinks,
     committed_events_are_published_to_subscribers,
+    a_tenant_admin_reads_only_its_own_tenant,
 );
 
 pub async fn create_tenant(app: &TestApp, id: &str) {
@@ -685,4 +686,65 @@ async fn committed_events_are_published_to_subscribers(backend: Backend) {
     assert_eq!(published[2].seq, 1, "the system chain");
     assert_eq!(*notable.lock().unwrap(), ["broke", "intrusion"]);
     store.close().await;
+}
+
+async fn a_tenant_admin_reads_only_its_own_tenant(backend: Backend) {
+    use overseer::domain::{NewApiToken, TenantId, TokenKind};
+
+    let app = spawn_app_with(backend, &[("AUDIT_REQUESTS", "false")]).await;
+    for tenant in ["acme", "other"] {
+        create_tenant(&app, tenant).await;
+        ingest_ok(
+            &app,
+            &json!([event(tenant, "read_op", 1), event(tenant, "read_op", 2)]),
+        )
+        .await;
+    }
+    let acme = TenantId::parse("tenant_id", "acme").unwrap();
+    let now = Utc::now();
+    let (token, record) = NewApiToken::generate(acme.clone(), TokenKind::Admin, now, None);
+    app.store.insert_api_token(&record).await.unwrap();
+    let (expired, record) = NewApiToken::generate(
+        acme,
+        TokenKind::Admin,
+        now,
+        Some(now - chrono::Duration::seconds(1)),
+    );
+    app.store.insert_api_token(&record).await.unwrap();
+    let get = |path: &str, token: &str| app.client.get(app.url(path)).bearer_auth(token).send();
+
+    let page: Value = get("/api/v1/audit/logs", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenants: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["tenant_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["acme"; 3], "its two events and its creation");
+    assert_json_error(
+        get("/api/v1/audit/logs?tenant_id=other", &token)
+            .await
+            .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    let verdict: Value = get("/api/v1/audit/verify", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict, json!({"ok": true, "checked": 3}));
+    assert_json_error(
+        get("/api/v1/audit/logs", &expired).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
 }
