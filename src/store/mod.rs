@@ -67,6 +67,36 @@ macro_rules! shared_queries {
             Ok((created, committed))
         }
 
+        pub(super) async fn audit_chain(
+            &self,
+            chain: &str,
+            after_seq: i64,
+            limit: u32,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let rows: Vec<super::audit::AuditRow> = sqlx::query_as(AUDIT_CHAIN)
+                .persistent(self.persistent)
+                .bind(chain)
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            super::audit::into_events(rows)
+        }
+
+        pub(super) async fn audit_logs(
+            &self,
+            query: &super::AuditQuery,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(AUDIT_SELECT);
+            super::audit::push_audit_filters!(qb, query, TIMESTAMP_CAST);
+            let rows: Vec<super::audit::AuditRow> = qb
+                .build_query_as()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await?;
+            super::audit::into_events(rows)
+        }
+
         /// Appends `events` to their chains in one transaction.
         pub(super) async fn append_audit(
             &self,

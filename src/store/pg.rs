@@ -7,11 +7,11 @@ use std::time::Duration;
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::audit::{self, AuditQuery, AuditRow, ChainHead};
+use super::audit::{self, ChainHead};
 use crate::config::DatabaseConfig;
 
 /// The columns of an [`AuditRow`], as text where the backends differ.
@@ -103,40 +103,6 @@ impl PgStore {
         self.pool.begin().await
     }
 
-    pub(super) async fn audit_chain(
-        &self,
-        chain: &str,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        let rows: Vec<AuditRow> = sqlx::query_as(AUDIT_CHAIN)
-            .persistent(self.persistent)
-            .bind(chain)
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        audit::into_events(rows)
-    }
-
-    pub(super) async fn audit_logs(
-        &self,
-        query: &AuditQuery,
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        let mut qb = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            pg_audit_columns!(),
-            " FROM audit_logs WHERE TRUE"
-        ));
-        audit::push_audit_filters!(qb, query, "::timestamptz");
-        let rows: Vec<AuditRow> = qb
-            .build_query_as()
-            .persistent(self.persistent)
-            .fetch_all(&self.pool)
-            .await?;
-        audit::into_events(rows)
-    }
-
     /// Appends `events` inside the caller's transaction: the same-transaction path
     /// for state changes, and the batcher's path. Takes the audit lock, which is
     /// held until the caller commits.
@@ -222,6 +188,18 @@ const AUDIT_CHAIN: &str = concat!(
     pg_audit_columns!(),
     " FROM audit_logs WHERE COALESCE(tenant_id, '') = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
+
+/// The start of the filtered audit query (`audit::push_audit_filters!`).
+const AUDIT_SELECT: &str = concat!(
+    "SELECT ",
+    pg_audit_columns!(),
+    " FROM audit_logs WHERE TRUE"
+);
+
+/// Turns a bound timestamp text into the `created_at` column's type.
+const TIMESTAMP_CAST: &str = "::timestamptz";
+
+type Db = sqlx::Postgres;
 
 /// The advisory lock every audit append takes ("overseer" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;

@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::StoreError;
-use super::audit::{self, AuditQuery, AuditRow, ChainHead};
+use super::audit::{self, ChainHead};
 use crate::config::DatabaseConfig;
 
 /// The columns of an [`AuditRow`] (SQLite stores every one as the row wants it).
@@ -32,6 +32,18 @@ const AUDIT_CHAIN: &str = concat!(
     sqlite_audit_columns!(),
     " FROM audit_logs WHERE COALESCE(tenant_id, '') = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
+
+/// The start of the filtered audit query (`audit::push_audit_filters!`).
+const AUDIT_SELECT: &str = concat!(
+    "SELECT ",
+    sqlite_audit_columns!(),
+    " FROM audit_logs WHERE TRUE"
+);
+
+/// Turns a bound timestamp text into the `created_at` column's type.
+const TIMESTAMP_CAST: &str = "";
+
+type Db = sqlx::Sqlite;
 
 /// Rows per INSERT statement: 15 parameters each, well under SQLite's limit
 /// of 32,766 parameters per statement.
@@ -105,35 +117,6 @@ impl SqliteStore {
         &self,
     ) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    pub(super) async fn audit_chain(
-        &self,
-        chain: &str,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        let rows: Vec<AuditRow> = sqlx::query_as(AUDIT_CHAIN)
-            .bind(chain)
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        audit::into_events(rows)
-    }
-
-    pub(super) async fn audit_logs(
-        &self,
-        query: &AuditQuery,
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            sqlite_audit_columns!(),
-            " FROM audit_logs WHERE TRUE"
-        ));
-        audit::push_audit_filters!(qb, query, "");
-        let rows: Vec<AuditRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-        audit::into_events(rows)
     }
 
     /// Appends `events` inside the caller's write transaction (opened with
