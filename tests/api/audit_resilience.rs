@@ -253,7 +253,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
 
     switch.cut().await;
     let mut acknowledged = Vec::new();
-    for r in 0..20 {
+    for r in 0..50 {
         let events: Vec<Value> = (0..100)
             .map(|j| event("acme", "killed_op", r * 100 + j))
             .collect();
@@ -285,7 +285,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
 
     let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
     let rows = stored(&store, &["killed_op"]).await;
-    assert_eq!(rows.len(), 2_000);
+    assert_eq!(rows.len(), 5_000);
     assert_exactly_once(&rows, &acknowledged);
     let verdict: Value = client
         .get(format!("{base}/api/v1/audit/verify?tenant_id=acme"))
@@ -296,7 +296,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
         .json()
         .await
         .unwrap();
-    assert_eq!(verdict, json!({"ok": true, "checked": 2_001}));
+    assert_eq!(verdict, json!({"ok": true, "checked": 5_001}));
     restarted.send_sigterm();
     restarted.wait_exit(Duration::from_secs(10)).await;
     store.close().await;
