@@ -39,6 +39,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    auditor: overseer_actors::audit::Auditor,
     schema_task: Option<JoinHandle<()>>,
 }
 
@@ -90,6 +91,7 @@ impl Application {
 
         let actors =
             supervision::start(&config, &store, clock.clone()).map_err(StartupError::AuditFiles)?;
+        let auditor = actors.auditor.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -135,6 +137,7 @@ impl Application {
             port: local.port(),
             server,
             store,
+            auditor,
             schema_task,
         })
     }
@@ -158,6 +161,7 @@ impl Application {
         let Application {
             server,
             store,
+            auditor,
             schema_task,
             ..
         } = self;
@@ -174,11 +178,17 @@ impl Application {
         if let Some(task) = schema_task {
             task.abort();
         }
+        // The last requests' audit events: committed, or spooled for the
+        // next start.
+        auditor.shutdown(AUDIT_DRAIN).await;
         store.close().await;
         tracing::info!("stopped");
         served
     }
 }
+
+/// How long shutdown waits for the audit queue to drain before spooling it.
+const AUDIT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Makes the schema current: migrates, or with `AUTO_MIGRATE=false` checks that
 /// someone else has. The error is a short reason fit for `/health`.

@@ -19,6 +19,7 @@ on_both_backends!(
     acknowledged_events_survive_a_sigkill_during_an_outage,
     a_full_queue_answers_503_with_retry_after_and_loses_nothing,
     an_audit_panic_mid_flush_loses_no_accepted_event,
+    events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start,
 );
 
 mod postgres {
@@ -441,4 +442,66 @@ async fn two_replicas_extend_the_same_chains_without_gaps() {
         .collect();
     by_seq.sort_by_key(|r| r.seq);
     assert!(by_seq.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+async fn events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let (mut stall, url) = Switch::stall(backend, &db);
+    let workdir = tempfile::tempdir().unwrap();
+    let token = "shutdown-test-admin-token";
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("ADMIN_TOKEN", token),
+        // Longer than the shutdown drain (1 s): the flush is still stuck then.
+        ("DATABASE_QUERY_TIMEOUT", "3s"),
+    ];
+    let client = reqwest::Client::new();
+    let mut service = ServiceProcess::start(workdir.path(), &vars);
+    let base = format!(
+        "http://127.0.0.1:{}",
+        service.wait_for_port(Duration::from_secs(30)).await
+    );
+    let list = || {
+        client
+            .get(format!("{base}/api/v1/tenants"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(list().await.unwrap().status().as_u16(), 200);
+
+    stall.cut().await;
+    // Reads go on; their audit events (fire-and-forget) cannot be written.
+    for _ in 0..5 {
+        assert_eq!(list().await.unwrap().status().as_u16(), 200);
+    }
+    service.send_sigterm();
+    let status = service
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits in time");
+    assert!(status.success(), "{status}");
+    assert!(
+        service.all_output().contains("spool"),
+        "{}",
+        service.all_output()
+    );
+
+    stall.restore().await;
+    let mut restarted = ServiceProcess::start(workdir.path(), &vars);
+    let base = format!(
+        "http://127.0.0.1:{}",
+        restarted.wait_for_port(Duration::from_secs(30)).await
+    );
+    wait_for_drained(&client, &base, Duration::from_secs(30)).await;
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+    let rows = stored(&store, &["list_tenants"]).await;
+    assert_eq!(
+        rows.len(),
+        6,
+        "the request before the cut and the five during it, once each"
+    );
+    restarted.send_sigterm();
+    restarted.wait_exit(Duration::from_secs(10)).await;
+    store.close().await;
 }

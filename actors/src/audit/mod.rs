@@ -278,9 +278,63 @@ impl Auditor {
         lock(&self.shared.queue).status.clone()
     }
 
-    /// Asks for a flush now (tests, shutdown).
+    /// Asks for a flush now.
     pub fn flush(&self) {
         self.actor.do_send(Flush);
+    }
+
+    /// At shutdown: flushes what waits for up to `within`; whatever is still
+    /// waiting then (the database is slow or away) is written to the spool,
+    /// to be replayed at the next start. Durable producers still waiting are
+    /// answered once their events are spooled.
+    pub async fn shutdown(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if lock(&self.shared.queue).depth == 0 {
+                return;
+            }
+            self.flush();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The batch in flight is spooled too: if its commit lands after all,
+        // the replay skips it (idempotent on `log_id`).
+        let (events, acks) = {
+            let mut queue = lock(&self.shared.queue);
+            let pending: Vec<Submission> = queue.pending.drain(..).collect();
+            let mut events: Vec<AuditEvent> = queue
+                .inflight
+                .iter()
+                .flat_map(|s| s.events.iter().cloned())
+                .collect();
+            let mut acks = Vec::new();
+            for submission in pending {
+                events.extend(submission.events);
+                acks.extend(submission.ack);
+            }
+            (events, acks)
+        };
+        if events.is_empty() {
+            return;
+        }
+        let n = events.len();
+        let spool = self.shared.spool.clone();
+        match blocking(move || lock(&spool).append(&events)).await {
+            Ok(()) => {
+                tracing::warn!(
+                    events = n,
+                    "audit events still waiting at shutdown were spooled"
+                );
+                for ack in acks {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+            Err(e) => tracing::error!(
+                critical = true,
+                events = n,
+                error = %e,
+                "audit events waiting at shutdown could not be spooled and are lost"
+            ),
+        }
     }
 
     /// Redaction, and the clock's precision for timestamps.
