@@ -106,7 +106,8 @@ pub enum AuditError {
     NotDurable(String),
 }
 
-/// What `/health` shows of the audit path.
+/// What `/health` shows of the audit path. `queue_depth` and
+/// `spool_events` are read when asked; the rest is kept by the actor.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditStatus {
     pub queue_depth: usize,
@@ -201,12 +202,10 @@ impl Auditor {
             );
         }
         let sinks = FileSinks::open(config.sinks.clone())?;
-        let mut queue = Queue::default();
-        queue.status.spool_events = spool.events();
         metrics::gauge!("audit_spool_events").set(spool.events() as f64);
         let shared = Arc::new(Shared {
             config,
-            queue: Mutex::new(queue),
+            queue: Mutex::new(Queue::default()),
             subscribers: Mutex::default(),
             spool: Arc::new(Mutex::new(spool)),
             sinks: Arc::new(Mutex::new(sinks)),
@@ -275,7 +274,13 @@ impl Auditor {
     }
 
     pub fn status(&self) -> AuditStatus {
-        lock(&self.shared.queue).status.clone()
+        let spool_events = lock(&self.shared.spool).events();
+        let queue = lock(&self.shared.queue);
+        AuditStatus {
+            queue_depth: queue.depth,
+            spool_events,
+            ..queue.status.clone()
+        }
     }
 
     /// Asks for a flush now.
@@ -378,7 +383,6 @@ impl Auditor {
             }
             let before = queue.depth;
             queue.depth += n;
-            queue.status.queue_depth = queue.depth;
             queue.pending.push_back(Submission {
                 events,
                 source,
@@ -461,8 +465,11 @@ impl AuditActor {
     fn after_flush(&mut self, outcome: Result<FlushOutcome, String>, ctx: &mut Context<Self>) {
         self.flushing = false;
         match outcome {
-            Err(injected) => self.child.fail(ctx, injected),
+            Err(injected) => return self.child.fail(ctx, injected),
             Ok(FlushOutcome::Spooled(_)) => self.maybe_replay(ctx),
+            // Neither the database nor the disk took it: the next tick
+            // retries, rather than a tight loop.
+            Ok(FlushOutcome::Failed(_)) => return,
             Ok(_) => {}
         }
         // More than a batch waiting: go again now rather than at the next tick.
@@ -608,7 +615,6 @@ async fn flush(shared: Arc<Shared>, child: Child) -> Result<FlushOutcome, String
                     count(&sources, "spooled");
                     metrics::gauge!("audit_spool_events").set(spool_events as f64);
                     finish(&shared, Ok(()), |status| {
-                        status.spool_events = spool_events;
                         if !spool_first {
                             status.last_error = Some(db_error.reason.clone());
                         }
@@ -660,7 +666,6 @@ fn finish(shared: &Shared, result: Result<(), AuditError>, update: impl FnOnce(&
     for submission in kept.into_iter().rev() {
         queue.pending.push_front(submission);
     }
-    queue.status.queue_depth = queue.depth;
     metrics::gauge!("audit_queue_depth").set(queue.depth as f64);
     update(&mut queue.status);
 }
@@ -722,7 +727,6 @@ async fn replay(shared: Arc<Shared>) -> Replay {
             Ok(left) => {
                 metrics::gauge!("audit_spool_events").set(left as f64);
                 let mut queue = lock(&shared.queue);
-                queue.status.spool_events = left;
                 queue.status.last_flush_at = Some(shared.clock.now());
                 if left == 0 {
                     queue.status.last_error = None;
