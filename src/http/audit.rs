@@ -390,22 +390,23 @@ struct CreatedToken {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin): a token that
-/// may write audit events for that tenant, and nothing else.
+/// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin), body `{}` or
+/// `{"expires_at": "..."}`: a token that may write audit events for that
+/// tenant, and nothing else.
 #[tracing::instrument(skip_all)]
 async fn create_ingest_token(
     _: SuperAdmin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
-    body: Option<Json<CreateToken>>,
+    Json(body): Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant_id = TenantId::parse("tenant_id", &path.into_inner())?;
     if state.store.tenant(&tenant_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no tenant {tenant_id}")));
     }
     let now = state.clock.now();
-    let expires_at = body.and_then(|b| b.0.expires_at);
+    let expires_at = body.expires_at;
     let (token, record) = NewApiToken::generate(tenant_id, TokenKind::Ingest, now, expires_at);
     state.store.insert_api_token(&record).await?;
     req.extensions_mut().insert(AuditedByHandler);

@@ -439,6 +439,15 @@ async fn an_ingest_token_writes_only_for_its_tenant_and_cannot_read(backend: Bac
         all.iter()
             .all(|r| !r.event.details.to_string().contains(&token))
     );
+    // A malformed body is an error, not a token without expiry.
+    let response = app
+        .post_json_as_admin(
+            "/api/v1/tenants/acme/ingest-tokens",
+            &json!({"expires_at": "soon"}),
+        )
+        .await;
+    let body = assert_json_error(response, 422, "invalid_field").await;
+    assert_eq!(body["error"]["field"], "expires_at");
     assert!(
         app.post_json_as_admin("/api/v1/tenants/nobody/ingest-tokens", &json!({}))
             .await
