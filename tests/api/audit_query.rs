@@ -215,10 +215,7 @@ async fn an_export_of_100_000_rows_streams_with_bounded_memory(backend: Backend)
             ("ADMIN_TOKEN", token),
         ],
     );
-    let base_url = format!(
-        "http://127.0.0.1:{}",
-        service.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base_url = service.base_url().await;
     let pid = service.pid().unwrap();
     let before = peak_rss_kib(pid);
     let client = reqwest::Client::new();
@@ -270,10 +267,7 @@ async fn secrets_never_reach_the_database_the_files_or_stdout(backend: Backend) 
             ("RUST_LOG", "debug"),
         ],
     );
-    let base_url = format!(
-        "http://127.0.0.1:{}",
-        service.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base_url = service.base_url().await;
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{base_url}/api/v1/audit/events"))

@@ -232,10 +232,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
     ];
     let client = reqwest::Client::new();
     let mut service = ServiceProcess::start(workdir.path(), &vars);
-    let base = format!(
-        "http://127.0.0.1:{}",
-        service.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base = service.base_url().await;
     let post = |body: Value| {
         client
             .post(format!("{base}/api/v1/audit/events"))
@@ -278,10 +275,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
 
     switch.restore().await;
     let mut restarted = ServiceProcess::start(workdir.path(), &vars);
-    let base = format!(
-        "http://127.0.0.1:{}",
-        restarted.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base = restarted.base_url().await;
     wait_for_drained(&client, &base, Duration::from_secs(60)).await;
 
     let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
@@ -458,10 +452,7 @@ async fn events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start(b
     ];
     let client = reqwest::Client::new();
     let mut service = ServiceProcess::start(workdir.path(), &vars);
-    let base = format!(
-        "http://127.0.0.1:{}",
-        service.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base = service.base_url().await;
     let list = || {
         client
             .get(format!("{base}/api/v1/tenants"))
@@ -489,10 +480,7 @@ async fn events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start(b
 
     stall.restore().await;
     let mut restarted = ServiceProcess::start(workdir.path(), &vars);
-    let base = format!(
-        "http://127.0.0.1:{}",
-        restarted.wait_for_port(Duration::from_secs(30)).await
-    );
+    let base = restarted.base_url().await;
     wait_for_drained(&client, &base, Duration::from_secs(30)).await;
     let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
     let rows = stored(&store, &["list_tenants"]).await;

@@ -481,6 +481,14 @@ impl ServiceProcess {
         assert!(status.success());
     }
 
+    /// Waits until the service listens; returns its base URL.
+    pub async fn base_url(&mut self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.wait_for_port(Duration::from_secs(30)).await
+        )
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
