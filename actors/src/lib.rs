@@ -12,6 +12,8 @@
 pub mod audit;
 pub mod clock;
 pub mod db_watch;
+pub mod notify;
+pub mod security;
 pub mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -2,9 +2,18 @@
 
 mod api_token;
 pub mod audit;
+pub mod creative;
+pub mod media_buy;
+mod money;
+pub mod principal;
+mod settings;
 mod tenant;
+pub mod text;
+pub mod workflow;
 
 pub use api_token::{ApiToken, NewApiToken, TokenKind};
+pub use money::{Amount, Currency};
+pub use settings::{SettingsChange, TenantSettings, Timezone, WebhookUrl};
 pub use tenant::{NewTenant, Tenant, TenantId, TenantName};
 
 /// Why an input could not become a domain value. `field` names the JSON field

@@ -1,0 +1,1275 @@
+//! The security monitor: turns auth and access events into security
+//! violations, and each violation into an audit row, a metric, a log line and
+//! (at most once per cool-down) a Slack notice.
+//!
+//! Detection is plain data and arithmetic ([`Detector`], [`NotifyGate`]) that
+//! reads the time it is given, so windows and cool-downs are tested with
+//! explicit timestamps. Both live behind a mutex outside the actor: the
+//! request path asks "is this IP blocked?" without a mailbox round trip, and a
+//! restart of the actor neither unblocks an IP nor sends a notice again. The
+//! [`SecurityActor`] only does the slow part of a violation (audit, outbox).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::Clock;
+use crate::audit::{AuditEvent, Auditor, Source};
+use crate::notify::{Notification, NotificationEvent, NotificationOutbox};
+use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
+
+/// The rule a violation broke; `as_str` is its stable name in audit rows,
+/// metrics and notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationType {
+    CrossTenantAccess,
+    UnauthorizedAccess,
+    RepeatedFailedAuth,
+    UnusualRequestPattern,
+}
+
+impl ViolationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationType::CrossTenantAccess => "cross_tenant_access",
+            ViolationType::UnauthorizedAccess => "unauthorized_access",
+            ViolationType::RepeatedFailedAuth => "repeated_failed_auth",
+            ViolationType::UnusualRequestPattern => "unusual_request_pattern",
+        }
+    }
+
+    /// Reaching into another tenant breaks isolation itself, hence critical;
+    /// the rest stay inside one tenant or are only a pattern.
+    pub fn severity(self) -> Severity {
+        match self {
+            ViolationType::CrossTenantAccess => Severity::Critical,
+            ViolationType::UnauthorizedAccess | ViolationType::RepeatedFailedAuth => Severity::High,
+            ViolationType::UnusualRequestPattern => Severity::Medium,
+        }
+    }
+}
+
+impl fmt::Display for ViolationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One violation, as detected or reported by a handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: ViolationType,
+    /// The IP or principal id the rule is about: the key of its windows and of
+    /// the notification cool-down.
+    pub subject: String,
+    /// The tenant of the principal that acted (never the tenant of a resource
+    /// it was refused, which the 404 must not reveal); `None` when no principal
+    /// is known, as for failed authentications.
+    pub tenant_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub resource_id: Option<String>,
+    pub reason: String,
+}
+
+impl Violation {
+    /// A principal refused a resource (`cross_tenant_access`,
+    /// `unauthorized_access`): the subject is the principal, so a principal
+    /// probing many resources yields one notice per cool-down.
+    pub fn access(
+        kind: ViolationType,
+        tenant_id: impl Into<String>,
+        principal_id: impl Into<String>,
+        resource_id: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        let principal_id = principal_id.into();
+        Self {
+            kind,
+            subject: principal_id.clone(),
+            tenant_id: Some(tenant_id.into()),
+            principal_id: Some(principal_id),
+            ip_address: None,
+            resource_id: Some(resource_id.into()),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn with_ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip_address = Some(ip.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Failed authentications from one IP within `failed_auth_window` that
+    /// make a violation and block the IP.
+    pub failed_auth_threshold: u32,
+    pub failed_auth_window: Duration,
+    /// How long a blocked IP is answered 429.
+    pub block_duration: Duration,
+    /// Requests by one principal within `request_window` above which its
+    /// pattern is unusual.
+    pub request_limit: u32,
+    pub request_window: Duration,
+    /// Per (rule, subject): after a notice, further violations within this
+    /// time are only counted.
+    pub notify_cooldown: Duration,
+    /// Bound on the IPs, and separately on the principals and on the
+    /// (rule, subject) pairs, kept in memory; the stalest go first, so a flood
+    /// of spoofed sources cannot grow memory without limit.
+    pub max_tracked: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            failed_auth_threshold: 5,
+            failed_auth_window: Duration::from_secs(5 * 60),
+            block_duration: Duration::from_secs(5 * 60),
+            request_limit: 600,
+            request_window: Duration::from_secs(60),
+            notify_cooldown: Duration::from_secs(15 * 60),
+            max_tracked: 100_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IpState {
+    /// Recent failures, oldest first; at most `failed_auth_threshold` are
+    /// kept, as older ones cannot change whether the threshold is reached.
+    failures: VecDeque<DateTime<Utc>>,
+    blocked_until: Option<DateTime<Utc>>,
+    /// Failures that arrived during the current block.
+    refused: u64,
+    last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct PrincipalState {
+    /// Recent requests, oldest first; at most `request_limit + 1` are kept,
+    /// enough to tell "above the limit", so memory follows actual traffic.
+    hits: VecDeque<DateTime<Utc>>,
+    /// When the rule last fired; `None` once re-armed.
+    tripped_at: Option<DateTime<Utc>>,
+    last_seen: DateTime<Utc>,
+}
+
+/// Pure, synchronous, clock-passed-in sliding-window logic; unit-tested
+/// without actix.
+///
+/// A time counts in a window while its age is strictly less than the window:
+/// a failure exactly five minutes old has left a five-minute window.
+#[derive(Debug)]
+pub struct Detector {
+    config: SecurityConfig,
+    failed_auth_window: TimeDelta,
+    block_duration: TimeDelta,
+    request_window: TimeDelta,
+    ips: HashMap<String, IpState>,
+    principals: HashMap<String, PrincipalState>,
+}
+
+impl Detector {
+    pub fn new(config: SecurityConfig) -> Self {
+        Self {
+            failed_auth_window: delta(config.failed_auth_window),
+            block_duration: delta(config.block_duration),
+            request_window: delta(config.request_window),
+            config,
+            ips: HashMap::new(),
+            principals: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SecurityConfig {
+        &self.config
+    }
+
+    /// A failed authentication from `ip`. Returns a violation exactly once per
+    /// crossing of the threshold (the attempt that makes the count within the
+    /// window reach it); from then the IP is blocked until `now +
+    /// block_duration`. Attempts while blocked never make a second violation
+    /// (they are counted, see [`Detector::refused_while_blocked`]), and counting
+    /// starts afresh once the block ends: a block is not extended by the
+    /// attempts it refuses, so it ends when the caller was told it would.
+    pub fn failed_auth(&mut self, ip: &str, now: DateTime<Utc>) -> Option<Violation> {
+        let threshold = self.config.failed_auth_threshold.max(1) as usize;
+        let window = self.failed_auth_window;
+        let state = slot(
+            &mut self.ips,
+            ip,
+            self.config.max_tracked,
+            |s| ip_idle(s, now, window),
+            |s| (is_blocked(s, now), s.last_seen),
+            || IpState {
+                failures: VecDeque::new(),
+                blocked_until: None,
+                refused: 0,
+                last_seen: now,
+            },
+        );
+        state.last_seen = now;
+        if let Some(until) = state.blocked_until {
+            if now < until {
+                state.refused += 1;
+                return None;
+            }
+            state.blocked_until = None;
+            state.refused = 0;
+        }
+        expire(&mut state.failures, now, window);
+        state.failures.push_back(now);
+        while state.failures.len() > threshold {
+            state.failures.pop_front();
+        }
+        if state.failures.len() < threshold {
+            return None;
+        }
+        state.failures.clear();
+        state.blocked_until = Some(after(now, self.block_duration));
+        Some(Violation {
+            kind: ViolationType::RepeatedFailedAuth,
+            subject: ip.to_owned(),
+            tenant_id: None,
+            principal_id: None,
+            ip_address: Some(ip.to_owned()),
+            resource_id: None,
+            reason: format!(
+                "{threshold} failed authentications within {}s",
+                self.config.failed_auth_window.as_secs()
+            ),
+        })
+    }
+
+    /// Some(remaining) while `ip` is blocked.
+    pub fn blocked(&self, ip: &str, now: DateTime<Utc>) -> Option<Duration> {
+        let until = self.ips.get(ip)?.blocked_until?;
+        (now < until).then(|| (until - now).to_std().unwrap_or_default())
+    }
+
+    /// Failed authentications from `ip` refused during its current block: what
+    /// a brute force kept trying after it was stopped.
+    pub fn refused_while_blocked(&self, ip: &str, now: DateTime<Utc>) -> u64 {
+        self.ips
+            .get(ip)
+            .filter(|s| is_blocked(s, now))
+            .map_or(0, |s| s.refused)
+    }
+
+    /// One request by an authenticated principal; a violation once when the
+    /// count in the window goes above `request_limit`. The rule re-arms when a
+    /// request finds the count back at or under the limit, but no sooner than
+    /// one window after it fired: a rate hovering at the limit would otherwise
+    /// fire on every other request, and one violation already stands for the
+    /// window of excess that made it.
+    pub fn request(
+        &mut self,
+        principal_id: &str,
+        tenant_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<Violation> {
+        let limit = self.config.request_limit as usize;
+        let window = self.request_window;
+        let state = slot(
+            &mut self.principals,
+            principal_id,
+            self.config.max_tracked,
+            |s| principal_idle(s, now, window),
+            |s| (false, s.last_seen),
+            || PrincipalState {
+                hits: VecDeque::new(),
+                tripped_at: None,
+                last_seen: now,
+            },
+        );
+        state.last_seen = now;
+        expire(&mut state.hits, now, window);
+        state.hits.push_back(now);
+        while state.hits.len() > limit.saturating_add(1) {
+            state.hits.pop_front();
+        }
+        let over = state.hits.len() > limit;
+        if let Some(at) = state.tripped_at {
+            if over || age(now, at) < window {
+                return None;
+            }
+            state.tripped_at = None;
+        }
+        if !over {
+            return None;
+        }
+        state.tripped_at = Some(now);
+        Some(Violation {
+            kind: ViolationType::UnusualRequestPattern,
+            subject: principal_id.to_owned(),
+            tenant_id: tenant_id.map(str::to_owned),
+            principal_id: Some(principal_id.to_owned()),
+            ip_address: None,
+            resource_id: None,
+            reason: format!(
+                "more than {limit} requests within {}s",
+                self.config.request_window.as_secs()
+            ),
+        })
+    }
+
+    /// Forgets IPs and principals with nothing left in their windows, so
+    /// memory follows recent traffic rather than everything ever seen.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let window = self.failed_auth_window;
+        self.ips.retain(|_, s| !ip_idle(s, now, window));
+        let window = self.request_window;
+        self.principals
+            .retain(|_, s| !principal_idle(s, now, window));
+    }
+}
+
+fn is_blocked(state: &IpState, now: DateTime<Utc>) -> bool {
+    state.blocked_until.is_some_and(|until| now < until)
+}
+
+fn ip_idle(state: &IpState, now: DateTime<Utc>, window: TimeDelta) -> bool {
+    !is_blocked(state, now) && state.failures.back().is_none_or(|t| age(now, *t) >= window)
+}
+
+/// With no request in the window, the rule could fire again anyway (the hit
+/// that tripped it has left the window too), so nothing is lost.
+fn principal_idle(state: &PrincipalState, now: DateTime<Utc>, window: TimeDelta) -> bool {
+    state.hits.back().is_none_or(|t| age(now, *t) >= window)
+}
+
+#[derive(Debug)]
+struct GateEntry {
+    notified_at: DateTime<Utc>,
+    suppressed: u64,
+}
+
+/// Edge-triggered notification gate per (ViolationType, subject): the first
+/// violation notifies; later ones within the cool-down are only counted; the
+/// first after the cool-down notifies with count = 1 + suppressed meanwhile.
+/// So a burst becomes one notice that says how big it was, not a flood.
+#[derive(Debug)]
+pub struct NotifyGate {
+    cooldown: TimeDelta,
+    max_tracked: usize,
+    entries: HashMap<(ViolationType, String), GateEntry>,
+}
+
+impl NotifyGate {
+    pub fn new(cooldown: Duration) -> Self {
+        Self {
+            cooldown: delta(cooldown),
+            max_tracked: SecurityConfig::default().max_tracked,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Bounds the (rule, subject) pairs remembered; the least recently
+    /// notified are forgotten first.
+    pub fn with_max_tracked(mut self, max_tracked: usize) -> Self {
+        self.max_tracked = max_tracked;
+        self
+    }
+
+    /// `Some(count)` when `v` should be notified, standing for `count`
+    /// violations; `None` when it is only counted.
+    pub fn admit(&mut self, v: &Violation, now: DateTime<Utc>) -> Option<u64> {
+        let key = (v.kind, v.subject.clone());
+        match self.entries.get_mut(&key) {
+            Some(entry) if age(now, entry.notified_at) < self.cooldown => {
+                entry.suppressed += 1;
+                None
+            }
+            Some(entry) => {
+                let count = 1 + entry.suppressed;
+                entry.notified_at = now;
+                entry.suppressed = 0;
+                Some(count)
+            }
+            None => {
+                let cooldown = self.cooldown;
+                make_room(
+                    &mut self.entries,
+                    self.max_tracked,
+                    |e| gate_idle(e, now, cooldown),
+                    |e| (false, e.notified_at),
+                );
+                self.entries.insert(
+                    key,
+                    GateEntry {
+                        notified_at: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(1)
+            }
+        }
+    }
+
+    /// Forgets pairs whose cool-down is over with nothing suppressed; pairs
+    /// holding a count stay, so the next notice still carries it.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let cooldown = self.cooldown;
+        self.entries.retain(|_, e| !gate_idle(e, now, cooldown));
+    }
+}
+
+fn gate_idle(entry: &GateEntry, now: DateTime<Utc>, cooldown: TimeDelta) -> bool {
+    entry.suppressed == 0 && age(now, entry.notified_at) >= cooldown
+}
+
+/// The entry for `key`, made if missing, making room first when `map` is
+/// full.
+fn slot<'a, V>(
+    map: &'a mut HashMap<String, V>,
+    key: &str,
+    max: usize,
+    idle: impl Fn(&V) -> bool,
+    rank: impl Fn(&V) -> (bool, DateTime<Utc>),
+    make: impl FnOnce() -> V,
+) -> &'a mut V {
+    if !map.contains_key(key) {
+        make_room(map, max, idle, rank);
+    }
+    map.entry(key.to_owned()).or_insert_with(make)
+}
+
+/// Makes room for one more entry when `map` holds `max`: drops idle entries,
+/// then, if that is not enough, the lowest-ranked tenth (at least one) in one
+/// sweep, so a full map costs one sort per many inserts rather than a scan
+/// per insert. `rank` orders by (keep first, last seen): entries ranked
+/// `true` (a blocked IP) go only after all others.
+fn make_room<K, V>(
+    map: &mut HashMap<K, V>,
+    max: usize,
+    idle: impl Fn(&V) -> bool,
+    rank: impl Fn(&V) -> (bool, DateTime<Utc>),
+) where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let max = max.max(1);
+    if map.len() < max {
+        return;
+    }
+    map.retain(|_, v| !idle(v));
+    if map.len() < max {
+        return;
+    }
+    let evict = (map.len() + 1 - max + max / 10).min(map.len());
+    let mut ranked: Vec<((bool, DateTime<Utc>), K)> =
+        map.iter().map(|(k, v)| (rank(v), k.clone())).collect();
+    ranked.sort_unstable_by_key(|entry| entry.0);
+    for (_, key) in ranked.into_iter().take(evict) {
+        map.remove(&key);
+    }
+    tracing::warn!(
+        evicted = evict,
+        max_tracked = max,
+        "security monitor tracking limit reached; forgot the stalest entries"
+    );
+}
+
+/// Drops times that have left the window (age >= window) from the front.
+fn expire(times: &mut VecDeque<DateTime<Utc>>, now: DateTime<Utc>, window: TimeDelta) {
+    while times.front().is_some_and(|t| age(now, *t) >= window) {
+        times.pop_front();
+    }
+}
+
+fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> TimeDelta {
+    now.signed_duration_since(then)
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+fn after(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+struct State {
+    detector: Detector,
+    gate: NotifyGate,
+}
+
+/// State that outlives any one instance of the actor.
+struct Shared {
+    state: Mutex<State>,
+    auditor: Auditor,
+    outbox: Arc<dyn NotificationOutbox>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What callers hold. Cheap to clone.
+#[derive(Clone)]
+pub struct SecurityMonitor {
+    shared: Arc<Shared>,
+    actor: ActorHandle<SecurityActor>,
+}
+
+impl fmt::Debug for SecurityMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityMonitor").finish_non_exhaustive()
+    }
+}
+
+impl SecurityMonitor {
+    /// Starts the SecurityActor under `supervisor` as `security_monitor`.
+    pub fn start(
+        supervisor: &Supervisor,
+        policy: RestartPolicy,
+        config: SecurityConfig,
+        auditor: Auditor,
+        outbox: Arc<dyn NotificationOutbox>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let gate = NotifyGate::new(config.notify_cooldown).with_max_tracked(config.max_tracked);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                detector: Detector::new(config),
+                gate,
+            }),
+            auditor,
+            outbox,
+            clock,
+        });
+        let for_factory = shared.clone();
+        let actor = supervisor.spawn("security_monitor", policy, move |child| SecurityActor {
+            child: child.clone(),
+            shared: for_factory.clone(),
+        });
+        Self { shared, actor }
+    }
+
+    /// A failed authentication from `ip`. Callers answer 429 instead of
+    /// calling this while [`SecurityMonitor::blocked`] says so; a call anyway
+    /// is only counted.
+    pub fn failed_auth(&self, ip: &str) {
+        let now = self.shared.clock.now();
+        let violation = self.shared.state().detector.failed_auth(ip, now);
+        if let Some(violation) = violation {
+            self.actor.do_send(Report(violation));
+        }
+    }
+
+    /// `Some(remaining)` while `ip` is blocked: answer 429 with it as
+    /// `Retry-After`.
+    pub fn blocked(&self, ip: &str) -> Option<Duration> {
+        let now = self.shared.clock.now();
+        self.shared.state().detector.blocked(ip, now)
+    }
+
+    /// One request by an authenticated principal.
+    pub fn request(&self, principal_id: &str, tenant_id: Option<&str>) {
+        let now = self.shared.clock.now();
+        let violation = self
+            .shared
+            .state()
+            .detector
+            .request(principal_id, tenant_id, now);
+        if let Some(violation) = violation {
+            self.actor.do_send(Report(violation));
+        }
+    }
+
+    /// A violation a handler found (`cross_tenant_access`,
+    /// `unauthorized_access`).
+    pub fn report(&self, violation: Violation) {
+        self.actor.do_send(Report(violation));
+    }
+}
+
+/// How often idle IPs, principals and gate entries are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Records violations. Its state that matters lives outside it, shared with
+/// every [`SecurityMonitor`], so a restart loses none of it.
+pub struct SecurityActor {
+    child: Child,
+    shared: Arc<Shared>,
+}
+
+impl Actor for SecurityActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(PRUNE_EVERY, |act, ctx| {
+            if act.child.trip(ctx) {
+                return;
+            }
+            let now = act.shared.clock.now();
+            let mut state = act.shared.state();
+            state.detector.prune(now);
+            state.gate.prune(now);
+        });
+    }
+}
+
+/// A violation to record and perhaps notify.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Report(pub Violation);
+
+impl Handler<Report> for SecurityActor {
+    type Result = ();
+
+    fn handle(&mut self, Report(v): Report, ctx: &mut Context<Self>) {
+        if self.child.trip(ctx) {
+            return;
+        }
+        let now = self.shared.clock.now();
+        self.shared
+            .auditor
+            .record(Source::Internal, audit_event(&v, now));
+        metrics::counter!("security_violations_total", "type" => v.kind.as_str()).increment(1);
+        let count = self.shared.state().gate.admit(&v, now);
+        tracing::warn!(
+            violation_type = v.kind.as_str(),
+            severity = v.kind.severity().as_str(),
+            subject = %v.subject,
+            tenant_id = v.tenant_id.as_deref(),
+            principal_id = v.principal_id.as_deref(),
+            ip_address = v.ip_address.as_deref(),
+            resource_id = v.resource_id.as_deref(),
+            reason = %v.reason,
+            notified = count.is_some(),
+            "security violation"
+        );
+        let Some(count) = count else {
+            return;
+        };
+        let notification = Notification::new(
+            v.tenant_id.clone(),
+            NotificationEvent::SecurityViolation {
+                violation_type: v.kind.as_str().to_owned(),
+                severity: v.kind.severity().as_str().to_owned(),
+                subject: v.subject,
+                reason: v.reason,
+                resource_id: v.resource_id,
+                count,
+            },
+            now,
+        );
+        let outbox = self.shared.outbox.clone();
+        let kind = v.kind.as_str();
+        ctx.spawn(
+            async move {
+                if let Err(reason) = outbox.enqueue(notification).await {
+                    tracing::warn!(violation_type = kind, %reason, "could not queue the security violation notice");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// The audit row of a violation. It is recorded as a failed operation: what
+/// it stands for is an access the service refused, so it belongs in
+/// `error.log` and in failure counts next to the other refusals, and a
+/// reader filtering on `success = true` never mistakes it for a granted one.
+fn audit_event(v: &Violation, now: DateTime<Utc>) -> AuditEvent {
+    let mut event = AuditEvent::new("security_violation", now)
+        .with_details(serde_json::json!({
+            "type": v.kind.as_str(),
+            "severity": v.kind.severity().as_str(),
+            "resource_id": v.resource_id,
+            "reason": v.reason,
+            "subject": v.subject,
+        }))
+        .failed(v.reason.clone());
+    if let Some(tenant_id) = &v.tenant_id {
+        event = event.with_tenant(tenant_id.clone());
+    }
+    if let Some(principal_id) = &v.principal_id {
+        event = event.with_principal(principal_id.clone(), None);
+    }
+    event.ip_address = v.ip_address.clone();
+    event.security_violation = true;
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        t0() + TimeDelta::seconds(secs)
+    }
+
+    const IP: &str = "198.51.100.7";
+    const OTHER_IP: &str = "203.0.113.9";
+
+    #[test]
+    fn the_fifth_failure_within_the_window_is_one_violation_and_blocks_the_ip() {
+        let mut detector = Detector::new(SecurityConfig::default());
+        for i in 0..4 {
+            assert_eq!(detector.failed_auth(IP, at(i * 10)), None);
+            assert_eq!(detector.blocked(IP, at(i * 10)), None);
+        }
+
+        let violation = detector.failed_auth(IP, at(40)).unwrap();
+
+        assert_eq!(violation.kind, ViolationType::RepeatedFailedAuth);
+        assert_eq!(violation.kind.severity(), Severity::High);
+        assert_eq!(violation.subject, IP);
+        assert_eq!(violation.ip_address.as_deref(), Some(IP));
+        assert_eq!(violation.tenant_id, None);
+        assert_eq!(
+            detector.blocked(IP, at(40)),
+            Some(Duration::from_secs(5 * 60))
+        );
+        assert_eq!(
+            detector.blocked(IP, at(100)),
+            Some(Duration::from_secs(4 * 60))
+        );
+    }
+
+    #[test]
+    fn failures_while_blocked_are_counted_but_never_a_second_violation() {
+        let mut detector = Detector::new(SecurityConfig::default());
+        let violations = (0..1_000)
+            .filter_map(|i| detector.failed_auth(IP, t0() + TimeDelta::milliseconds(i * 10)))
+            .count();
+
+        assert_eq!(violations, 1);
+        assert_eq!(detector.refused_while_blocked(IP, at(10)), 995);
+        // Refused attempts do not extend the block (it began at 40 ms).
+        assert_eq!(detector.blocked(IP, at(5 * 60 + 1)), None);
+    }
+
+    #[test]
+    fn failures_older_than_the_window_no_longer_count() {
+        let mut detector = Detector::new(SecurityConfig::default());
+        for minute in 0..4 {
+            assert_eq!(detector.failed_auth(IP, at(minute * 60)), None);
+        }
+        // Exactly five minutes after the first, it has left the window.
+        assert_eq!(detector.failed_auth(IP, at(5 * 60)), None);
+        assert!(detector.failed_auth(IP, at(5 * 60 + 1)).is_some());
+    }
+
+    #[test]
+    fn a_block_ends_after_its_duration_and_counting_starts_afresh() {
+        let mut detector = Detector::new(SecurityConfig::default());
+        for i in 0..5 {
+            detector.failed_auth(IP, at(i));
+        }
+        assert_eq!(
+            detector.blocked(IP, at(4 + 299)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(detector.blocked(IP, at(4 + 300)), None);
+
+        for i in 0..4 {
+            assert_eq!(detector.failed_auth(IP, at(400 + i)), None);
+        }
+        assert!(detector.failed_auth(IP, at(404)).is_some());
+        assert!(detector.blocked(IP, at(404)).is_some());
+    }
+
+    #[test]
+    fn other_ips_are_unaffected_by_a_blocked_one() {
+        let mut detector = Detector::new(SecurityConfig::default());
+        for i in 0..5 {
+            detector.failed_auth(IP, at(i));
+        }
+        for i in 0..4 {
+            assert_eq!(detector.failed_auth(OTHER_IP, at(i)), None);
+        }
+        assert!(detector.blocked(IP, at(10)).is_some());
+        assert_eq!(detector.blocked(OTHER_IP, at(10)), None);
+        assert_eq!(detector.blocked("192.0.2.1", at(10)), None);
+    }
+
+    fn limited(limit: u32) -> SecurityConfig {
+        SecurityConfig {
+            request_limit: limit,
+            request_window: Duration::from_secs(60),
+            ..SecurityConfig::default()
+        }
+    }
+
+    #[test]
+    fn going_above_the_request_limit_is_one_violation() {
+        let mut detector = Detector::new(limited(600));
+        let violations: Vec<Violation> = (0..1_200)
+            .filter_map(|i| {
+                detector.request("p_1", Some("acme"), t0() + TimeDelta::milliseconds(i * 40))
+            })
+            .collect();
+
+        assert_eq!(violations.len(), 1);
+        let v = &violations[0];
+        assert_eq!(v.kind, ViolationType::UnusualRequestPattern);
+        assert_eq!(v.kind.severity(), Severity::Medium);
+        assert_eq!(v.subject, "p_1");
+        assert_eq!(v.principal_id.as_deref(), Some("p_1"));
+        assert_eq!(v.tenant_id.as_deref(), Some("acme"));
+        assert!(detector.request("p_2", Some("acme"), at(50)).is_none());
+    }
+
+    #[test]
+    fn the_request_rule_re_arms_once_the_rate_is_back_under_the_limit_for_a_window() {
+        let mut detector = Detector::new(limited(3));
+        for s in [-50, -40, -30] {
+            assert_eq!(detector.request("p_1", None, at(s)), None);
+        }
+        assert!(detector.request("p_1", None, at(0)).is_some());
+
+        // Under the limit again at 45 s, but the violation's window is not
+        // over: going above again is the same violation.
+        for s in [45, 46, 47] {
+            assert_eq!(detector.request("p_1", None, at(s)), None);
+        }
+        // Still above the limit a window later: not re-armed.
+        assert_eq!(detector.request("p_1", None, at(61)), None);
+
+        // Under the limit and a window after it fired: re-armed.
+        for s in [120, 121, 122] {
+            assert_eq!(detector.request("p_1", None, at(s)), None);
+        }
+        assert!(detector.request("p_1", None, at(123)).is_some());
+    }
+
+    #[test]
+    fn tracked_ips_are_bounded_and_blocked_ones_are_forgotten_last() {
+        let config = SecurityConfig {
+            failed_auth_threshold: 2,
+            max_tracked: 2,
+            ..SecurityConfig::default()
+        };
+        let mut detector = Detector::new(config.clone());
+        detector.failed_auth("a", at(0));
+        detector.failed_auth("b", at(1));
+        detector.failed_auth("c", at(2));
+        assert_eq!(detector.ips.len(), 2);
+        assert!(!detector.ips.contains_key("a"), "the stalest goes first");
+
+        let mut detector = Detector::new(config);
+        detector.failed_auth("b", at(0));
+        assert!(detector.failed_auth("b", at(1)).is_some());
+        detector.failed_auth("c", at(2));
+        detector.failed_auth("a", at(3));
+        assert_eq!(detector.ips.len(), 2);
+        assert!(!detector.ips.contains_key("c"));
+        assert!(
+            detector.blocked("b", at(4)).is_some(),
+            "a blocked IP outlives fresher unblocked ones"
+        );
+    }
+
+    #[test]
+    fn idle_entries_make_room_before_anything_active_is_forgotten() {
+        let mut detector = Detector::new(SecurityConfig {
+            max_tracked: 2,
+            ..limited(10)
+        });
+        detector.request("old", None, at(0));
+        detector.request("busy", None, at(100));
+        detector.request("new", None, at(110));
+        assert!(detector.principals.contains_key("busy"));
+        assert!(detector.principals.contains_key("new"));
+
+        detector.prune(at(500));
+        assert!(detector.principals.is_empty());
+    }
+
+    fn violation(kind: ViolationType, subject: &str) -> Violation {
+        Violation {
+            kind,
+            subject: subject.into(),
+            tenant_id: None,
+            principal_id: None,
+            ip_address: None,
+            resource_id: None,
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn the_gate_notifies_once_per_cool_down_with_the_count_suppressed_meanwhile() {
+        let mut gate = NotifyGate::new(Duration::from_secs(15 * 60));
+        let v = violation(ViolationType::RepeatedFailedAuth, IP);
+
+        assert_eq!(gate.admit(&v, at(0)), Some(1));
+        for s in [1, 60, 899] {
+            assert_eq!(gate.admit(&v, at(s)), None);
+        }
+        assert_eq!(gate.admit(&v, at(900)), Some(4));
+        assert_eq!(gate.admit(&v, at(901)), None);
+        assert_eq!(gate.admit(&v, at(1_800)), Some(2));
+    }
+
+    #[test]
+    fn the_gate_keeps_rules_and_subjects_apart() {
+        let mut gate = NotifyGate::new(Duration::from_secs(60));
+        let v = violation(ViolationType::CrossTenantAccess, "p_1");
+
+        assert_eq!(gate.admit(&v, at(0)), Some(1));
+        assert_eq!(
+            gate.admit(&violation(ViolationType::CrossTenantAccess, "p_2"), at(1)),
+            Some(1)
+        );
+        assert_eq!(
+            gate.admit(&violation(ViolationType::UnauthorizedAccess, "p_1"), at(2)),
+            Some(1)
+        );
+        assert_eq!(gate.admit(&v, at(3)), None);
+    }
+
+    #[test]
+    fn the_gate_forgets_quiet_pairs_but_keeps_counts_owed() {
+        let mut gate = NotifyGate::new(Duration::from_secs(60));
+        let quiet = violation(ViolationType::CrossTenantAccess, "p_1");
+        let owed = violation(ViolationType::CrossTenantAccess, "p_2");
+        gate.admit(&quiet, at(0));
+        gate.admit(&owed, at(0));
+        gate.admit(&owed, at(1));
+
+        gate.prune(at(3_600));
+
+        assert_eq!(gate.entries.len(), 1);
+        assert_eq!(gate.admit(&owed, at(3_601)), Some(2));
+    }
+
+    #[test]
+    fn the_audit_row_marks_a_refused_operation_and_a_violation() {
+        let v = Violation::access(
+            ViolationType::CrossTenantAccess,
+            "acme",
+            "p_1",
+            "mb_9",
+            "media buy of another tenant",
+        )
+        .with_ip("192.0.2.1");
+
+        let event = audit_event(&v, at(0));
+
+        assert_eq!(event.operation, "security_violation");
+        assert!(event.security_violation);
+        assert!(!event.success);
+        assert_eq!(event.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(event.principal_id.as_deref(), Some("p_1"));
+        assert_eq!(event.ip_address.as_deref(), Some("192.0.2.1"));
+        assert_eq!(
+            event.details,
+            serde_json::json!({
+                "type": "cross_tenant_access",
+                "severity": "critical",
+                "resource_id": "mb_9",
+                "reason": "media buy of another tenant",
+                "subject": "p_1",
+            })
+        );
+    }
+
+    mod actor {
+        use std::future::Future;
+        use std::path::PathBuf;
+        use std::pin::Pin;
+
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        use super::*;
+        use crate::ManualClock;
+        use crate::audit::{
+            AppendError, AuditConfig, AuditStore, CommittedEvent, GENESIS_HASH, Redactor,
+            SinkConfig,
+        };
+
+        #[derive(Default)]
+        struct MemoryStore {
+            events: Mutex<Vec<AuditEvent>>,
+        }
+
+        impl AuditStore for MemoryStore {
+            fn append(
+                &self,
+                events: Arc<Vec<AuditEvent>>,
+            ) -> Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send>>
+            {
+                let mut stored = self.events.lock().unwrap();
+                let committed = events
+                    .iter()
+                    .map(|event| {
+                        stored.push(event.clone());
+                        CommittedEvent {
+                            id: stored.len() as i64,
+                            seq: stored.len() as i64,
+                            prev_hash: GENESIS_HASH.into(),
+                            hash: String::new(),
+                            event: event.clone(),
+                        }
+                    })
+                    .collect();
+                Box::pin(std::future::ready(Ok(committed)))
+            }
+        }
+
+        #[derive(Default)]
+        struct MemoryOutbox {
+            queued: Mutex<Vec<Notification>>,
+        }
+
+        impl NotificationOutbox for MemoryOutbox {
+            fn enqueue(
+                &self,
+                notification: Notification,
+            ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+                self.queued.lock().unwrap().push(notification);
+                Box::pin(std::future::ready(Ok(())))
+            }
+        }
+
+        struct Harness {
+            monitor: SecurityMonitor,
+            store: Arc<MemoryStore>,
+            outbox: Arc<MemoryOutbox>,
+            clock: ManualClock,
+            dir: PathBuf,
+        }
+
+        impl Harness {
+            fn start() -> Self {
+                let dir = std::env::temp_dir()
+                    .join(format!("overseer-security-{}", uuid::Uuid::new_v4()));
+                let clock = ManualClock::new(t0());
+                let supervisor = Supervisor::new(Arc::new(clock.clone()));
+                let store = Arc::new(MemoryStore::default());
+                let auditor = Auditor::start(
+                    &supervisor,
+                    RestartPolicy::default(),
+                    AuditConfig {
+                        batch_size: 100,
+                        flush_interval: Duration::from_millis(10),
+                        queue_capacity: 1_000,
+                        redactor: Redactor {
+                            max_value_chars: 1_000,
+                        },
+                        spool_dir: dir.join("spool"),
+                        sinks: SinkConfig {
+                            dir: dir.join("logs"),
+                            retention_days: 1,
+                            audit_log: false,
+                            error_log: false,
+                            structured: false,
+                            security: true,
+                        },
+                    },
+                    store.clone(),
+                    Arc::new(clock.clone()),
+                )
+                .unwrap();
+                let outbox = Arc::new(MemoryOutbox::default());
+                let monitor = SecurityMonitor::start(
+                    &supervisor,
+                    RestartPolicy::default(),
+                    SecurityConfig::default(),
+                    auditor,
+                    outbox.clone(),
+                    Arc::new(clock.clone()),
+                );
+                Self {
+                    monitor,
+                    store,
+                    outbox,
+                    clock,
+                    dir,
+                }
+            }
+
+            fn audit_rows(&self) -> Vec<AuditEvent> {
+                self.store.events.lock().unwrap().clone()
+            }
+
+            fn notifications(&self) -> Vec<Notification> {
+                self.outbox.queued.lock().unwrap().clone()
+            }
+
+            fn security_log_lines(&self) -> usize {
+                std::fs::read_to_string(self.dir.join("logs").join("security.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            }
+
+            /// Waits until `done` holds, then a little longer so that anything
+            /// extra would have arrived too.
+            async fn settle(&self, done: impl Fn(&Self) -> bool) {
+                for _ in 0..300 {
+                    if done(self) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        impl Drop for Harness {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+
+        fn counter(recorder: &DebuggingRecorder, name: &str, kind: &str) -> u64 {
+            recorder
+                .snapshotter()
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| {
+                    key.key().name() == name
+                        && key
+                            .key()
+                            .labels()
+                            .any(|l| l.key() == "type" && l.value() == kind)
+                })
+                .map(|(.., value)| match value {
+                    DebugValue::Counter(n) => n,
+                    _ => 0,
+                })
+                .sum()
+        }
+
+        #[actix::test]
+        async fn fifty_bad_tokens_from_one_ip_make_one_violation_one_notice_and_a_block() {
+            let recorder = DebuggingRecorder::new();
+            let _metrics = metrics::set_default_local_recorder(&recorder);
+            let app = Harness::start();
+
+            // As the HTTP layer does: a blocked IP is answered 429 and its
+            // attempt is not passed on.
+            for _ in 0..50 {
+                if app.monitor.blocked(IP).is_none() {
+                    app.monitor.failed_auth(IP);
+                }
+                app.clock.advance(Duration::from_millis(100));
+            }
+            for _ in 0..3 {
+                app.monitor.failed_auth(OTHER_IP);
+            }
+            app.settle(|app| {
+                !app.audit_rows().is_empty()
+                    && !app.notifications().is_empty()
+                    && app.security_log_lines() > 0
+            })
+            .await;
+
+            let rows = app.audit_rows();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].operation, "security_violation");
+            assert!(rows[0].security_violation);
+            assert_eq!(rows[0].ip_address.as_deref(), Some(IP));
+            assert_eq!(rows[0].details["type"], "repeated_failed_auth");
+            assert_eq!(rows[0].details["severity"], "high");
+            assert_eq!(app.security_log_lines(), 1);
+
+            let notifications = app.notifications();
+            assert_eq!(notifications.len(), 1);
+            assert_eq!(notifications[0].tenant_id, None);
+            let NotificationEvent::SecurityViolation {
+                violation_type,
+                subject,
+                count,
+                ..
+            } = &notifications[0].event
+            else {
+                panic!("not a security violation: {:?}", notifications[0].event);
+            };
+            assert_eq!(violation_type, "repeated_failed_auth");
+            assert_eq!(subject, IP);
+            assert_eq!(*count, 1);
+
+            assert!(app.monitor.blocked(IP).is_some());
+            assert_eq!(app.monitor.blocked(OTHER_IP), None);
+            assert_eq!(
+                counter(
+                    &recorder,
+                    "security_violations_total",
+                    "repeated_failed_auth"
+                ),
+                1
+            );
+        }
+
+        #[actix::test]
+        async fn repeated_cross_tenant_probes_are_each_audited_but_notified_once() {
+            let app = Harness::start();
+            for resource in ["mb_1", "mb_2", "mb_3"] {
+                app.monitor.report(Violation::access(
+                    ViolationType::CrossTenantAccess,
+                    "acme",
+                    "p_1",
+                    resource,
+                    "media buy of another tenant",
+                ));
+                app.clock.advance(Duration::from_secs(1));
+            }
+            app.settle(|app| app.audit_rows().len() == 3).await;
+
+            let rows = app.audit_rows();
+            assert_eq!(rows.len(), 3);
+            assert!(rows.iter().all(|r| r.security_violation
+                && r.tenant_id.as_deref() == Some("acme")
+                && r.principal_id.as_deref() == Some("p_1")));
+            let notifications = app.notifications();
+            assert_eq!(notifications.len(), 1);
+            assert_eq!(notifications[0].tenant_id.as_deref(), Some("acme"));
+            assert!(matches!(
+                &notifications[0].event,
+                NotificationEvent::SecurityViolation { severity, resource_id, .. }
+                    if severity == "critical" && resource_id.as_deref() == Some("mb_1")
+            ));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Workflow tasks: decisions a human must take (today: approving a media buy
+//! whose budget is above the tenant's threshold).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::text::bounded;
+use super::{InvalidField, TenantId};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkflowTask {
+    #[sqlx(rename = "id")]
+    pub workflow_id: String,
+    #[sqlx(try_from = "String")]
+    pub tenant_id: TenantId,
+    pub media_buy_id: String,
+    pub kind: String,
+    pub status: String,
+    pub reason: String,
+    pub comment: Option<String>,
+    pub decided_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/workflows/{id}/approve|reject`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionInput {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl DecisionInput {
+    pub fn parse(self) -> Result<Option<String>, InvalidField> {
+        self.comment
+            .as_deref()
+            .map(|c| bounded("comment", c, 2_000))
+            .transpose()
+    }
+}
+
+/// What a decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn task_status(self) -> &'static str {
+        match self {
+            Decision::Approve => "approved",
+            Decision::Reject => "rejected",
+        }
+    }
+}
