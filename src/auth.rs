@@ -1,17 +1,19 @@
 //! Authentication of API callers (`Authorization: Bearer <token>`).
 //!
 //! Tokens are compared by their SHA-256 digests, never stored or logged in the
-//! clear. Today there is one kind of caller, the bootstrap super admin
-//! (`ADMIN_TOKEN`), and tenant-scoped tokens ([`TokenKind`]) created by the
-//! super admin; principals come with the domain API.
+//! clear. Callers: the bootstrap super admin (`ADMIN_TOKEN`), tenant tokens
+//! created by the super admin (admin and ingest, [`TokenKind`]) and
+//! principals (buyer agents) created by a tenant admin.
 
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+
+use overseer_actors::audit::{AuditEvent, Source};
 
 use crate::domain::{TenantId, TokenKind};
 use crate::error::ApiError;
@@ -59,38 +61,41 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Extractor: the caller is the super admin. 401 otherwise.
-#[derive(Debug)]
-pub struct SuperAdmin;
-
-impl FromRequest for SuperAdmin {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::Internal("application state missing".into())));
+/// The client's address: the peer's, or with `TRUST_FORWARDED_FOR` the one a
+/// reverse proxy reports (`Forwarded` / `X-Forwarded-For`).
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    let trust = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.trust_forwarded_for);
+    if trust && let Some(addr) = req.connection_info().realip_remote_addr() {
+        let addr = addr.trim();
+        // "1.2.3.4:5678", "[::1]:5678" or a bare address.
+        let host = match addr.parse::<std::net::SocketAddr>() {
+            Ok(sock) => sock.ip().to_string(),
+            Err(_) => addr.trim_matches(['[', ']']).to_owned(),
         };
-        let authorized = bearer_token(req)
-            .is_some_and(|token| TokenHash::of(token).matches(&state.admin_token_hash));
-        ready(if authorized {
-            req.extensions_mut().insert(Caller::SuperAdmin);
-            Ok(SuperAdmin)
-        } else {
-            Err(ApiError::Unauthorized)
-        })
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return Some(host);
+        }
     }
+    req.peer_addr().map(|addr| addr.ip().to_string())
 }
 
-/// Extractor: whoever the bearer token says the caller is. 401 for a missing,
-/// unknown, revoked or expired token, or one of a deactivated tenant. The
-/// caller is also left in the request's extensions for the audit middleware.
+/// Who the bearer token says the caller is. Extracting it authenticates the
+/// request: 401 for a missing, unknown, revoked or expired token, or one of a
+/// deactivated tenant; 429 while the client's address is cooling down after
+/// repeated failures. Every decision is audited (`token_validated`,
+/// `token_rejected`, `token_expired`, through the batcher) and fed to the
+/// security monitor. The caller is kept in the request's extensions, so a
+/// second extractor (and the audit middleware) sees it without a second
+/// lookup or audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     SuperAdmin,
     Tenant {
         tenant_id: TenantId,
         kind: TokenKind,
+        /// The token's id; for a principal, the principal's id.
         token_id: String,
     },
 }
@@ -108,14 +113,11 @@ impl Caller {
     pub fn display_name(&self) -> &'static str {
         match self {
             Caller::SuperAdmin => "Super admin",
-            Caller::Tenant {
-                kind: TokenKind::Ingest,
-                ..
-            } => "Ingest token",
-            Caller::Tenant {
-                kind: TokenKind::Admin,
-                ..
-            } => "Tenant admin",
+            Caller::Tenant { kind, .. } => match kind {
+                TokenKind::Ingest => "Ingest token",
+                TokenKind::Admin => "Tenant admin",
+                TokenKind::Principal => "Principal",
+            },
         }
     }
 
@@ -124,6 +126,50 @@ impl Caller {
         match self {
             Caller::SuperAdmin => None,
             Caller::Tenant { tenant_id, .. } => Some(tenant_id),
+        }
+    }
+
+    /// The tenant of a tenant admin; 403 for anyone else.
+    pub fn tenant_admin(&self) -> Result<&TenantId, ApiError> {
+        match self {
+            Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Admin,
+                ..
+            } => Ok(tenant_id),
+            _ => Err(ApiError::Forbidden("a tenant admin token is required".into())),
+        }
+    }
+
+    /// The tenant and id of a principal (buyer agent); 403 for anyone else.
+    pub fn principal(&self) -> Result<(&TenantId, &str), ApiError> {
+        match self {
+            Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Principal,
+                token_id,
+            } => Ok((tenant_id, token_id)),
+            _ => Err(ApiError::Forbidden("a principal token is required".into())),
+        }
+    }
+
+    /// A tenant admin or a principal: their tenant, and for a principal its
+    /// id (what it may see is limited to its own). 403 for anyone else.
+    pub fn admin_or_principal(&self) -> Result<(&TenantId, Option<&str>), ApiError> {
+        match self {
+            Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Admin,
+                ..
+            } => Ok((tenant_id, None)),
+            Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Principal,
+                token_id,
+            } => Ok((tenant_id, Some(token_id))),
+            _ => Err(ApiError::Forbidden(
+                "a tenant admin or principal token is required".into(),
+            )),
         }
     }
 
@@ -142,11 +188,25 @@ impl Caller {
                 )),
                 _ => Ok(Some(tenant_id.as_str().to_owned())),
             },
-            Caller::Tenant { .. } => Err(ApiError::Forbidden(
+            Caller::Tenant {
+                kind: TokenKind::Ingest,
+                ..
+            } => Err(ApiError::Forbidden(
                 "an ingest token may only write events".into(),
+            )),
+            Caller::Tenant { .. } => Err(ApiError::Forbidden(
+                "a tenant admin token is required".into(),
             )),
         }
     }
+}
+
+/// Why a token was refused, as audited.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Unknown, revoked, or of a deactivated tenant.
+    Rejected(&'static str),
+    Expired,
 }
 
 impl FromRequest for Caller {
@@ -156,30 +216,134 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
+            if let Some(caller) = req.extensions().get::<Caller>() {
+                return Ok(caller.clone());
+            }
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let ip = client_ip(&req);
+            let security = &state.actors.security;
+            if let Some(ip) = &ip
+                && let Some(remaining) = security.blocked(ip)
+            {
+                return Err(ApiError::TooManyRequests {
+                    retry_after_secs: remaining.as_secs().max(1),
+                });
+            }
             let hash = TokenHash::of(bearer_token(&req).ok_or(ApiError::Unauthorized)?);
-            let caller = if hash.matches(&state.admin_token_hash) {
-                Caller::SuperAdmin
+            let outcome = if hash.matches(&state.admin_token_hash) {
+                Ok(Caller::SuperAdmin)
             } else {
-                let token = state
-                    .store
-                    .api_token(&hash.to_hex())
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                let expired = token.expires_at.is_some_and(|at| at <= state.clock.now());
-                if token.revoked_at.is_some() || expired || !token.tenant_active {
-                    return Err(ApiError::Unauthorized);
-                }
-                Caller::Tenant {
-                    tenant_id: token.tenant_id,
-                    kind: token.kind,
-                    token_id: token.id,
+                match state.store.api_token(&hash.to_hex()).await? {
+                    None => Err((Refusal::Rejected("unknown token"), None)),
+                    Some(token) => {
+                        let caller = Caller::Tenant {
+                            tenant_id: token.tenant_id.clone(),
+                            kind: token.kind,
+                            token_id: token.id.clone(),
+                        };
+                        if token.revoked_at.is_some() {
+                            Err((Refusal::Rejected("revoked token"), Some(caller)))
+                        } else if !token.tenant_active {
+                            Err((Refusal::Rejected("tenant deactivated"), Some(caller)))
+                        } else if token.expires_at.is_some_and(|at| at <= state.clock.now()) {
+                            Err((Refusal::Expired, Some(caller)))
+                        } else {
+                            Ok(caller)
+                        }
+                    }
                 }
             };
-            req.extensions_mut().insert(caller.clone());
-            Ok(caller)
+            audit_decision(state, &req, ip.as_deref(), &outcome);
+            match outcome {
+                Ok(caller) => {
+                    if let Caller::Tenant {
+                        tenant_id,
+                        kind: TokenKind::Principal,
+                        token_id,
+                    } = &caller
+                    {
+                        security.request(token_id, Some(tenant_id.as_str()));
+                    }
+                    req.extensions_mut().insert(caller.clone());
+                    Ok(caller)
+                }
+                Err(_) => {
+                    if let Some(ip) = &ip {
+                        security.failed_auth(ip);
+                    }
+                    Err(ApiError::Unauthorized)
+                }
+            }
+        })
+    }
+}
+
+/// One audit row per authentication decision, through the batcher. Names the
+/// token's id (never the token) and the route.
+fn audit_decision(
+    state: &AppState,
+    req: &HttpRequest,
+    ip: Option<&str>,
+    outcome: &Result<Caller, (Refusal, Option<Caller>)>,
+) {
+    let now = state.clock.now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let (caller, mut event) = match outcome {
+        Ok(caller) => (
+            Some(caller),
+            AuditEvent::new("token_validated", now)
+                .with_details(serde_json::json!({"route": route, "method": req.method().as_str()})),
+        ),
+        Err((refusal, caller)) => {
+            let (operation, reason) = match refusal {
+                Refusal::Rejected(reason) => ("token_rejected", *reason),
+                Refusal::Expired => ("token_expired", "expired token"),
+            };
+            (
+                caller.as_ref(),
+                AuditEvent::new(operation, now)
+                    .with_details(serde_json::json!({
+                        "route": route,
+                        "method": req.method().as_str(),
+                        "reason": reason,
+                    }))
+                    .failed(reason),
+            )
+        }
+    };
+    if let Some(caller) = caller {
+        if let Some(tenant) = caller.tenant() {
+            event = event.with_tenant(tenant.as_str());
+        }
+        event = event.with_principal(caller.principal_id(), Some(caller.display_name().into()));
+        if let serde_json::Value::Object(details) = &mut event.details
+            && let Caller::Tenant { kind, .. } = caller
+        {
+            details.insert("token_kind".into(), kind.as_str().into());
+        }
+    }
+    event.ip_address = ip.map(str::to_owned);
+    state.actors.auditor.record(Source::Internal, event);
+}
+
+/// Extractor: the caller is the super admin; 401 without valid credentials,
+/// 403 for any other valid token.
+#[derive(Debug)]
+pub struct SuperAdmin;
+
+impl FromRequest for SuperAdmin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::SuperAdmin => Ok(SuperAdmin),
+                _ => Err(ApiError::Forbidden("the super admin token is required".into())),
+            }
         })
     }
 }

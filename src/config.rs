@@ -80,6 +80,19 @@ pub struct Config {
     pub admin_token: AdminToken,
     pub supervision: SupervisionConfig,
     pub audit: AuditSettings,
+    pub security: SecuritySettings,
+}
+
+/// The security monitor's windows and the client-address rule.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// `SECURITY_*` windows and thresholds (defaults in `SecurityConfig`).
+    pub monitor: overseer_actors::security::SecurityConfig,
+    /// `TRUST_FORWARDED_FOR`: take the client address from `Forwarded` /
+    /// `X-Forwarded-For` (behind a reverse proxy you control). Off by
+    /// default: a client could otherwise pick its own address and dodge the
+    /// failed-authentication cool-down.
+    pub trust_forwarded_for: bool,
 }
 
 /// The audit write path (see `overseer_actors::audit`).
@@ -248,6 +261,7 @@ impl Config {
         let admin_token = admin_token(&env, environment)?;
         let supervision = supervision_config(&env)?;
         let audit = audit_settings(&env)?;
+        let security = security_settings(&env)?;
 
         Ok(Config {
             environment,
@@ -258,6 +272,7 @@ impl Config {
             admin_token,
             supervision,
             audit,
+            security,
         })
     }
 
@@ -296,6 +311,7 @@ impl Config {
             audit_spool_dir = %self.audit.spool_dir.display(),
             audit_requests = self.audit.record_requests,
             log_retention_days = self.audit.retention_days,
+            security = ?self.security,
             "effective configuration"
         );
     }
@@ -419,6 +435,23 @@ fn admin_token(env: &Env<'_>, environment: Environment) -> Result<AdminToken, Co
             generated: true,
         }),
     }
+}
+
+fn security_settings(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
+    let d = overseer_actors::security::SecurityConfig::default();
+    Ok(SecuritySettings {
+        monitor: overseer_actors::security::SecurityConfig {
+            failed_auth_threshold: env
+                .positive_int("SECURITY_FAILED_AUTH_THRESHOLD", d.failed_auth_threshold)?,
+            failed_auth_window: env.duration("SECURITY_FAILED_AUTH_WINDOW", d.failed_auth_window)?,
+            block_duration: env.duration("SECURITY_BLOCK_DURATION", d.block_duration)?,
+            request_limit: env.positive_int("SECURITY_REQUEST_LIMIT", d.request_limit)?,
+            request_window: env.duration("SECURITY_REQUEST_WINDOW", d.request_window)?,
+            notify_cooldown: env.duration("SECURITY_NOTIFY_COOLDOWN", d.notify_cooldown)?,
+            max_tracked: d.max_tracked,
+        },
+        trust_forwarded_for: env.bool("TRUST_FORWARDED_FOR", false)?,
+    })
 }
 
 /// Environment lookups with the shared rules: empty means unset, and every

@@ -31,6 +31,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error("too many failed authentications from this address; retry later")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("the database is unavailable, try again later")]
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Conflict(_) => "conflict",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::DatabaseTimeout => "database_timeout",
@@ -110,6 +113,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::DatabaseUnavailable
             | ApiError::DatabaseTimeout
@@ -143,6 +147,9 @@ impl ResponseError for ApiError {
             }
             ApiError::AuditQueueFull => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, *retry_after_secs));
             }
             _ => {}
         }

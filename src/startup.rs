@@ -106,6 +106,8 @@ impl Application {
             actors,
             metrics,
             audit_requests: config.audit.record_requests,
+            environment: config.environment,
+            trust_forwarded_for: config.security.trust_forwarded_for,
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;

@@ -13,6 +13,8 @@ use std::time::Duration;
 use overseer_actors::Clock;
 use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 use overseer_actors::db_watch::{DatabaseProbe, DatabaseWatch};
+use overseer_actors::notify::{Notification, NotificationOutbox};
+use overseer_actors::security::SecurityMonitor;
 use overseer_actors::supervisor::{ActorHandle, Supervisor};
 
 use crate::config::Config;
@@ -25,12 +27,28 @@ impl DatabaseProbe for Store {
     }
 }
 
+impl NotificationOutbox for Store {
+    fn enqueue(
+        &self,
+        notification: Notification,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .enqueue_notification(&notification)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+}
+
 /// The running actors.
 #[derive(Clone)]
 pub struct Actors {
     pub supervisor: Supervisor,
     pub database_watch: ActorHandle<DatabaseWatch>,
     pub auditor: Auditor,
+    pub security: SecurityMonitor,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -48,7 +66,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
     let audit = &config.audit;
     let auditor = Auditor::start(
         &supervisor,
-        policy,
+        policy.clone(),
         AuditConfig {
             batch_size: audit.batch_size,
             flush_interval: audit.flush_interval,
@@ -67,12 +85,22 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
             },
         },
         Arc::new(store.clone()),
-        clock,
+        clock.clone(),
     )?;
+
+    let security = SecurityMonitor::start(
+        &supervisor,
+        policy,
+        config.security.monitor.clone(),
+        auditor.clone(),
+        Arc::new(store.clone()),
+        clock,
+    );
 
     Ok(Actors {
         supervisor,
         database_watch,
         auditor,
+        security,
     })
 }

@@ -14,6 +14,8 @@ pub enum TokenKind {
     Ingest,
     /// Administer its tenant (the domain API).
     Admin,
+    /// A principal (buyer agent): its own media buys and creatives.
+    Principal,
 }
 
 impl TokenKind {
@@ -21,6 +23,7 @@ impl TokenKind {
         match self {
             TokenKind::Ingest => "ingest",
             TokenKind::Admin => "admin",
+            TokenKind::Principal => "principal",
         }
     }
 }
@@ -32,7 +35,8 @@ impl TryFrom<String> for TokenKind {
         match value.as_str() {
             "ingest" => Ok(TokenKind::Ingest),
             "admin" => Ok(TokenKind::Admin),
-            _ => Err(InvalidField::new("kind", "expected `ingest` or `admin`")),
+            "principal" => Ok(TokenKind::Principal),
+            _ => Err(InvalidField::new("kind", "expected `ingest`, `admin` or `principal`")),
         }
     }
 }
@@ -72,7 +76,8 @@ impl NewApiToken {
     }
 }
 
-/// A stored token, with the state of its tenant.
+/// A stored token (a tenant token or a principal's), with the state of its
+/// tenant. For a principal, `id` is the principal's id.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: String,

@@ -110,6 +110,10 @@ impl Timezone {
             .map_err(|_| InvalidField::new(field, "must be an IANA time zone such as Europe/Paris"))
     }
 
+    pub fn utc() -> Self {
+        Self("UTC".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -39,6 +39,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `AUDIT_REQUESTS`: the middleware records every `/api/v1` request.
     pub audit_requests: bool,
+    /// Development allows plain-http webhook URLs; production does not.
+    pub environment: crate::config::Environment,
+    /// `TRUST_FORWARDED_FOR`: the client address comes from the proxy headers.
+    pub trust_forwarded_for: bool,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when

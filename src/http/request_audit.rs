@@ -49,7 +49,7 @@ pub async fn record_request(
         .app_data::<web::Data<AppState>>()
         .filter(|s| s.audit_requests)
         .cloned();
-    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    let ip = crate::auth::client_ip(req.request());
     let started = Instant::now();
     let res = next.call(req).await?;
     let Some(state) = state else {

@@ -164,6 +164,7 @@ macro_rules! shared_queries {
 use shared_queries;
 
 pub mod audit;
+pub mod domain;
 pub mod pg;
 pub mod sqlite;
 
@@ -175,10 +176,18 @@ use sqlx::error::ErrorKind;
 use sqlx::sqlite::SqliteError;
 
 use crate::config::{Backend, DatabaseConfig};
-use crate::domain::{ApiToken, NewApiToken, NewTenant, Tenant, TenantId};
+use crate::domain::creative::{Creative, CreativeStatus, NewCreative};
+use crate::domain::media_buy::{DeliveryRow, MediaBuy, MediaBuyStatus, NewMediaBuy, Package};
+use crate::domain::principal::Principal;
+use crate::domain::workflow::{Decision, WorkflowTask};
+use crate::domain::{
+    ApiToken, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TenantSettings,
+};
+use overseer_actors::notify::Notification;
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
 
 pub use audit::{AuditPosition, AuditQuery};
+pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner};
 
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -503,6 +512,277 @@ impl Store {
     }
 }
 
+/// The domain's tables (see [`domain`]): each write commits its [`Effects`]
+/// (audit rows, outbox rows) in its own transaction.
+impl Store {
+    /// Puts one notification into the outbox.
+    #[tracing::instrument(skip_all, fields(kind = n.event.kind()))]
+    pub async fn enqueue_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        dispatch!(self.enqueue_notification(n))
+    }
+
+    /// Outbox rows after `after_id`, oldest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn outbox(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self.outbox(after_id, limit))
+    }
+
+    /// Renames and/or (de)activates a tenant; `None` if there is no such tenant.
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn update_tenant(
+        &self,
+        id: &TenantId,
+        name: Option<&TenantName>,
+        is_active: Option<bool>,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<(Tenant, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.update_tenant(id, name, is_active, now, effects))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn tenant_settings(&self, id: &TenantId) -> Result<Option<TenantSettings>, StoreError> {
+        dispatch!(self.tenant_settings(id))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %id))]
+    pub async fn save_settings(
+        &self,
+        id: &TenantId,
+        settings: &TenantSettings,
+        effects: Effects<'_>,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.save_settings(id, settings, effects))
+    }
+
+    /// Stores a tenant token, with its audit row.
+    #[tracing::instrument(skip_all, fields(tenant_id = %token.tenant_id))]
+    pub async fn insert_api_token_with(
+        &self,
+        token: &NewApiToken,
+        effects: Effects<'_>,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.insert_api_token_with(token, effects))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn insert_principal(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<(Principal, Vec<CommittedEvent>), StoreError> {
+        dispatch!(self.insert_principal(tenant, id, name, token_hash, expires_at, now, effects))
+    }
+
+    /// A tenant's principals by id, `limit` of them after `after`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn principals(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Principal>, StoreError> {
+        dispatch!(self.principals(tenant, after, limit))
+    }
+
+    /// A principal by id, in whichever tenant.
+    #[tracing::instrument(skip_all)]
+    pub async fn principal(&self, id: &str) -> Result<Option<Principal>, StoreError> {
+        dispatch!(self.principal(id))
+    }
+
+    /// Rotates (`Some(new hash)`) or revokes (`None`) a principal's token.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn update_principal_token(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token_hash: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<(Principal, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.update_principal_token(tenant, id, token_hash, expires_at, now, effects))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn idempotency_record(
+        &self,
+        tenant: &TenantId,
+        principal_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        dispatch!(self.idempotency_record(tenant, principal_id, key))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn owned_creatives(
+        &self,
+        tenant: &TenantId,
+        principal_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.owned_creatives(tenant, principal_id, ids))
+    }
+
+    /// Creates a media buy, with its packages, creative assignments, optional
+    /// workflow task `(id, reason)` and idempotency record `(key, hash,
+    /// status, response)`.
+    #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, media_buy_id = %buy.id))]
+    pub async fn insert_media_buy(
+        &self,
+        tenant: &TenantId,
+        principal_id: &str,
+        buy: &NewMediaBuy,
+        status: MediaBuyStatus,
+        workflow: Option<(&str, &str)>,
+        idempotency: Option<(&str, &str, i32, &str)>,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.insert_media_buy(tenant, principal_id, buy, status, workflow, idempotency, now, effects))
+    }
+
+    /// A media buy by id, in whichever tenant.
+    #[tracing::instrument(skip_all)]
+    pub async fn media_buy(&self, id: &str) -> Result<Option<MediaBuy>, StoreError> {
+        dispatch!(self.media_buy(id))
+    }
+
+    /// A buy's packages and assigned creative ids.
+    #[tracing::instrument(skip_all)]
+    pub async fn media_buy_parts(&self, id: &str) -> Result<(Vec<Package>, Vec<String>), StoreError> {
+        dispatch!(self.media_buy_parts(id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn media_buys(
+        &self,
+        tenant: &TenantId,
+        principal_id: Option<&str>,
+        status: Option<&str>,
+        buyer_ref: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MediaBuy>, StoreError> {
+        dispatch!(self.media_buys(tenant, principal_id, status, buyer_ref, after, limit))
+    }
+
+    /// Saves a changed buy unless it changed since `seen`; `None` then.
+    #[tracing::instrument(skip_all, fields(media_buy_id = %buy.id))]
+    pub async fn save_media_buy(
+        &self,
+        buy: &MediaBuy,
+        seen: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.save_media_buy(buy, seen, effects))
+    }
+
+    #[tracing::instrument(skip_all, fields(media_buy_id))]
+    pub async fn upsert_delivery(
+        &self,
+        media_buy_id: &str,
+        rows: &[DeliveryRow],
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.upsert_delivery(media_buy_id, rows, now, effects))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delivery(&self, media_buy_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+        dispatch!(self.delivery(media_buy_id))
+    }
+
+    /// Upserts a principal's creatives (back to `pending_review`); `None`
+    /// when an id belongs to another principal (nothing written).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn sync_creatives(
+        &self,
+        tenant: &TenantId,
+        principal_id: &str,
+        creatives: &[NewCreative],
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<(Vec<Creative>, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.sync_creatives(tenant, principal_id, creatives, now, effects))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn creatives(
+        &self,
+        tenant: &TenantId,
+        principal_id: Option<&str>,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Creative>, StoreError> {
+        dispatch!(self.creatives(tenant, principal_id, status, after, limit))
+    }
+
+    /// Who holds a creative with this id, in every tenant.
+    #[tracing::instrument(skip_all)]
+    pub async fn creative_owners(&self, id: &str) -> Result<Vec<Owner>, StoreError> {
+        dispatch!(self.creative_owners(id))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn review_creative(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: CreativeStatus,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<(Creative, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.review_creative(tenant, id, status, reason, now, effects))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn workflows(
+        &self,
+        tenant: &TenantId,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkflowTask>, StoreError> {
+        dispatch!(self.workflows(tenant, status, after, limit))
+    }
+
+    /// A workflow task by id, in whichever tenant.
+    #[tracing::instrument(skip_all)]
+    pub async fn workflow(&self, id: &str) -> Result<Option<WorkflowTask>, StoreError> {
+        dispatch!(self.workflow(id))
+    }
+
+    /// Decides a pending task and moves its media buy on; `None` when the
+    /// task is not pending in `tenant`.
+    #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn decide_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        decision: Decision,
+        comment: Option<&str>,
+        by: &str,
+        now: DateTime<Utc>,
+        effects: Effects<'_>,
+    ) -> Result<Option<(WorkflowTask, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.decide_workflow(tenant, id, decision, comment, by, now, effects))
+    }
+}
+
 /// SQL both backends share, word for word.
 mod sql {
     pub const PING: &str = "SELECT 1";
@@ -515,9 +795,13 @@ mod sql {
          WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
     pub const INSERT_API_TOKEN: &str = "INSERT INTO api_tokens \
          (id, tenant_id, kind, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    /// Tenant tokens and principals' tokens, found by hash in one query.
     pub const SELECT_API_TOKEN: &str = "SELECT t.id, t.tenant_id, t.kind, t.expires_at, t.revoked_at, \
          n.is_active AS tenant_active FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id \
-         WHERE t.token_hash = $1";
+         WHERE t.token_hash = $1 \
+         UNION ALL \
+         SELECT p.id, p.tenant_id, 'principal', p.expires_at, p.revoked_at, n.is_active \
+         FROM principals p JOIN tenants n ON n.id = p.tenant_id WHERE p.token_hash = $1";
     pub const APPLIED_MIGRATIONS: &str =
         "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 }

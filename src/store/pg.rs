@@ -181,6 +181,7 @@ impl PgStore {
     }
 
     super::shared_queries!();
+    super::domain::domain_queries!();
 }
 
 const AUDIT_CHAIN: &str = concat!(

@@ -188,4 +188,5 @@ impl SqliteStore {
     }
 
     super::shared_queries!();
+    super::domain::domain_queries!();
 }

@@ -1,0 +1,844 @@
+//! The domain's tables: tenants' settings, principals, media buys, creatives,
+//! workflow tasks, delivery, idempotency keys and the notification outbox.
+//!
+//! Every state change commits, in its one transaction, the change, its audit
+//! rows (`append_audit_in`) and its outbox rows ([`Effects`]). The SQL is
+//! the same on both backends and generated into each by [`domain_queries`].
+
+use overseer_actors::audit::AuditEvent;
+use overseer_actors::notify::Notification;
+
+/// What a state change commits with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Effects<'a> {
+    pub audit: &'a [AuditEvent],
+    pub notifications: &'a [Notification],
+}
+
+impl<'a> Effects<'a> {
+    pub fn audit(audit: &'a [AuditEvent]) -> Self {
+        Self {
+            audit,
+            notifications: &[],
+        }
+    }
+
+    pub fn with(audit: &'a [AuditEvent], notifications: &'a [Notification]) -> Self {
+        Self {
+            audit,
+            notifications,
+        }
+    }
+}
+
+/// A stored `Idempotency-Key`: the request's hash and the response given.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub status: i32,
+    pub response: String,
+}
+
+/// One row of the notification outbox.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub notification_id: String,
+    pub tenant_id: Option<String>,
+    pub kind: String,
+    pub payload: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Who a resource belongs to, read without scoping: lets a handler tell "no
+/// such thing" from "someone else's" (both answer 404; the second is a
+/// violation).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Owner {
+    pub tenant_id: String,
+    pub principal_id: Option<String>,
+}
+
+// Column lists are constants, spliced into queries with `AssertSqlSafe`.
+pub(super) const MEDIA_BUY_COLUMNS: &str = "id, tenant_id, principal_id, buyer_ref, order_name, \
+     advertiser_name, currency, budget_micros, flight_start, flight_end, status, paused_from, \
+     reporting_webhook, created_at, updated_at";
+pub(super) const PRINCIPAL_COLUMNS: &str =
+    "id, tenant_id, name, expires_at, revoked_at, created_at, updated_at";
+pub(super) const CREATIVE_COLUMNS: &str = "id, tenant_id, principal_id, name, format, url, status, \
+     review_reason, created_at, updated_at";
+pub(super) const WORKFLOW_COLUMNS: &str = "id, tenant_id, media_buy_id, kind, status, reason, \
+     comment, decided_by, created_at, decided_at";
+
+macro_rules! domain_queries {
+    () => {
+        /// Writes the outbox rows and audit rows of `effects` into `tx` and
+        /// commits.
+        async fn commit_with(
+            &self,
+            mut tx: sqlx::Transaction<'static, Db>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            for n in effects.notifications {
+                sqlx::query(
+                    "INSERT INTO notification_outbox (notification_id, tenant_id, kind, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .persistent(self.persistent)
+                .bind(n.id.to_string())
+                .bind(n.tenant_id.as_deref())
+                .bind(n.event.kind())
+                .bind(serde_json::to_string(&n.event).unwrap_or_default())
+                .bind(n.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let committed = self.append_audit_in(&mut tx, effects.audit).await?;
+            tx.commit().await?;
+            Ok(committed)
+        }
+
+        pub(super) async fn enqueue_notification(
+            &self,
+            n: &overseer_actors::notify::Notification,
+        ) -> Result<(), sqlx::Error> {
+            let tx = self.pool.begin().await?;
+            self.commit_with(tx, super::domain::Effects::with(&[], std::slice::from_ref(n)))
+                .await
+                .map(drop)
+        }
+
+        pub(super) async fn outbox(
+            &self,
+            after_id: i64,
+            limit: u32,
+        ) -> Result<Vec<super::domain::OutboxRow>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT id, notification_id, tenant_id, kind, payload, created_at, sent_at \
+                 FROM notification_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .persistent(self.persistent)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        // ---------------------------------------------------------- tenants
+
+        pub(super) async fn update_tenant(
+            &self,
+            id: &crate::domain::TenantId,
+            name: Option<&crate::domain::TenantName>,
+            is_active: Option<bool>,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            Option<(crate::domain::Tenant, Vec<overseer_actors::audit::CommittedEvent>)>,
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let updated: Option<crate::domain::Tenant> = sqlx::query_as(
+                "UPDATE tenants SET name = COALESCE($2, name), is_active = COALESCE($3, is_active), \
+                 updated_at = $4 WHERE id = $1 \
+                 RETURNING id, name, is_active, created_at, updated_at",
+            )
+            .persistent(self.persistent)
+            .bind(id.as_str())
+            .bind(name.map(crate::domain::TenantName::as_str))
+            .bind(is_active)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match updated {
+                Some(tenant) => Ok(Some((tenant, self.commit_with(tx, effects).await?))),
+                None => Ok(None),
+            }
+        }
+
+        pub(super) async fn tenant_settings(
+            &self,
+            id: &crate::domain::TenantId,
+        ) -> Result<Option<crate::domain::TenantSettings>, sqlx::Error> {
+            let row: Option<(Option<String>, Option<String>, Option<String>, Option<i64>, String, chrono::DateTime<chrono::Utc>)> =
+                sqlx::query_as(
+                    "SELECT slack_webhook_url, slack_audit_webhook_url, hitl_webhook_url, \
+                     approval_threshold_micros, timezone, updated_at FROM tenants WHERE id = $1",
+                )
+                .persistent(self.persistent)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|(general, audit, hitl, threshold, timezone, updated_at)| {
+                crate::domain::TenantSettings {
+                    slack_webhook_url: general.map(crate::domain::WebhookUrl::stored),
+                    slack_audit_webhook_url: audit.map(crate::domain::WebhookUrl::stored),
+                    hitl_webhook_url: hitl.map(crate::domain::WebhookUrl::stored),
+                    approval_threshold: threshold.map(crate::domain::Amount::from_micros),
+                    timezone: crate::domain::Timezone::parse("timezone", &timezone)
+                        .unwrap_or_else(|_| crate::domain::Timezone::utc()),
+                    updated_at,
+                }
+            }))
+        }
+
+        pub(super) async fn save_settings(
+            &self,
+            id: &crate::domain::TenantId,
+            settings: &crate::domain::TenantSettings,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(
+                "UPDATE tenants SET slack_webhook_url = $2, slack_audit_webhook_url = $3, \
+                 hitl_webhook_url = $4, approval_threshold_micros = $5, timezone = $6, \
+                 updated_at = $7 WHERE id = $1",
+            )
+            .persistent(self.persistent)
+            .bind(id.as_str())
+            .bind(settings.slack_webhook_url.as_ref().map(crate::domain::WebhookUrl::expose))
+            .bind(settings.slack_audit_webhook_url.as_ref().map(crate::domain::WebhookUrl::expose))
+            .bind(settings.hitl_webhook_url.as_ref().map(crate::domain::WebhookUrl::expose))
+            .bind(settings.approval_threshold.map(crate::domain::Amount::micros))
+            .bind(settings.timezone.as_str())
+            .bind(settings.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            self.commit_with(tx, effects).await
+        }
+
+        pub(super) async fn insert_api_token_with(
+            &self,
+            token: &crate::domain::NewApiToken,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(super::sql::INSERT_API_TOKEN)
+                .persistent(self.persistent)
+                .bind(&token.id)
+                .bind(token.tenant_id.as_str())
+                .bind(token.kind.as_str())
+                .bind(&token.token_hash)
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            self.commit_with(tx, effects).await
+        }
+
+        // ------------------------------------------------------- principals
+
+        #[allow(clippy::too_many_arguments)]
+        pub(super) async fn insert_principal(
+            &self,
+            tenant: &crate::domain::TenantId,
+            id: &str,
+            name: &str,
+            token_hash: &str,
+            expires_at: Option<chrono::DateTime<chrono::Utc>>,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            (crate::domain::principal::Principal, Vec<overseer_actors::audit::CommittedEvent>),
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let principal = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO principals (id, tenant_id, name, token_hash, expires_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {}",
+                super::domain::PRINCIPAL_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(id)
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(token_hash)
+            .bind(expires_at)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok((principal, self.commit_with(tx, effects).await?))
+        }
+
+        pub(super) async fn principals(
+            &self,
+            tenant: &crate::domain::TenantId,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<crate::domain::principal::Principal>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM principals WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
+                 ORDER BY id LIMIT $3",
+                super::domain::PRINCIPAL_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        pub(super) async fn principal(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::domain::principal::Principal>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM principals WHERE id = $1",
+                super::domain::PRINCIPAL_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        /// Rotates (`token_hash` = the new hash, clears a revocation) or
+        /// revokes (`token_hash` = None) a principal's token.
+        pub(super) async fn update_principal_token(
+            &self,
+            tenant: &crate::domain::TenantId,
+            id: &str,
+            token_hash: Option<&str>,
+            expires_at: Option<chrono::DateTime<chrono::Utc>>,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            Option<(crate::domain::principal::Principal, Vec<overseer_actors::audit::CommittedEvent>)>,
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let query = match token_hash {
+                Some(hash) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE principals SET token_hash = $3, expires_at = $4, revoked_at = NULL, \
+                     updated_at = $5 WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+                    super::domain::PRINCIPAL_COLUMNS
+                )))
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(hash)
+                .bind(expires_at)
+                .bind(now),
+                None => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE principals SET revoked_at = COALESCE(revoked_at, $3), updated_at = $3 \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+                    super::domain::PRINCIPAL_COLUMNS
+                )))
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(now),
+            };
+            let updated: Option<crate::domain::principal::Principal> = query
+                .persistent(self.persistent)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match updated {
+                Some(p) => Ok(Some((p, self.commit_with(tx, effects).await?))),
+                None => Ok(None),
+            }
+        }
+
+        // ------------------------------------------------------- media buys
+
+        pub(super) async fn idempotency_record(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: &str,
+            key: &str,
+        ) -> Result<Option<super::domain::IdempotencyRecord>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT request_hash, status, response FROM idempotency_keys \
+                 WHERE tenant_id = $1 AND principal_id = $2 AND key = $3",
+            )
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(principal_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        /// The creatives among `ids` that exist in `tenant` and belong to
+        /// `principal_id`.
+        pub(super) async fn owned_creatives(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: &str,
+            ids: &[String],
+        ) -> Result<Vec<String>, sqlx::Error> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT id FROM creatives WHERE tenant_id = ");
+            qb.push_bind(tenant.as_str().to_owned())
+                .push(" AND principal_id = ")
+                .push_bind(principal_id.to_owned())
+                .push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(id.clone());
+            }
+            qb.push(")");
+            qb.build_query_scalar()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await
+        }
+
+        /// Creates a media buy with its packages, creative assignments, an
+        /// optional workflow task `(id, reason)` and an optional idempotency
+        /// record `(key, request_hash, status, response)`.
+        #[allow(clippy::too_many_arguments)]
+        pub(super) async fn insert_media_buy(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: &str,
+            buy: &crate::domain::media_buy::NewMediaBuy,
+            status: crate::domain::media_buy::MediaBuyStatus,
+            workflow: Option<(&str, &str)>,
+            idempotency: Option<(&str, &str, i32, &str)>,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            if let Some((key, hash, status, response)) = idempotency {
+                // First, so a concurrent twin fails here (unique key) before
+                // doing anything else.
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, principal_id, key, request_hash, status, \
+                     response, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .persistent(self.persistent)
+                .bind(tenant.as_str())
+                .bind(principal_id)
+                .bind(key)
+                .bind(hash)
+                .bind(status)
+                .bind(response)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO media_buys (id, tenant_id, principal_id, buyer_ref, order_name, \
+                 advertiser_name, currency, budget_micros, flight_start, flight_end, status, \
+                 reporting_webhook, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+            )
+            .persistent(self.persistent)
+            .bind(&buy.id)
+            .bind(tenant.as_str())
+            .bind(principal_id)
+            .bind(&buy.buyer_ref)
+            .bind(&buy.order_name)
+            .bind(&buy.advertiser_name)
+            .bind(buy.currency.as_str())
+            .bind(buy.budget.micros())
+            .bind(buy.flight_start)
+            .bind(buy.flight_end)
+            .bind(status.as_str())
+            .bind(buy.reporting_webhook.as_ref().map(|w| w.to_stored()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for (position, p) in buy.packages.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO media_buy_packages (media_buy_id, package_id, budget_micros, \
+                     pricing_model, rate_micros, position) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .persistent(self.persistent)
+                .bind(&buy.id)
+                .bind(&p.package_id)
+                .bind(p.budget.micros())
+                .bind(&p.pricing_model)
+                .bind(p.rate.micros())
+                .bind(position as i32)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for creative in &buy.creative_ids {
+                sqlx::query(
+                    "INSERT INTO creative_assignments (tenant_id, media_buy_id, creative_id) \
+                     VALUES ($1, $2, $3)",
+                )
+                .persistent(self.persistent)
+                .bind(tenant.as_str())
+                .bind(&buy.id)
+                .bind(creative)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((workflow_id, reason)) = workflow {
+                sqlx::query(
+                    "INSERT INTO workflow_tasks (id, tenant_id, media_buy_id, kind, status, reason, \
+                     created_at) VALUES ($1, $2, $3, 'media_buy_approval', 'pending', $4, $5)",
+                )
+                .persistent(self.persistent)
+                .bind(workflow_id)
+                .bind(tenant.as_str())
+                .bind(&buy.id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            self.commit_with(tx, effects).await
+        }
+
+        pub(super) async fn media_buy(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::domain::media_buy::MediaBuy>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM media_buys WHERE id = $1",
+                super::domain::MEDIA_BUY_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        /// A buy's packages (in the order given) and assigned creatives.
+        pub(super) async fn media_buy_parts(
+            &self,
+            id: &str,
+        ) -> Result<(Vec<crate::domain::media_buy::Package>, Vec<String>), sqlx::Error> {
+            let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+                "SELECT package_id, budget_micros, pricing_model, rate_micros \
+                 FROM media_buy_packages WHERE media_buy_id = $1 ORDER BY position",
+            )
+            .persistent(self.persistent)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let creatives: Vec<String> = sqlx::query_scalar(
+                "SELECT creative_id FROM creative_assignments WHERE media_buy_id = $1 ORDER BY creative_id",
+            )
+            .persistent(self.persistent)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let packages = rows
+                .into_iter()
+                .map(|(package_id, budget, pricing_model, rate)| crate::domain::media_buy::Package {
+                    package_id,
+                    budget: crate::domain::Amount::from_micros(budget),
+                    pricing_model,
+                    rate: crate::domain::Amount::from_micros(rate),
+                })
+                .collect();
+            Ok((packages, creatives))
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub(super) async fn media_buys(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: Option<&str>,
+            status: Option<&str>,
+            buyer_ref: Option<&str>,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<crate::domain::media_buy::MediaBuy>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM media_buys WHERE tenant_id = $1 \
+                 AND ($2 IS NULL OR principal_id = $2) AND ($3 IS NULL OR status = $3) \
+                 AND ($4 IS NULL OR buyer_ref = $4) AND ($5 IS NULL OR id > $5) \
+                 ORDER BY id LIMIT $6",
+                super::domain::MEDIA_BUY_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(principal_id)
+            .bind(status)
+            .bind(buyer_ref)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        /// Saves `buy` if it was not changed since `seen` (its `updated_at`
+        /// when read); `None` when it was (or is gone).
+        pub(super) async fn save_media_buy(
+            &self,
+            buy: &crate::domain::media_buy::MediaBuy,
+            seen: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE media_buys SET order_name = $3, budget_micros = $4, flight_start = $5, \
+                 flight_end = $6, status = $7, paused_from = $8, updated_at = $9 \
+                 WHERE id = $1 AND updated_at = $2",
+            )
+            .persistent(self.persistent)
+            .bind(&buy.id)
+            .bind(seen)
+            .bind(&buy.order_name)
+            .bind(buy.budget.micros())
+            .bind(buy.flight_start)
+            .bind(buy.flight_end)
+            .bind(buy.status.as_str())
+            .bind(buy.paused_from.as_deref())
+            .bind(buy.updated_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                return Ok(None);
+            }
+            Ok(Some(self.commit_with(tx, effects).await?))
+        }
+
+        pub(super) async fn upsert_delivery(
+            &self,
+            media_buy_id: &str,
+            rows: &[crate::domain::media_buy::DeliveryRow],
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            for r in rows {
+                sqlx::query(
+                    "INSERT INTO media_buy_delivery (media_buy_id, package_id, day, impressions, \
+                     clicks, spend_micros, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (media_buy_id, package_id, day) DO UPDATE SET \
+                     impressions = excluded.impressions, clicks = excluded.clicks, \
+                     spend_micros = excluded.spend_micros, updated_at = excluded.updated_at",
+                )
+                .persistent(self.persistent)
+                .bind(media_buy_id)
+                .bind(&r.package_id)
+                .bind(&r.day)
+                .bind(r.impressions)
+                .bind(r.clicks)
+                .bind(r.spend.micros())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            self.commit_with(tx, effects).await
+        }
+
+        pub(super) async fn delivery(
+            &self,
+            media_buy_id: &str,
+        ) -> Result<Vec<crate::domain::media_buy::DeliveryRow>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT package_id, day, impressions, clicks, spend_micros FROM media_buy_delivery \
+                 WHERE media_buy_id = $1 ORDER BY day, package_id",
+            )
+            .persistent(self.persistent)
+            .bind(media_buy_id)
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        // -------------------------------------------------------- creatives
+
+        /// Upserts `creatives` for `principal_id`; `Err(Conflict)`-like
+        /// outcome (`Ok(None)`) when one of the ids belongs to another
+        /// principal of the tenant (nothing is written then).
+        pub(super) async fn sync_creatives(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: &str,
+            creatives: &[crate::domain::creative::NewCreative],
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            Option<(Vec<crate::domain::creative::Creative>, Vec<overseer_actors::audit::CommittedEvent>)>,
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let mut synced = Vec::with_capacity(creatives.len());
+            for c in creatives {
+                let row: Option<crate::domain::creative::Creative> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO creatives (tenant_id, id, principal_id, name, format, url, status, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending_review', $7, $7) \
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, \
+                     format = excluded.format, url = excluded.url, status = 'pending_review', \
+                     review_reason = NULL, updated_at = excluded.updated_at \
+                     WHERE creatives.principal_id = excluded.principal_id RETURNING {}",
+                    super::domain::CREATIVE_COLUMNS
+                )))
+                .persistent(self.persistent)
+                .bind(tenant.as_str())
+                .bind(&c.id)
+                .bind(principal_id)
+                .bind(&c.name)
+                .bind(&c.format)
+                .bind(&c.url)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(row) => synced.push(row),
+                    // Rolled back when `tx` drops.
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((synced, self.commit_with(tx, effects).await?)))
+        }
+
+        pub(super) async fn creatives(
+            &self,
+            tenant: &crate::domain::TenantId,
+            principal_id: Option<&str>,
+            status: Option<&str>,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<crate::domain::creative::Creative>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM creatives WHERE tenant_id = $1 AND ($2 IS NULL OR principal_id = $2) \
+                 AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                super::domain::CREATIVE_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(principal_id)
+            .bind(status)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        /// The owners of creatives with this id, in every tenant.
+        pub(super) async fn creative_owners(
+            &self,
+            id: &str,
+        ) -> Result<Vec<super::domain::Owner>, sqlx::Error> {
+            sqlx::query_as("SELECT tenant_id, principal_id FROM creatives WHERE id = $1")
+                .persistent(self.persistent)
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+        }
+
+        pub(super) async fn review_creative(
+            &self,
+            tenant: &crate::domain::TenantId,
+            id: &str,
+            status: crate::domain::creative::CreativeStatus,
+            reason: Option<&str>,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            Option<(crate::domain::creative::Creative, Vec<overseer_actors::audit::CommittedEvent>)>,
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let row: Option<crate::domain::creative::Creative> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE creatives SET status = $3, review_reason = $4, updated_at = $5 \
+                 WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+                super::domain::CREATIVE_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(id)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => Ok(Some((row, self.commit_with(tx, effects).await?))),
+                None => Ok(None),
+            }
+        }
+
+        // -------------------------------------------------------- workflows
+
+        pub(super) async fn workflows(
+            &self,
+            tenant: &crate::domain::TenantId,
+            status: Option<&str>,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<crate::domain::workflow::WorkflowTask>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM workflow_tasks WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                 AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4",
+                super::domain::WORKFLOW_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(status)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        pub(super) async fn workflow(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::domain::workflow::WorkflowTask>, sqlx::Error> {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM workflow_tasks WHERE id = $1",
+                super::domain::WORKFLOW_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        /// Decides a pending task and moves its media buy out of
+        /// `pending_approval` (to `pending_activation` or `rejected`).
+        /// `None` when the task is not pending in `tenant`.
+        #[allow(clippy::too_many_arguments)]
+        pub(super) async fn decide_workflow(
+            &self,
+            tenant: &crate::domain::TenantId,
+            id: &str,
+            decision: crate::domain::workflow::Decision,
+            comment: Option<&str>,
+            by: &str,
+            now: chrono::DateTime<chrono::Utc>,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<
+            Option<(crate::domain::workflow::WorkflowTask, Vec<overseer_actors::audit::CommittedEvent>)>,
+            sqlx::Error,
+        > {
+            let mut tx = self.begin_write().await?;
+            let task: Option<crate::domain::workflow::WorkflowTask> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE workflow_tasks SET status = $3, comment = $4, decided_by = $5, decided_at = $6 \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' RETURNING {}",
+                super::domain::WORKFLOW_COLUMNS
+            )))
+            .persistent(self.persistent)
+            .bind(tenant.as_str())
+            .bind(id)
+            .bind(decision.task_status())
+            .bind(comment)
+            .bind(by)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(task) = task else {
+                return Ok(None);
+            };
+            let to = match decision {
+                crate::domain::workflow::Decision::Approve => "pending_activation",
+                crate::domain::workflow::Decision::Reject => "rejected",
+            };
+            sqlx::query(
+                "UPDATE media_buys SET status = $2, updated_at = $3 \
+                 WHERE id = $1 AND status = 'pending_approval'",
+            )
+            .persistent(self.persistent)
+            .bind(&task.media_buy_id)
+            .bind(to)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Some((task, self.commit_with(tx, effects).await?)))
+        }
+    };
+}
+pub(super) use domain_queries;
