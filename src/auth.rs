@@ -137,7 +137,9 @@ impl Caller {
                 kind: TokenKind::Admin,
                 ..
             } => Ok(tenant_id),
-            _ => Err(ApiError::Forbidden("a tenant admin token is required".into())),
+            _ => Err(ApiError::Forbidden(
+                "a tenant admin token is required".into(),
+            )),
         }
     }
 
@@ -289,7 +291,9 @@ fn audit_decision(
     outcome: &Result<Caller, (Refusal, Option<Caller>)>,
 ) {
     let now = state.clock.now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let (caller, mut event) = match outcome {
         Ok(caller) => (
             Some(caller),
@@ -342,7 +346,9 @@ impl FromRequest for SuperAdmin {
         Box::pin(async move {
             match caller.await? {
                 Caller::SuperAdmin => Ok(SuperAdmin),
-                _ => Err(ApiError::Forbidden("the super admin token is required".into())),
+                _ => Err(ApiError::Forbidden(
+                    "the super admin token is required".into(),
+                )),
             }
         })
     }

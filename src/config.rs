@@ -443,7 +443,8 @@ fn security_settings(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
         monitor: overseer_actors::security::SecurityConfig {
             failed_auth_threshold: env
                 .positive_int("SECURITY_FAILED_AUTH_THRESHOLD", d.failed_auth_threshold)?,
-            failed_auth_window: env.duration("SECURITY_FAILED_AUTH_WINDOW", d.failed_auth_window)?,
+            failed_auth_window: env
+                .duration("SECURITY_FAILED_AUTH_WINDOW", d.failed_auth_window)?,
             block_duration: env.duration("SECURITY_BLOCK_DURATION", d.block_duration)?,
             request_limit: env.positive_int("SECURITY_REQUEST_LIMIT", d.request_limit)?,
             request_window: env.duration("SECURITY_REQUEST_WINDOW", d.request_window)?,

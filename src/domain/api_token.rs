@@ -36,7 +36,10 @@ impl TryFrom<String> for TokenKind {
             "ingest" => Ok(TokenKind::Ingest),
             "admin" => Ok(TokenKind::Admin),
             "principal" => Ok(TokenKind::Principal),
-            _ => Err(InvalidField::new("kind", "expected `ingest`, `admin` or `principal`")),
+            _ => Err(InvalidField::new(
+                "kind",
+                "expected `ingest`, `admin` or `principal`",
+            )),
         }
     }
 }

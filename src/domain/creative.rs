@@ -68,7 +68,10 @@ pub struct NewCreative {
 impl SyncCreatives {
     pub fn parse(self) -> Result<Vec<NewCreative>, InvalidField> {
         if self.creatives.is_empty() {
-            return Err(InvalidField::new("creatives", "at least one creative is required"));
+            return Err(InvalidField::new(
+                "creatives",
+                "at least one creative is required",
+            ));
         }
         if self.creatives.len() > MAX_SYNC {
             return Err(InvalidField::new(

@@ -261,7 +261,10 @@ impl CreateMediaBuy {
         let currency = Currency::parse("currency", &self.currency)?;
         check_flight(self.flight_start, self.flight_end)?;
         if self.packages.is_empty() {
-            return Err(InvalidField::new("packages", "at least one package is required"));
+            return Err(InvalidField::new(
+                "packages",
+                "at least one package is required",
+            ));
         }
         if self.packages.len() > MAX_PACKAGES {
             return Err(InvalidField::new(
@@ -276,13 +279,18 @@ impl CreateMediaBuy {
                 // Field paths name the package; the index is in the message.
                 name
             };
-            let at = |e: InvalidField| InvalidField::new(e.field, format!("packages[{i}]: {}", e.message));
+            let at = |e: InvalidField| {
+                InvalidField::new(e.field, format!("packages[{i}]: {}", e.message))
+            };
             let package_id = match p.package_id {
                 Some(id) => client_id(field("packages.package_id"), &id).map_err(at)?,
                 None => format!("pkg_{}", i + 1),
             };
             if packages.iter().any(|q| q.package_id == package_id) {
-                return Err(at(InvalidField::new("packages.package_id", "is used twice")));
+                return Err(at(InvalidField::new(
+                    "packages.package_id",
+                    "is used twice",
+                )));
             }
             let package_budget =
                 Amount::parse_positive(field("packages.budget"), &p.budget).map_err(at)?;
@@ -327,7 +335,10 @@ impl CreateMediaBuy {
 /// The flight must end after it starts.
 pub fn check_flight(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(), InvalidField> {
     if end <= start {
-        Err(InvalidField::new("flight_end", "must be after flight_start"))
+        Err(InvalidField::new(
+            "flight_end",
+            "must be after flight_start",
+        ))
     } else {
         Ok(())
     }

@@ -146,9 +146,21 @@ mod tests {
             (json!(0), 0),
         ];
         for (value, micros) in ok {
-            assert_eq!(Amount::parse("b", &value).unwrap().micros(), micros, "{value}");
+            assert_eq!(
+                Amount::parse("b", &value).unwrap().micros(),
+                micros,
+                "{value}"
+            );
         }
-        for bad in [json!(-1), json!(1e13), json!("1.0000001"), json!("x"), json!(null), json!(true), json!("1e3")] {
+        for bad in [
+            json!(-1),
+            json!(1e13),
+            json!("1.0000001"),
+            json!("x"),
+            json!(null),
+            json!(true),
+            json!("1e3"),
+        ] {
             assert!(Amount::parse("b", &bad).is_err(), "{bad}");
         }
         assert!(Amount::parse_positive("b", &json!(0)).is_err());

@@ -198,22 +198,38 @@ mod tests {
         .unwrap();
         assert_eq!(url.masked(), "https://hooks.slack.com/services/T…/B…/****");
         assert!(!format!("{url:?}").contains("SECRET"));
-        let bare = WebhookUrl::parse("u", "http://127.0.0.1:9/x?k=secret", Environment::Development)
-            .unwrap();
+        let bare = WebhookUrl::parse(
+            "u",
+            "http://127.0.0.1:9/x?k=secret",
+            Environment::Development,
+        )
+        .unwrap();
         assert_eq!(bare.masked(), "http://127.0.0.1:9/****");
     }
 
     #[test]
     fn webhook_urls_must_be_absolute_https_in_production() {
-        for bad in ["hooks.slack.com/x", "ftp://h/x", "http://h/x", "https://u:p@h/x", ""] {
-            assert!(WebhookUrl::parse("u", bad, Environment::Production).is_err(), "{bad}");
+        for bad in [
+            "hooks.slack.com/x",
+            "ftp://h/x",
+            "http://h/x",
+            "https://u:p@h/x",
+            "",
+        ] {
+            assert!(
+                WebhookUrl::parse("u", bad, Environment::Production).is_err(),
+                "{bad}"
+            );
         }
         assert!(WebhookUrl::parse("u", "http://h/x", Environment::Development).is_ok());
     }
 
     #[test]
     fn time_zones_are_iana_names() {
-        assert_eq!(Timezone::parse("tz", "Europe/Paris").unwrap().as_str(), "Europe/Paris");
+        assert_eq!(
+            Timezone::parse("tz", "Europe/Paris").unwrap().as_str(),
+            "Europe/Paris"
+        );
         assert!(Timezone::parse("tz", "Mars/Olympus").is_err());
     }
 }

@@ -14,7 +14,10 @@ pub fn bounded(field: &'static str, value: &str, max_chars: usize) -> Result<Str
             format!("must be at most {max_chars} characters"),
         ))
     } else if value.chars().any(char::is_control) {
-        Err(InvalidField::new(field, "must not contain control characters"))
+        Err(InvalidField::new(
+            field,
+            "must not contain control characters",
+        ))
     } else {
         Ok(value.to_owned())
     }

@@ -3,7 +3,7 @@
 //! use to write.
 
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -12,9 +12,8 @@ use overseer_actors::audit::{AuditError, CommittedEvent, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Verification, verify_chain};
-use crate::auth::{Caller, SuperAdmin};
+use crate::auth::Caller;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
-use crate::domain::{NewApiToken, TenantId, TokenKind};
 use crate::error::ApiError;
 use crate::http::{AppState, BodyLimit, Json, OneOrMany};
 use crate::store::{AuditPosition, AuditQuery, Store};
@@ -33,11 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, ingest_body_limit: usize) {
             .route(web::post().to(ingest)),
     )
     .service(web::resource("/audit/logs").route(web::get().to(list)))
-    .service(web::resource("/audit/verify").route(web::get().to(verify)))
-    .service(
-        web::resource("/tenants/{tenant_id}/ingest-tokens")
-            .route(web::post().to(create_ingest_token)),
-    );
+    .service(web::resource("/audit/verify").route(web::get().to(verify)));
 }
 
 #[derive(Debug, Serialize)]
@@ -370,60 +365,6 @@ fn parse_params(qs: &str) -> Result<(AuditQuery, Option<String>, Format), ApiErr
         }
     }
     Ok((query, tenant, format))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateToken {
-    /// Optional expiry.
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize)]
-struct CreatedToken {
-    token_id: String,
-    tenant_id: TenantId,
-    kind: TokenKind,
-    /// Shown once; only its SHA-256 hash is stored.
-    token: String,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-/// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin), body `{}` or
-/// `{"expires_at": "..."}`: a token that may write audit events for that
-/// tenant, and nothing else.
-#[tracing::instrument(skip_all)]
-async fn create_ingest_token(
-    _: SuperAdmin,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    Json(body): Json<CreateToken>,
-) -> Result<HttpResponse, ApiError> {
-    let tenant_id = TenantId::parse("tenant_id", &path.into_inner())?;
-    if state.store.tenant(&tenant_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no tenant {tenant_id}")));
-    }
-    let now = state.clock.now();
-    let expires_at = body.expires_at;
-    let (token, record) = NewApiToken::generate(tenant_id, TokenKind::Ingest, now, expires_at);
-    state.store.insert_api_token(&record).await?;
-    req.extensions_mut().insert(AuditedByHandler);
-    state.actors.auditor.record(
-        Source::Internal,
-        overseer_actors::audit::AuditEvent::new("create_ingest_token", now)
-            .with_tenant(record.tenant_id.as_str())
-            .with_principal("super_admin", Some("Super admin".into()))
-            .with_details(serde_json::json!({"token_id": record.id})),
-    );
-    Ok(HttpResponse::Created().json(CreatedToken {
-        token_id: record.id,
-        tenant_id: record.tenant_id,
-        kind: record.kind,
-        token,
-        expires_at,
-    }))
 }
 
 #[cfg(test)]

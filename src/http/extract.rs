@@ -110,28 +110,36 @@ fn is_json_media_type(value: &str) -> bool {
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.classify() != serde_json::error::Category::Data {
-            return ApiError::MalformedJson(inner.to_string());
-        }
-        // serde reports a missing field at its parent; name the field itself.
-        let message = inner.to_string();
-        let field = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(|name| join_path(&path, name))
-            .unwrap_or(path);
-        ApiError::InvalidField {
-            field,
-            message: strip_position(&message),
-        }
-    })?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
     // Bytes after the value make the body malformed too.
     de.end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
+}
+
+/// Reads a typed body out of JSON already parsed (a handler that also needs
+/// the JSON itself, to hash it), with the same field-naming errors.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(shape_error)
+}
+
+fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    if inner.classify() != serde_json::error::Category::Data {
+        return ApiError::MalformedJson(inner.to_string());
+    }
+    // serde reports a missing field at its parent; name the field itself.
+    let message = inner.to_string();
+    let field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(|name| join_path(&path, name))
+        .unwrap_or(path);
+    ApiError::InvalidField {
+        field,
+        message: strip_position(&message),
+    }
 }
 
 fn join_path(parent: &str, name: &str) -> String {

@@ -1,13 +1,19 @@
 //! The actix-web front: routes by resource, shared state, JSON errors for
 //! everything (including actix's own 404/405/413), request ids.
 
+pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod creatives;
 mod extract;
 pub mod health;
+pub mod media_buys;
 pub mod metrics;
+pub mod principals;
 pub mod request_audit;
+pub mod settings;
 pub mod tenants;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -27,7 +33,7 @@ use crate::store::Store;
 use crate::supervision::Actors;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use extract::{BodyLimit, Json, OneOrMany};
+pub use extract::{BodyLimit, Json, OneOrMany, from_value};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -56,6 +62,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                     request_audit::record_request,
                 ))
                 .configure(tenants::routes)
+                .configure(settings::routes)
+                .configure(principals::routes)
+                .configure(media_buys::routes)
+                .configure(creatives::routes)
+                .configure(workflows::routes)
                 .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
         );
     if fault_injection {

@@ -1,15 +1,24 @@
-//! `/api/v1/tenants`: the super admin creates, lists and reads tenants.
+//! `/api/v1/tenants`: the super admin creates, lists, reads and changes
+//! tenants, and issues their admin and ingest tokens.
 
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use overseer_actors::audit::AuditEvent;
+use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::SuperAdmin;
-use crate::domain::{InvalidField, NewTenant, Tenant, TenantId, TenantName};
+use crate::auth::{Caller, SuperAdmin};
+use crate::domain::principal::future_expiry;
+use crate::domain::{
+    InvalidField, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TokenKind,
+};
 use crate::error::ApiError;
-use crate::http::audit::AuditedByHandler;
+use crate::http::access::{self, Page, page, page_limit};
 use crate::http::{AppState, Json};
+use crate::store::Effects;
+
+pub use crate::http::access::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -17,7 +26,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
-    .service(web::resource("/tenants/{tenant_id}").route(web::get().to(get)));
+    .service(
+        web::resource("/tenants/{tenant_id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    )
+    .service(
+        web::resource("/tenants/{tenant_id}/admin-tokens")
+            .route(web::post().to(create_admin_token)),
+    )
+    .service(
+        web::resource("/tenants/{tenant_id}/ingest-tokens")
+            .route(web::post().to(create_ingest_token)),
+    );
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,19 +66,19 @@ async fn create(
         name: TenantName::parse("name", &body.name)?,
     };
     let now = state.clock.now();
-    let audit = AuditEvent::new("create_tenant", now)
+    let audit = access::event(&state, &req, &Caller::SuperAdmin, "create_tenant")
         .with_tenant(tenant.id.as_str())
-        .with_principal("super_admin", Some("Super admin".into()))
         .with_details(serde_json::json!({"tenant_id": tenant.id, "name": tenant.name.as_str()}));
     let (created, committed) = state.store.insert_tenant(&tenant, now, &[audit]).await?;
-    // The audit row committed with the tenant; the middleware need not record
-    // the request again.
-    req.extensions_mut().insert(AuditedByHandler);
-    state.actors.auditor.committed(committed);
+    access::committed(&state, &req, committed);
     tracing::info!(tenant_id = %created.id, "tenant created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/tenants/{}", created.id)))
         .json(created))
+}
+
+fn tenant_path(path: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse("tenant_id", path).map_err(|_| ApiError::NotFound("no such tenant".into()))
 }
 
 /// `GET /api/v1/tenants/{tenant_id}` → the tenant or 404.
@@ -67,14 +88,102 @@ async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Tenant>, ApiError> {
-    let not_found = || ApiError::NotFound("no such tenant".into());
-    let id = TenantId::parse("tenant_id", &path).map_err(|_| not_found())?;
+    let id = tenant_path(&path)?;
     state
         .store
         .tenant(&id)
         .await?
         .map(web::Json)
-        .ok_or_else(not_found)
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    is_active: Option<bool>,
+}
+
+/// `PATCH /api/v1/tenants/{tenant_id}` `{name?, is_active?}`. Deactivating a
+/// tenant stops its tokens at once; its data and audit trail stay.
+#[tracing::instrument(skip_all)]
+async fn update(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Json(body): Json<UpdateTenant>,
+) -> Result<web::Json<Tenant>, ApiError> {
+    let id = tenant_path(&path)?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| TenantName::parse("name", n))
+        .transpose()?;
+    let mut changed = Vec::new();
+    if name.is_some() {
+        changed.push("name");
+    }
+    if body.is_active.is_some() {
+        changed.push("is_active");
+    }
+    if changed.is_empty() {
+        return Err(InvalidField::new("name", "nothing to change: give name or is_active").into());
+    }
+    let now = state.clock.now();
+    let audit = [
+        access::event(&state, &req, &Caller::SuperAdmin, "update_tenant")
+            .with_tenant(id.as_str())
+            .with_details(serde_json::json!({
+                "tenant_id": id,
+                "changed": changed,
+                "is_active": body.is_active,
+            })),
+    ];
+    let notes = [Notification::new(
+        Some(id.to_string()),
+        NotificationEvent::ConfigurationChanged {
+            target: "tenant".into(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+            actor: "super_admin".into(),
+        },
+        now,
+    )];
+    let (tenant, committed) = state
+        .store
+        .update_tenant(
+            &id,
+            name.as_ref(),
+            body.is_active,
+            now,
+            Effects::with(&audit, &notes),
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    access::committed(&state, &req, committed);
+    Ok(web::Json(tenant))
+}
+
+/// `GET /api/v1/tenants?limit=&cursor=` → tenants by id, keyset-paginated.
+#[tracing::instrument(skip_all)]
+async fn list(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<Page<Tenant>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            TenantId::parse("cursor", c)
+                .map_err(|_| InvalidField::new("cursor", "not a cursor from this API"))
+        })
+        .transpose()?;
+    let items = state.store.list_tenants(after.as_ref(), limit + 1).await?;
+    Ok(web::Json(page(items, limit, |t| t.id.to_string())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,50 +193,90 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// One page of a list: `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    /// Optional expiry, in the future.
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
 }
 
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 500;
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    token_id: String,
+    tenant_id: TenantId,
+    kind: TokenKind,
+    /// Shown once; only its SHA-256 hash is stored.
+    token: String,
+    expires_at: Option<DateTime<Utc>>,
+}
 
-/// `GET /api/v1/tenants?limit=&cursor=` → tenants by id, keyset-paginated. The
-/// cursor is opaque to clients (today: the last id of the previous page).
+/// `POST /api/v1/tenants/{tenant_id}/admin-tokens` (super admin), body `{}`
+/// or `{"expires_at": "..."}`: a token that administers that tenant.
 #[tracing::instrument(skip_all)]
-async fn list(
+async fn create_admin_token(
     _: SuperAdmin,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
-) -> Result<web::Json<Page<Tenant>>, ApiError> {
-    let limit = match query.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(n @ 1..=MAX_PAGE_SIZE) => n,
-        Some(_) => {
-            return Err(InvalidField::new(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            )
-            .into());
-        }
+    path: web::Path<String>,
+    req: HttpRequest,
+    Json(body): Json<CreateToken>,
+) -> Result<HttpResponse, ApiError> {
+    create_token(&state, &req, &path, body, TokenKind::Admin).await
+}
+
+/// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin): a token
+/// that may write audit events for that tenant, and nothing else.
+#[tracing::instrument(skip_all)]
+async fn create_ingest_token(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    Json(body): Json<CreateToken>,
+) -> Result<HttpResponse, ApiError> {
+    create_token(&state, &req, &path, body, TokenKind::Ingest).await
+}
+
+async fn create_token(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &str,
+    body: CreateToken,
+    kind: TokenKind,
+) -> Result<HttpResponse, ApiError> {
+    let tenant_id = tenant_path(path)?;
+    if state.store.tenant(&tenant_id).await?.is_none() {
+        return Err(ApiError::NotFound("no such tenant".into()));
+    }
+    let now = state.clock.now();
+    let expires_at = future_expiry(body.expires_at, now)?;
+    let (token, record) = NewApiToken::generate(tenant_id, kind, now, expires_at);
+    let operation = match kind {
+        TokenKind::Admin => "create_admin_token",
+        _ => "create_ingest_token",
     };
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            TenantId::parse("cursor", c)
-                .map_err(|_| InvalidField::new("cursor", "not a cursor from this API"))
-        })
-        .transpose()?;
-    let mut items = state.store.list_tenants(after.as_ref(), limit + 1).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|t| t.id.to_string())
-    } else {
-        None
-    };
-    Ok(web::Json(Page { items, next_cursor }))
+    let audit: [AuditEvent; 1] = [access::event(state, req, &Caller::SuperAdmin, operation)
+        .with_tenant(record.tenant_id.as_str())
+        .with_details(serde_json::json!({"token_id": record.id, "kind": kind.as_str()}))];
+    let notes = [Notification::new(
+        Some(record.tenant_id.to_string()),
+        NotificationEvent::ConfigurationChanged {
+            target: "token".into(),
+            changed: vec![format!("{}_token_created", kind.as_str())],
+            actor: "super_admin".into(),
+        },
+        now,
+    )];
+    let committed = state
+        .store
+        .insert_api_token_with(&record, Effects::with(&audit, &notes))
+        .await?;
+    access::committed(state, req, committed);
+    Ok(HttpResponse::Created().json(CreatedToken {
+        token_id: record.id,
+        tenant_id: record.tenant_id,
+        kind: record.kind,
+        token,
+        expires_at,
+    }))
 }

@@ -183,8 +183,8 @@ use crate::domain::workflow::{Decision, WorkflowTask};
 use crate::domain::{
     ApiToken, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TenantSettings,
 };
-use overseer_actors::notify::Notification;
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
+use overseer_actors::notify::Notification;
 
 pub use audit::{AuditPosition, AuditQuery};
 pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner};
@@ -541,7 +541,10 @@ impl Store {
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
-    pub async fn tenant_settings(&self, id: &TenantId) -> Result<Option<TenantSettings>, StoreError> {
+    pub async fn tenant_settings(
+        &self,
+        id: &TenantId,
+    ) -> Result<Option<TenantSettings>, StoreError> {
         dispatch!(self.tenant_settings(id))
     }
 
@@ -647,7 +650,16 @@ impl Store {
         now: DateTime<Utc>,
         effects: Effects<'_>,
     ) -> Result<Vec<CommittedEvent>, StoreError> {
-        dispatch!(self.insert_media_buy(tenant, principal_id, buy, status, workflow, idempotency, now, effects))
+        dispatch!(self.insert_media_buy(
+            tenant,
+            principal_id,
+            buy,
+            status,
+            workflow,
+            idempotency,
+            now,
+            effects
+        ))
     }
 
     /// A media buy by id, in whichever tenant.
@@ -658,7 +670,10 @@ impl Store {
 
     /// A buy's packages and assigned creative ids.
     #[tracing::instrument(skip_all)]
-    pub async fn media_buy_parts(&self, id: &str) -> Result<(Vec<Package>, Vec<String>), StoreError> {
+    pub async fn media_buy_parts(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<Package>, Vec<String>), StoreError> {
         dispatch!(self.media_buy_parts(id))
     }
 

@@ -1,0 +1,190 @@
+//! `/api/v1/creatives`: principals sync their creatives; the tenant's admin
+//! approves or rejects them.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use overseer_actors::notify::{Notification, NotificationEvent};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::domain::creative::{Creative, CreativeStatus, ReviewInput, SyncCreatives};
+use crate::error::ApiError;
+use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::{AppState, Json};
+use crate::store::Effects;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/creatives")
+            .route(web::post().to(sync))
+            .route(web::get().to(list)),
+    )
+    .service(web::resource("/creatives/{id}/approve").route(web::post().to(approve)))
+    .service(web::resource("/creatives/{id}/reject").route(web::post().to(reject)));
+}
+
+/// `POST /api/v1/creatives` `{creatives: [{creative_id, name, format, url}]}`
+/// (principal): upserts them, each back to `pending_review`. An id another
+/// principal of the tenant holds is a 409 (nothing is written). Audited
+/// `sync_creatives`.
+#[tracing::instrument(skip_all)]
+async fn sync(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Json(body): Json<SyncCreatives>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, principal_id) = caller.principal()?;
+    let creatives = body.parse()?;
+    let now = state.clock.now();
+    let ids: Vec<String> = creatives.iter().map(|c| c.id.clone()).collect();
+    let audit = [access::event(&state, &req, &caller, "sync_creatives")
+        .with_details(serde_json::json!({"creative_ids": ids, "count": ids.len()}))];
+    let notes = [Notification::new(
+        Some(tenant.to_string()),
+        NotificationEvent::CreativePendingReview {
+            principal_id: principal_id.to_owned(),
+            creative_ids: ids,
+        },
+        now,
+    )];
+    let (synced, committed) = state
+        .store
+        .sync_creatives(
+            tenant,
+            principal_id,
+            &creatives,
+            now,
+            Effects::with(&audit, &notes),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict("a creative id is already used by another principal".into())
+        })?;
+    access::committed(&state, &req, committed);
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "creatives": synced })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/creatives?status=` — a principal sees its own, a tenant
+/// admin all of the tenant's. Audited `list_creatives`.
+#[tracing::instrument(skip_all)]
+async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<Page<Creative>>, ApiError> {
+    let (tenant, principal) = caller.admin_or_principal()?;
+    let limit = page_limit(query.limit)?;
+    let status = query
+        .status
+        .clone()
+        .map(CreativeStatus::try_from)
+        .transpose()?;
+    let items = state
+        .store
+        .creatives(
+            tenant,
+            principal,
+            status.map(CreativeStatus::as_str),
+            page_cursor(query.cursor.as_deref())?,
+            limit + 1,
+        )
+        .await?;
+    let items = page(items, limit, |c| c.creative_id.clone());
+    access::record_read(
+        &state,
+        &req,
+        access::event(&state, &req, &caller, "list_creatives")
+            .with_details(serde_json::json!({"count": items.items.len()})),
+    );
+    Ok(web::Json(items))
+}
+
+/// `POST /api/v1/creatives/{id}/approve` `{reason?}` (tenant admin).
+#[tracing::instrument(skip_all)]
+async fn approve(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Json(body): Json<ReviewInput>,
+) -> Result<web::Json<Creative>, ApiError> {
+    review(
+        caller,
+        state,
+        req,
+        path.into_inner(),
+        body,
+        CreativeStatus::Approved,
+    )
+    .await
+}
+
+/// `POST /api/v1/creatives/{id}/reject` `{reason?}` (tenant admin).
+#[tracing::instrument(skip_all)]
+async fn reject(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Json(body): Json<ReviewInput>,
+) -> Result<web::Json<Creative>, ApiError> {
+    review(
+        caller,
+        state,
+        req,
+        path.into_inner(),
+        body,
+        CreativeStatus::Rejected,
+    )
+    .await
+}
+
+async fn review(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: String,
+    body: ReviewInput,
+    status: CreativeStatus,
+) -> Result<web::Json<Creative>, ApiError> {
+    let tenant = caller.tenant_admin()?.clone();
+    let reason = body.parse()?;
+    let owners = state.store.creative_owners(&id).await?;
+    // Ours if our tenant has one; otherwise someone else's (or nobody's).
+    let owner = owners
+        .iter()
+        .find(|o| o.tenant_id == tenant.as_str())
+        .or(owners.first())
+        .cloned();
+    access::check_owner(&state, &req, &caller, "creative", &id, owner)?;
+    let operation = match status {
+        CreativeStatus::Approved => "approve_creative",
+        _ => "reject_creative",
+    };
+    let now = state.clock.now();
+    let audit = [access::event(&state, &req, &caller, operation)
+        .with_details(serde_json::json!({"creative_id": id, "reason": reason}))];
+    let (creative, committed) = state
+        .store
+        .review_creative(
+            &tenant,
+            &id,
+            status,
+            reason.as_deref(),
+            now,
+            Effects::audit(&audit),
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such creative".into()))?;
+    access::committed(&state, &req, committed);
+    Ok(web::Json(creative))
+}

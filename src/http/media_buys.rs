@@ -1,0 +1,534 @@
+//! `/api/v1/media-buys`: principals book media buys; they and their tenant's
+//! admin read them, change them, and read (or, admins, post) delivery.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDate;
+use overseer_actors::notify::{HIGH_VALUE_THRESHOLD, Notification, NotificationEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::domain::media_buy::{
+    CreateMediaBuy, DeliveryRow, MediaBuy, MediaBuyStatus, MediaBuyView, UpdateMediaBuy,
+};
+use crate::domain::text::{client_id, generate_id};
+use crate::domain::{Amount, InvalidField};
+use crate::error::ApiError;
+use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::{AppState, Json, from_value};
+use crate::store::{Effects, Owner, StoreError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/media-buys")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/media-buys/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    )
+    .service(
+        web::resource("/media-buys/{id}/delivery")
+            .route(web::get().to(delivery))
+            .route(web::post().to(post_delivery)),
+    );
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `POST /api/v1/media-buys` (principal). 201 with the buy; with an
+/// `Idempotency-Key` header, a retry with the same body answers the first
+/// response again (`Idempotent-Replayed: true`) and another body with that
+/// key is a 409.
+#[tracing::instrument(skip_all)]
+async fn create(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Json(body): Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, principal_id) = caller.principal()?;
+    let (tenant, principal_id) = (tenant.clone(), principal_id.to_owned());
+    let key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    InvalidField::new(
+                        "Idempotency-Key",
+                        "must be 1 to 255 visible ASCII characters",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    // serde_json's maps are sorted, so this is a canonical form of the body.
+    let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    if let Some(key) = &key
+        && let Some(replay) = replay(&state, &tenant, &principal_id, key, &request_hash).await?
+    {
+        return Ok(replay);
+    }
+    let input: CreateMediaBuy = from_value(body)?;
+    let buy = input.parse(state.environment)?;
+    if !buy.creative_ids.is_empty() {
+        let owned = state
+            .store
+            .owned_creatives(&tenant, &principal_id, &buy.creative_ids)
+            .await?;
+        if let Some(missing) = buy.creative_ids.iter().find(|id| !owned.contains(id)) {
+            return Err(InvalidField::new(
+                "creative_ids",
+                format!("no creative {missing} of this principal"),
+            )
+            .into());
+        }
+    }
+    let settings = state
+        .store
+        .tenant_settings(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    let now = state.clock.now();
+    let needs_approval = settings
+        .approval_threshold
+        .is_some_and(|threshold| buy.budget > threshold);
+    let status = if needs_approval {
+        MediaBuyStatus::PendingApproval
+    } else {
+        MediaBuyStatus::PendingActivation
+    };
+    let workflow_id = needs_approval.then(|| generate_id("wf"));
+    let budget = buy.budget.as_f64();
+
+    let mut audit = vec![
+        access::event(&state, &req, &caller, "create_media_buy").with_details(serde_json::json!({
+            "media_buy_id": buy.id,
+            "budget": budget,
+            "currency": buy.currency.as_str(),
+            "status": status.as_str(),
+            "packages": buy.packages.len(),
+        })),
+    ];
+    let mut notes = vec![Notification::new(
+        Some(tenant.to_string()),
+        NotificationEvent::MediaBuyCreated {
+            media_buy_id: buy.id.clone(),
+            principal_id: principal_id.clone(),
+            order_name: buy.order_name.clone(),
+            budget,
+            currency: buy.currency.as_str().to_owned(),
+            status: status.as_str().to_owned(),
+        },
+        now,
+    )];
+    let reason = settings.approval_threshold.map(|t| {
+        format!(
+            "budget {budget} {} is above the approval threshold {}",
+            buy.currency.as_str(),
+            t.as_f64()
+        )
+    });
+    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, settings.approval_threshold) {
+        audit.push(
+            access::event(&state, &req, &caller, "workflow_created").with_details(
+                serde_json::json!({
+                    "workflow_id": workflow_id,
+                    "media_buy_id": buy.id,
+                    "budget": budget,
+                    "currency": buy.currency.as_str(),
+                    "threshold": threshold.as_f64(),
+                }),
+            ),
+        );
+        notes.push(Notification::new(
+            Some(tenant.to_string()),
+            NotificationEvent::ApprovalRequired {
+                media_buy_id: buy.id.clone(),
+                workflow_id: workflow_id.clone(),
+                principal_id: principal_id.clone(),
+                order_name: buy.order_name.clone(),
+                budget,
+                currency: buy.currency.as_str().to_owned(),
+                threshold: threshold.as_f64(),
+            },
+            now,
+        ));
+    }
+    if budget > HIGH_VALUE_THRESHOLD {
+        notes.push(Notification::new(
+            Some(tenant.to_string()),
+            NotificationEvent::HighValueTransaction {
+                media_buy_id: buy.id.clone(),
+                principal_id: principal_id.clone(),
+                budget,
+                currency: buy.currency.as_str().to_owned(),
+            },
+            now,
+        ));
+    }
+
+    let stored = MediaBuy {
+        id: buy.id.clone(),
+        tenant_id: tenant.clone(),
+        principal_id: principal_id.clone(),
+        buyer_ref: buy.buyer_ref.clone(),
+        order_name: buy.order_name.clone(),
+        advertiser_name: buy.advertiser_name.clone(),
+        currency: buy.currency.clone(),
+        budget: buy.budget,
+        flight_start: buy.flight_start,
+        flight_end: buy.flight_end,
+        status,
+        paused_from: None,
+        reporting_webhook: buy.reporting_webhook.as_ref().map(|w| w.to_stored()),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut view = stored.view(buy.packages.clone(), buy.creative_ids.clone());
+    view.workflow_id = workflow_id.clone();
+    let response = serde_json::to_string(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let idempotency = key
+        .as_deref()
+        .map(|k| (k, request_hash.as_str(), 201, response.as_str()));
+    let workflow = workflow_id.as_deref().zip(reason.as_deref());
+    let inserted = state
+        .store
+        .insert_media_buy(
+            &tenant,
+            &principal_id,
+            &buy,
+            status,
+            workflow,
+            idempotency,
+            now,
+            Effects::with(&audit, &notes),
+        )
+        .await;
+    let committed = match inserted {
+        Ok(committed) => committed,
+        // A concurrent twin with the same key won the race: answer as it did.
+        Err(StoreError::Conflict(_)) if key.is_some() => {
+            let key = key.as_deref().unwrap_or_default();
+            return match replay(&state, &tenant, &principal_id, key, &request_hash).await? {
+                Some(replayed) => Ok(replayed),
+                None => Err(ApiError::Conflict(
+                    "the request conflicts with existing data".into(),
+                )),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    access::committed(&state, &req, committed);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/media-buys/{}", buy.id)))
+        .content_type("application/json")
+        .body(response))
+}
+
+/// The stored answer to an earlier request with this key: the same response
+/// for the same body, 409 for another.
+async fn replay(
+    state: &AppState,
+    tenant: &crate::domain::TenantId,
+    principal_id: &str,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let Some(record) = state
+        .store
+        .idempotency_record(tenant, principal_id, key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if record.request_hash != request_hash {
+        return Err(ApiError::Conflict(
+            "this Idempotency-Key was used with a different request body".into(),
+        ));
+    }
+    let status = StatusCode::from_u16(record.status as u16).unwrap_or(StatusCode::CREATED);
+    Ok(Some(
+        HttpResponse::build(status)
+            .insert_header(("Idempotent-Replayed", "true"))
+            .content_type("application/json")
+            .body(record.response),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    buyer_ref: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/media-buys?status=&buyer_ref=` — a principal sees its own,
+/// a tenant admin every buy of the tenant. Audited `get_media_buys`.
+#[tracing::instrument(skip_all)]
+async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<Page<MediaBuyView>>, ApiError> {
+    let (tenant, principal) = caller.admin_or_principal()?;
+    let limit = page_limit(query.limit)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| MediaBuyStatus::parse("status", s))
+        .transpose()?;
+    let buys = state
+        .store
+        .media_buys(
+            tenant,
+            principal,
+            status.map(MediaBuyStatus::as_str),
+            query.buyer_ref.as_deref(),
+            page_cursor(query.cursor.as_deref())?,
+            limit + 1,
+        )
+        .await?;
+    let buys = page(buys, limit, |b| b.id.clone());
+    let mut items = Vec::with_capacity(buys.items.len());
+    for buy in &buys.items {
+        let (packages, creatives) = state.store.media_buy_parts(&buy.id).await?;
+        items.push(buy.view(packages, creatives));
+    }
+    access::record_read(
+        &state,
+        &req,
+        access::event(&state, &req, &caller, "get_media_buys").with_details(serde_json::json!({
+            "count": items.len(),
+            "status": status.map(MediaBuyStatus::as_str),
+        })),
+    );
+    Ok(web::Json(Page {
+        items,
+        next_cursor: buys.next_cursor,
+    }))
+}
+
+/// The buy at `id`, if the caller may see it (404 and a violation if it is
+/// someone else's).
+async fn visible(
+    caller: &Caller,
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<MediaBuy, ApiError> {
+    caller.admin_or_principal()?;
+    let found = state.store.media_buy(id).await?;
+    let owner = found.as_ref().map(|b| Owner {
+        tenant_id: b.tenant_id.to_string(),
+        principal_id: Some(b.principal_id.clone()),
+    });
+    access::check_owner(state, req, caller, "media buy", id, owner)?;
+    found.ok_or_else(|| ApiError::NotFound("no such media buy".into()))
+}
+
+async fn view_of(state: &AppState, buy: &MediaBuy) -> Result<MediaBuyView, ApiError> {
+    let (packages, creatives) = state.store.media_buy_parts(&buy.id).await?;
+    Ok(buy.view(packages, creatives))
+}
+
+/// `GET /api/v1/media-buys/{id}`. Audited `get_media_buys`.
+#[tracing::instrument(skip_all)]
+async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<web::Json<MediaBuyView>, ApiError> {
+    let buy = visible(&caller, &state, &req, &path).await?;
+    access::record_read(
+        &state,
+        &req,
+        access::event(&state, &req, &caller, "get_media_buys").with_details(serde_json::json!({
+            "media_buy_id": buy.id,
+            "budget": buy.budget.as_f64(),
+            "currency": buy.currency.as_str(),
+        })),
+    );
+    Ok(web::Json(view_of(&state, &buy).await?))
+}
+
+/// `PATCH /api/v1/media-buys/{id}` `{paused?, budget?, flight_start?,
+/// flight_end?, order_name?}` (the owning principal or a tenant admin).
+/// Pausing records `paused`; resuming restores the lifecycle status. A
+/// change the status does not allow (changing a completed buy, pausing one
+/// that waits for approval) is a 409.
+#[tracing::instrument(skip_all)]
+async fn update(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Json(body): Json<UpdateMediaBuy>,
+) -> Result<web::Json<MediaBuyView>, ApiError> {
+    let change = body.parse()?;
+    if change.keys().is_empty() {
+        return Err(InvalidField::new("paused", "nothing to change").into());
+    }
+    let buy = visible(&caller, &state, &req, &path).await?;
+    let seen = buy.updated_at;
+    let before = buy.status;
+    let now = state.clock.now();
+    let updated = change
+        .apply(buy, now)
+        .map_err(|refused| ApiError::Conflict(refused.0))?;
+    let audit = [
+        access::event(&state, &req, &caller, "update_media_buy").with_details(serde_json::json!({
+            "media_buy_id": updated.id,
+            "budget": updated.budget.as_f64(),
+            "currency": updated.currency.as_str(),
+            "changed": change.keys(),
+            "from": before.as_str(),
+            "to": updated.status.as_str(),
+        })),
+    ];
+    let committed = state
+        .store
+        .save_media_buy(&updated, seen, Effects::audit(&audit))
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict("the media buy changed meanwhile; read it and try again".into())
+        })?;
+    access::committed(&state, &req, committed);
+    Ok(web::Json(view_of(&state, &updated).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveryReport {
+    media_buy_id: String,
+    currency: String,
+    totals: Totals,
+    days: Vec<DeliveryRow>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Totals {
+    impressions: i64,
+    clicks: i64,
+    spend: Amount,
+}
+
+/// `GET /api/v1/media-buys/{id}/delivery`: per day and package, with totals.
+/// Audited `get_media_buy_delivery`.
+#[tracing::instrument(skip_all)]
+async fn delivery(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<web::Json<DeliveryReport>, ApiError> {
+    let buy = visible(&caller, &state, &req, &path).await?;
+    let days = state.store.delivery(&buy.id).await?;
+    let mut totals = Totals::default();
+    for d in &days {
+        totals.impressions = totals.impressions.saturating_add(d.impressions);
+        totals.clicks = totals.clicks.saturating_add(d.clicks);
+        totals.spend = totals.spend.checked_add(d.spend).unwrap_or(totals.spend);
+    }
+    access::record_read(
+        &state,
+        &req,
+        access::event(&state, &req, &caller, "get_media_buy_delivery").with_details(
+            serde_json::json!({
+                "media_buy_id": buy.id,
+                "budget": buy.budget.as_f64(),
+                "currency": buy.currency.as_str(),
+            }),
+        ),
+    );
+    Ok(web::Json(DeliveryReport {
+        media_buy_id: buy.id,
+        currency: buy.currency.as_str().to_owned(),
+        totals,
+        days,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostDelivery {
+    rows: Vec<DeliveryInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryInput {
+    package_id: String,
+    /// `YYYY-MM-DD`.
+    date: NaiveDate,
+    impressions: u32,
+    clicks: u32,
+    spend: Value,
+}
+
+/// Most rows in one delivery post.
+const MAX_DELIVERY_ROWS: usize = 1_000;
+
+/// `POST /api/v1/media-buys/{id}/delivery` `{rows: [{package_id, date,
+/// impressions, clicks, spend}]}` (tenant admin): upserts per day and
+/// package. Audited `update_media_buy_delivery`.
+#[tracing::instrument(skip_all)]
+async fn post_delivery(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Json(body): Json<PostDelivery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.tenant_admin()?;
+    if body.rows.is_empty() || body.rows.len() > MAX_DELIVERY_ROWS {
+        return Err(InvalidField::new("rows", "1 to 1000 rows").into());
+    }
+    let buy = visible(&caller, &state, &req, &path).await?;
+    let (packages, _) = state.store.media_buy_parts(&buy.id).await?;
+    let mut rows = Vec::with_capacity(body.rows.len());
+    for r in body.rows {
+        let package_id = client_id("rows.package_id", &r.package_id)?;
+        if !packages.iter().any(|p| p.package_id == package_id) {
+            return Err(
+                InvalidField::new("rows.package_id", "no such package in this media buy").into(),
+            );
+        }
+        if r.clicks > r.impressions {
+            return Err(InvalidField::new("rows.clicks", "must not exceed impressions").into());
+        }
+        rows.push(DeliveryRow {
+            package_id,
+            day: r.date.format("%Y-%m-%d").to_string(),
+            impressions: i64::from(r.impressions),
+            clicks: i64::from(r.clicks),
+            spend: Amount::parse("rows.spend", &r.spend)?,
+        });
+    }
+    let now = state.clock.now();
+    let audit = [
+        access::event(&state, &req, &caller, "update_media_buy_delivery").with_details(
+            serde_json::json!({
+                "media_buy_id": buy.id,
+                "budget": buy.budget.as_f64(),
+                "currency": buy.currency.as_str(),
+                "rows": rows.len(),
+            }),
+        ),
+    ];
+    let committed = state
+        .store
+        .upsert_delivery(&buy.id, &rows, now, Effects::audit(&audit))
+        .await?;
+    access::committed(&state, &req, committed);
+    Ok(HttpResponse::Ok().json(serde_json::json!({"media_buy_id": buy.id, "rows": rows.len()})))
+}

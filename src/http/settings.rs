@@ -1,0 +1,158 @@
+//! `/api/v1/tenant/settings`: a tenant admin reads and changes its tenant's
+//! Slack webhooks, approval threshold and time zone.
+
+use actix_web::{HttpRequest, web};
+use chrono::{DateTime, Utc};
+use overseer_actors::notify::{Notification, NotificationEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::domain::{Amount, SettingsChange, TenantSettings, Timezone, WebhookUrl};
+use crate::error::ApiError;
+use crate::http::access;
+use crate::http::{AppState, Json};
+use crate::store::Effects;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tenant/settings")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    );
+}
+
+/// The settings as shown: webhook URLs masked, never in the clear.
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    tenant_id: String,
+    slack_webhook_url: Option<String>,
+    slack_audit_webhook_url: Option<String>,
+    hitl_webhook_url: Option<String>,
+    approval_threshold: Option<Amount>,
+    timezone: Timezone,
+    updated_at: DateTime<Utc>,
+}
+
+impl SettingsView {
+    fn of(tenant_id: &str, s: &TenantSettings) -> Self {
+        let mask = |u: &Option<WebhookUrl>| u.as_ref().map(WebhookUrl::masked);
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            slack_webhook_url: mask(&s.slack_webhook_url),
+            slack_audit_webhook_url: mask(&s.slack_audit_webhook_url),
+            hitl_webhook_url: mask(&s.hitl_webhook_url),
+            approval_threshold: s.approval_threshold,
+            timezone: s.timezone.clone(),
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// `GET /api/v1/tenant/settings` (tenant admin).
+#[tracing::instrument(skip_all)]
+async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<SettingsView>, ApiError> {
+    let tenant = caller.tenant_admin()?;
+    let settings = state
+        .store
+        .tenant_settings(tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    Ok(web::Json(SettingsView::of(tenant.as_str(), &settings)))
+}
+
+/// The PATCH body: a key absent leaves the setting alone, `null` clears it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    #[serde(default, deserialize_with = "present")]
+    slack_webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    slack_audit_webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    hitl_webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    approval_threshold: Option<Option<Value>>,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+/// Tells a key given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl UpdateSettings {
+    fn parse(self, state: &AppState) -> Result<SettingsChange, ApiError> {
+        let env = state.environment;
+        let url = |field: &'static str, v: Option<Option<String>>| -> Result<_, ApiError> {
+            Ok(match v {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(s)) if s.is_empty() => Some(None),
+                Some(Some(s)) => Some(Some(WebhookUrl::parse(field, &s, env)?)),
+            })
+        };
+        Ok(SettingsChange {
+            slack_webhook_url: url("slack_webhook_url", self.slack_webhook_url)?,
+            slack_audit_webhook_url: url("slack_audit_webhook_url", self.slack_audit_webhook_url)?,
+            hitl_webhook_url: url("hitl_webhook_url", self.hitl_webhook_url)?,
+            approval_threshold: match self.approval_threshold {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(v)) => Some(Some(Amount::parse("approval_threshold", &v)?)),
+            },
+            timezone: self
+                .timezone
+                .as_deref()
+                .map(|tz| Timezone::parse("timezone", tz))
+                .transpose()?,
+        })
+    }
+}
+
+/// `PATCH /api/v1/tenant/settings` (tenant admin). Audited `update_settings`
+/// with the changed keys, never the URLs.
+#[tracing::instrument(skip_all)]
+async fn update(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Json(body): Json<UpdateSettings>,
+) -> Result<web::Json<SettingsView>, ApiError> {
+    let tenant = caller.tenant_admin()?.clone();
+    let change = body.parse(&state)?;
+    let keys = change.keys();
+    let current = state
+        .store
+        .tenant_settings(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    let now = state.clock.now();
+    let mut updated = change.apply(current);
+    updated.updated_at = now;
+    let audit = [access::event(&state, &req, &caller, "update_settings")
+        .with_details(serde_json::json!({"changed": keys}))];
+    let notes = [Notification::new(
+        Some(tenant.to_string()),
+        NotificationEvent::ConfigurationChanged {
+            target: "settings".into(),
+            changed: keys.iter().map(|k| k.to_string()).collect(),
+            actor: caller.principal_id().to_owned(),
+        },
+        now,
+    )];
+    let committed = state
+        .store
+        .save_settings(&tenant, &updated, Effects::with(&audit, &notes))
+        .await?;
+    access::committed(&state, &req, committed);
+    Ok(web::Json(SettingsView::of(tenant.as_str(), &updated)))
+}
