@@ -283,13 +283,18 @@ impl FromRequest for Caller {
 }
 
 /// One audit row per authentication decision, through the batcher. Names the
-/// token's id (never the token) and the route.
+/// token's id (never the token) and the route. With `AUDIT_REQUESTS=false`
+/// (no row per request) successful validations are not recorded either;
+/// refusals always are.
 fn audit_decision(
     state: &AppState,
     req: &HttpRequest,
     ip: Option<&str>,
     outcome: &Result<Caller, (Refusal, Option<Caller>)>,
 ) {
+    if outcome.is_ok() && !state.audit_requests {
+        return;
+    }
     let now = state.clock.now();
     let route = req
         .match_pattern()

@@ -218,7 +218,7 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
     let actors = health["components"]["actors"].as_object().unwrap();
     assert_eq!(
         actors.keys().collect::<Vec<_>>(),
-        ["audit", "database_watch"]
+        ["audit", "database_watch", "security_monitor"]
     );
     assert_eq!(watch_status(&health), ("running", 0));
 }
