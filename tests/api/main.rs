@@ -10,6 +10,7 @@ mod audit;
 mod audit_query;
 mod audit_resilience;
 mod binary;
+mod domain;
 mod errors;
 mod health;
 mod outage;
