@@ -512,6 +512,9 @@ impl Store {
     }
 }
 
+/// Creatives as synced, and the audit rows committed with them.
+pub type SyncedCreatives = (Vec<Creative>, Vec<CommittedEvent>);
+
 /// The domain's tables (see [`domain`]): each write commits its [`Effects`]
 /// (audit rows, outbox rows) in its own transaction.
 impl Store {
@@ -728,7 +731,7 @@ impl Store {
         creatives: &[NewCreative],
         now: DateTime<Utc>,
         effects: Effects<'_>,
-    ) -> Result<Option<(Vec<Creative>, Vec<CommittedEvent>)>, StoreError> {
+    ) -> Result<Option<SyncedCreatives>, StoreError> {
         dispatch!(self.sync_creatives(tenant, principal_id, creatives, now, effects))
     }
 
