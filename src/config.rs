@@ -81,6 +81,7 @@ pub struct Config {
     pub supervision: SupervisionConfig,
     pub audit: AuditSettings,
     pub security: SecuritySettings,
+    pub mock_adapter: MockAdapterSettings,
 }
 
 /// The security monitor's windows and the client-address rule.
@@ -93,6 +94,14 @@ pub struct SecuritySettings {
     /// default: a client could otherwise pick its own address and dodge the
     /// failed-authentication cool-down.
     pub trust_forwarded_for: bool,
+}
+
+/// `MOCK_ADAPTER`: simulated delivery for active media buys (demos).
+#[derive(Debug, Clone)]
+pub struct MockAdapterSettings {
+    pub enabled: bool,
+    /// `MOCK_ADAPTER_INTERVAL`: how often delivery is simulated.
+    pub interval: Duration,
 }
 
 /// The audit write path (see `overseer_actors::audit`).
@@ -262,6 +271,10 @@ impl Config {
         let supervision = supervision_config(&env)?;
         let audit = audit_settings(&env)?;
         let security = security_settings(&env)?;
+        let mock_adapter = MockAdapterSettings {
+            enabled: env.bool("MOCK_ADAPTER", false)?,
+            interval: env.duration("MOCK_ADAPTER_INTERVAL", Duration::from_secs(60))?,
+        };
 
         Ok(Config {
             environment,
@@ -273,6 +286,7 @@ impl Config {
             supervision,
             audit,
             security,
+            mock_adapter,
         })
     }
 
@@ -312,6 +326,8 @@ impl Config {
             audit_requests = self.audit.record_requests,
             log_retention_days = self.audit.retention_days,
             security = ?self.security,
+            mock_adapter = self.mock_adapter.enabled,
+            mock_adapter_interval_ms = self.mock_adapter.interval.as_millis() as u64,
             "effective configuration"
         );
     }

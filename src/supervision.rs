@@ -13,11 +13,15 @@ use std::time::Duration;
 use overseer_actors::Clock;
 use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 use overseer_actors::db_watch::{DatabaseProbe, DatabaseWatch};
+use overseer_actors::mock_adapter::{ActiveBuy, DeliveryStore, MockAdapter, SimRow};
 use overseer_actors::notify::{Notification, NotificationOutbox};
 use overseer_actors::security::SecurityMonitor;
 use overseer_actors::supervisor::{ActorHandle, Supervisor};
 
 use crate::config::Config;
+use crate::domain::Amount;
+use crate::domain::media_buy::DeliveryRow;
+use crate::store::Effects;
 use crate::store::Store;
 
 impl DatabaseProbe for Store {
@@ -42,6 +46,42 @@ impl NotificationOutbox for Store {
     }
 }
 
+impl DeliveryStore for Store {
+    fn active_buys(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<ActiveBuy>, String>> + Send + 'static>> {
+        let store = self.clone();
+        Box::pin(async move { store.active_buys().await.map_err(|e| e.short_reason()) })
+    }
+
+    /// Simulated delivery is not audited: it is no one's operation, and a
+    /// row per buy per tick would drown the trail.
+    fn record(
+        &self,
+        media_buy_id: String,
+        rows: Vec<SimRow>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let rows: Vec<DeliveryRow> = rows
+                .into_iter()
+                .map(|r| DeliveryRow {
+                    package_id: r.package_id,
+                    day: r.day.format("%Y-%m-%d").to_string(),
+                    impressions: r.impressions,
+                    clicks: r.clicks,
+                    spend: Amount::from_micros(r.spend_micros),
+                })
+                .collect();
+            store
+                .upsert_delivery(&media_buy_id, &rows, chrono::Utc::now(), Effects::default())
+                .await
+                .map(drop)
+                .map_err(|e| e.short_reason())
+        })
+    }
+}
+
 /// The running actors.
 #[derive(Clone)]
 pub struct Actors {
@@ -49,6 +89,8 @@ pub struct Actors {
     pub database_watch: ActorHandle<DatabaseWatch>,
     pub auditor: Auditor,
     pub security: SecurityMonitor,
+    /// Only with `MOCK_ADAPTER=true`.
+    pub mock_adapter: Option<ActorHandle<MockAdapter>>,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -88,6 +130,15 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     )?;
 
+    let mock_adapter = config.mock_adapter.enabled.then(|| {
+        let store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
+        let clock = clock.clone();
+        let interval = config.mock_adapter.interval;
+        supervisor.spawn("mock_adapter", policy.clone(), move |child| {
+            MockAdapter::new(child.clone(), store.clone(), clock.clone(), interval)
+        })
+    });
+
     let security = SecurityMonitor::start(
         &supervisor,
         policy,
@@ -102,5 +153,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         database_watch,
         auditor,
         security,
+        mock_adapter,
     })
 }

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod clock;
 pub mod db_watch;
+pub mod mock_adapter;
 pub mod notify;
 pub mod security;
 pub mod supervisor;

@@ -623,6 +623,41 @@ macro_rules! domain_queries {
             self.commit_with(tx, effects).await
         }
 
+        /// Every active buy with its packages (for the mock adapter).
+        pub(super) async fn active_buys(
+            &self,
+        ) -> Result<Vec<overseer_actors::mock_adapter::ActiveBuy>, sqlx::Error> {
+            type Row = (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String, i64, String, i64);
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT b.id, b.flight_start, b.flight_end, p.package_id, p.budget_micros, \
+                 p.pricing_model, p.rate_micros FROM media_buys b \
+                 JOIN media_buy_packages p ON p.media_buy_id = b.id \
+                 WHERE b.status = 'active' ORDER BY b.id, p.position",
+            )
+            .persistent(self.persistent)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut buys: Vec<overseer_actors::mock_adapter::ActiveBuy> = Vec::new();
+            for (id, start, end, package_id, budget, model, rate) in rows {
+                let package = overseer_actors::mock_adapter::SimPackage {
+                    package_id,
+                    budget_micros: budget,
+                    pricing_model: model,
+                    rate_micros: rate,
+                };
+                match buys.last_mut() {
+                    Some(last) if last.media_buy_id == id => last.packages.push(package),
+                    _ => buys.push(overseer_actors::mock_adapter::ActiveBuy {
+                        media_buy_id: id,
+                        flight_start: start,
+                        flight_end: end,
+                        packages: vec![package],
+                    }),
+                }
+            }
+            Ok(buys)
+        }
+
         pub(super) async fn delivery(
             &self,
             media_buy_id: &str,

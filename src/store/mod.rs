@@ -184,6 +184,7 @@ use crate::domain::{
     ApiToken, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TenantSettings,
 };
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
+use overseer_actors::mock_adapter::ActiveBuy;
 use overseer_actors::notify::Notification;
 
 pub use audit::{AuditPosition, AuditQuery};
@@ -714,6 +715,12 @@ impl Store {
         effects: Effects<'_>,
     ) -> Result<Vec<CommittedEvent>, StoreError> {
         dispatch!(self.upsert_delivery(media_buy_id, rows, now, effects))
+    }
+
+    /// Every active media buy with its packages.
+    #[tracing::instrument(skip_all)]
+    pub async fn active_buys(&self) -> Result<Vec<ActiveBuy>, StoreError> {
+        dispatch!(self.active_buys())
     }
 
     #[tracing::instrument(skip_all)]

@@ -8,7 +8,7 @@ use chrono::Utc;
 use overseer::store::Store;
 use serde_json::{Value, json};
 
-use crate::audit::{stored, verify, wait_for_rows};
+use crate::audit::{raw_sql, stored, verify, wait_for_rows};
 use crate::helpers::{
     Backend, TestApp, assert_json_error, on_both_backends, spawn_app, spawn_app_with,
 };
@@ -20,6 +20,7 @@ on_both_backends!(
     a_brute_force_burst_gives_one_violation_one_notice_and_a_cool_down,
     expired_revoked_and_deactivated_tokens_are_refused_and_audited,
     bad_input_on_every_write_route_is_a_4xx_naming_the_field,
+    the_mock_adapter_simulates_delivery_for_active_buys,
 );
 
 const SLACK: &str = "https://hooks.slack.com/services/T000/B000/GENERALSECRET";
@@ -1283,4 +1284,51 @@ async fn bad_input_on_every_write_route_is_a_4xx_naming_the_field(backend: Backe
         .await;
     assert_eq!(settings["timezone"], "UTC");
     assert_eq!(settings["approval_threshold"], Value::Null);
+}
+
+async fn the_mock_adapter_simulates_delivery_for_active_buys(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("MOCK_ADAPTER", "true"), ("MOCK_ADAPTER_INTERVAL", "100ms")],
+    )
+    .await;
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    let mut body = media_buy(10_000.0, &[]);
+    body["flight_start"] = json!((Utc::now() - chrono::Duration::days(1)).to_rfc3339());
+    body["flight_end"] = json!((Utc::now() + chrono::Duration::days(9)).to_rfc3339());
+    let buy = buyer
+        .expect(201, buyer.post("/api/v1/media-buys", &body).await)
+        .await;
+    let path = format!(
+        "/api/v1/media-buys/{}/delivery",
+        buy["media_buy_id"].as_str().unwrap()
+    );
+
+    // Not active yet: nothing is simulated.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = buyer.expect(200, buyer.get(&path).await).await;
+    assert_eq!(report["days"], json!([]));
+
+    // Active (the status scheduler's job, done here by hand): today's
+    // delivery so far appears, per package.
+    let sql = format!(
+        "UPDATE media_buys SET status = 'active' WHERE id = '{}'",
+        buy["media_buy_id"].as_str().unwrap()
+    );
+    raw_sql(&app, backend, &sql).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let report = buyer.expect(200, buyer.get(&path).await).await;
+        if report["days"].as_array().unwrap().len() == 2 || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let days = report["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "{report}");
+    assert_eq!(days[0]["day"], Utc::now().format("%Y-%m-%d").to_string());
+    let spend = report["totals"]["spend"].as_f64().unwrap();
+    // At most one day's share of the budget (10,000 over 10 days) at the fastest pace.
+    assert!(spend > 0.0 && spend <= 1_000.0 * 1.15, "{spend}");
+    assert!(report["totals"]["impressions"].as_i64().unwrap() > 0);
 }
