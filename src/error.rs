@@ -49,17 +49,24 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `invalid_field`,
+    /// `unauthorized`, `conflict`, `database_unavailable`, ...
+    #[schema(example = "invalid_field")]
+    pub code: String,
+    /// For people; may change between versions.
+    pub message: String,
+    /// The JSON path or query parameter to blame, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    #[schema(value_type = String)]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -90,9 +97,9 @@ impl ApiError {
 pub fn error_body(code: &str, message: impl Into<String>, field: Option<&str>) -> String {
     let body = ErrorBody {
         error: ErrorDetail {
-            code,
+            code: code.to_owned(),
             message: message.into(),
-            field,
+            field: field.map(str::to_owned),
         },
     };
     serde_json::to_string(&body).unwrap_or_else(|_| {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{InvalidField, TenantId};
 
 /// What a tenant token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     /// Write audit events for its tenant (`POST /api/v1/audit/events`).

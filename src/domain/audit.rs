@@ -18,27 +18,37 @@ const MAX_OPERATION_CHARS: usize = 100;
 const MAX_NAME_CHARS: usize = 200;
 
 /// One event in an ingest request. `success` and `operation` are required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestEvent {
     /// The idempotency key: a retry with the same `log_id` stores nothing twice.
     #[serde(default)]
     pub log_id: Option<Uuid>,
+    /// With a tenant token: absent or that token's tenant.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub tenant_id: Option<String>,
+    #[schema(pattern = "^[a-z0-9_.:-]{1,100}$")]
     pub operation: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub principal_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub principal_name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub adapter_id: Option<String>,
     pub success: bool,
+    /// A JSON object of at most 64 KiB, serialised.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub error: Option<String>,
+    /// An IPv4 or IPv6 address.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub ip_address: Option<IpAddr>,
     #[serde(default)]
     pub security_violation: bool,

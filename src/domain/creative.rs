@@ -9,7 +9,7 @@ use super::{InvalidField, TenantId};
 /// Most creatives in one sync request.
 pub const MAX_SYNC: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CreativeStatus {
     PendingReview,
@@ -41,18 +41,25 @@ impl TryFrom<String> for CreativeStatus {
 }
 
 /// `POST /api/v1/creatives`: `{"creatives": [...]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncCreatives {
+    /// 1 to 500 creatives, each id once.
+    #[schema(min_items = 1, max_items = 500)]
     pub creatives: Vec<CreativeInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreativeInput {
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub creative_id: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub format: String,
+    /// An http(s) URL.
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
 }
 
@@ -101,10 +108,11 @@ impl SyncCreatives {
 }
 
 /// `POST /api/v1/creatives/{id}/approve|reject`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: Option<String>,
 }
 
@@ -118,7 +126,7 @@ impl ReviewInput {
 }
 
 /// A creative as stored and shown.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Creative {
     #[sqlx(rename = "id")]
     pub creative_id: String,

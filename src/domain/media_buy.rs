@@ -12,7 +12,7 @@ use crate::config::Environment;
 
 /// Where a media buy is in its life. `paused` remembers the status it left
 /// (see [`MediaBuy::paused_from`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaBuyStatus {
     PendingApproval,
@@ -70,13 +70,33 @@ impl TryFrom<String> for MediaBuyStatus {
 
 /// How a package is priced.
 pub const PRICING_MODELS: [&str; 7] = ["cpm", "vcpm", "cpc", "cpcv", "cpv", "cpp", "flat_rate"];
+/// `PRICING_MODELS` in the OpenAPI document.
+fn pricing_model_schema() -> utoipa::openapi::Object {
+    string_enum(&PRICING_MODELS)
+}
+
+fn frequency_schema() -> utoipa::openapi::Object {
+    string_enum(&["hourly", "daily"])
+}
+
+fn auth_type_schema() -> utoipa::openapi::Object {
+    string_enum(&["none", "bearer", "hmac-sha256"])
+}
+
+fn string_enum(values: &[&'static str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
 /// Most packages in one media buy.
 pub const MAX_PACKAGES: usize = 100;
 /// Most creatives assigned in one request.
 pub const MAX_CREATIVES: usize = 1_000;
 
 /// One package of a media buy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Package {
     pub package_id: String,
     pub budget: Amount,
@@ -174,63 +194,93 @@ impl ReportingWebhook {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportingWebhookView {
+    /// Masked: the secret part of the URL is never shown.
     pub url: String,
     pub frequency: String,
     pub authentication: AuthView,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuthView {
+    /// `none`, `bearer` or `hmac-sha256`; the credentials are never shown.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
 }
 
 // ---------------------------------------------------------------- requests
 
 /// `POST /api/v1/media-buys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMediaBuy {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub buyer_ref: String,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub order_name: String,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub advertiser_name: String,
+    #[schema(value_type = Currency)]
     pub currency: String,
     pub flight_start: DateTime<Utc>,
+    /// After `flight_start`.
     pub flight_end: DateTime<Utc>,
+    /// 1 to 100 packages; the budget of the buy is their sum.
+    #[schema(min_items = 1, max_items = 100)]
     pub packages: Vec<PackageInput>,
+    /// Creatives of this principal, at most 1,000.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub creative_ids: Vec<String>,
     #[serde(default)]
     pub reporting_webhook: Option<ReportingWebhookInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageInput {
+    /// Default: `pkg_1`, `pkg_2`, ... by position.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub package_id: Option<String>,
+    /// Above 0, at most 1e12, at most 6 decimals (a JSON number or a
+    /// decimal string).
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1_000_000_000_000_f64)]
     pub budget: Value,
+    #[schema(schema_with = pricing_model_schema)]
     pub pricing_model: String,
+    /// 0 to 1e12, at most 6 decimals (a JSON number or a decimal string).
+    #[schema(value_type = f64, minimum = 0, maximum = 1_000_000_000_000_f64)]
     pub rate: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportingWebhookInput {
+    /// https (plain http in development only), without credentials.
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
+    #[schema(schema_with = frequency_schema)]
     pub frequency: String,
     #[serde(default)]
     pub authentication: Option<AuthInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthInput {
     #[serde(rename = "type")]
+    #[schema(schema_with = auth_type_schema)]
     pub kind: String,
+    /// A bearer token (at most 4,096 bytes) or an HMAC key (32 to 4,096
+    /// bytes); required unless `type` is `none`.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub credentials: Option<String>,
 }
 
@@ -414,18 +464,23 @@ impl ReportingWebhookInput {
 }
 
 /// `PATCH /api/v1/media-buys/{id}`: every key optional.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMediaBuy {
+    /// `true` pauses, `false` resumes.
     #[serde(default)]
     pub paused: Option<bool>,
+    /// Above 0, at most 1e12, at most 6 decimals (a JSON number or a
+    /// decimal string).
     #[serde(default)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 1_000_000_000_000_f64)]
     pub budget: Option<Value>,
     #[serde(default)]
     pub flight_start: Option<DateTime<Utc>>,
     #[serde(default)]
     pub flight_end: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub order_name: Option<String>,
 }
 
@@ -562,7 +617,7 @@ impl From<i64> for Amount {
 }
 
 /// The media buy as API responses show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MediaBuyView {
     pub media_buy_id: String,
     pub tenant_id: TenantId,
@@ -578,7 +633,9 @@ pub struct MediaBuyView {
     pub packages: Vec<Package>,
     pub creative_ids: Vec<String>,
     pub reporting_webhook: Option<ReportingWebhookView>,
+    /// The approval workflow, in the response that created the buy.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub workflow_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -613,10 +670,11 @@ impl MediaBuy {
 }
 
 /// Delivery of one package on one day.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub package_id: String,
     /// ISO date, `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub day: String,
     pub impressions: i64,
     pub clicks: i64,

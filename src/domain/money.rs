@@ -12,7 +12,8 @@ const MAX_UNITS: i64 = 1_000_000_000_000;
 
 /// An amount of money, exact to a millionth of a unit. Stored as
 /// micro-units; shown as a JSON number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, utoipa::ToSchema)]
+#[schema(value_type = f64, example = 12500.5)]
 pub struct Amount(i64);
 
 impl Amount {
@@ -94,6 +95,21 @@ impl Serialize for Amount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Currency(String);
+
+/// In the OpenAPI document: a string, one of the codes [`Currency::parse`]
+/// accepts.
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An ISO 4217 currency code (upper case)."))
+            .enum_values(Some(ISO_4217.split_ascii_whitespace()))
+            .examples(["USD"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
 
 /// Active ISO 4217 codes (the standard's list, as of 2026).
 const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB \

@@ -7,18 +7,21 @@ use super::text::bounded;
 use super::{InvalidField, TenantId};
 
 /// `POST /api/v1/principals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePrincipal {
+    /// Trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/v1/principals/{id}/rotate-token`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateToken {
+    /// In the future; absent: the token does not expire.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -47,7 +50,7 @@ pub fn future_expiry(
 }
 
 /// A principal as stored and shown (never its token or hash).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Principal {
     #[sqlx(rename = "id")]
     pub principal_id: String,

@@ -98,8 +98,9 @@ impl std::fmt::Debug for WebhookUrl {
 }
 
 /// An IANA time zone name (`Europe/Paris`, `UTC`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "Europe/Paris")]
 pub struct Timezone(String);
 
 impl Timezone {

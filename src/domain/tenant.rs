@@ -8,8 +8,9 @@ use super::InvalidField;
 
 /// A tenant's id: 1 to 64 characters of lowercase ASCII letters, digits, `-`
 /// and `_`, starting with a letter or digit (it appears in URLs and logs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "acme")]
 pub struct TenantId(String);
 
 impl TenantId {
@@ -63,8 +64,9 @@ impl fmt::Display for TenantId {
 }
 
 /// A tenant's display name: trimmed, 1 to 200 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "Acme Media")]
 pub struct TenantName(String);
 
 impl TenantName {
@@ -110,7 +112,7 @@ pub struct NewTenant {
 }
 
 /// A tenant as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Tenant {
     #[sqlx(try_from = "String")]
     pub id: TenantId,

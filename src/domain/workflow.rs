@@ -7,14 +7,16 @@ use serde::{Deserialize, Serialize};
 use super::text::bounded;
 use super::{InvalidField, TenantId};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkflowTask {
     #[sqlx(rename = "id")]
     pub workflow_id: String,
     #[sqlx(try_from = "String")]
     pub tenant_id: TenantId,
     pub media_buy_id: String,
+    /// `media_buy_approval`.
     pub kind: String,
+    /// `pending`, `approved` or `rejected`.
     pub status: String,
     pub reason: String,
     pub comment: Option<String>,
@@ -24,10 +26,11 @@ pub struct WorkflowTask {
 }
 
 /// `POST /api/v1/workflows/{id}/approve|reject`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionInput {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub comment: Option<String>,
 }
 
