@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{Verification, verify_chain};
 use crate::auth::Caller;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::{AppState, BodyLimit, Json, OneOrMany};
 use crate::store::{AuditPosition, AuditQuery, Store};
 
@@ -23,6 +23,11 @@ use crate::store::{AuditPosition, AuditQuery, Store};
 /// a second time.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditedByHandler;
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ingest, list, verify))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig, ingest_body_limit: usize) {
     cfg.service(
@@ -35,15 +40,49 @@ pub fn routes(cfg: &mut web::ServiceConfig, ingest_body_limit: usize) {
     .service(web::resource("/audit/verify").route(web::get().to(verify)));
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Accepted {
     accepted: usize,
+    /// The events' ids, in the order sent.
     log_ids: Vec<uuid::Uuid>,
+}
+
+// The body of `POST /api/v1/audit/events` in the OpenAPI document; the
+// handler reads it as `OneOrMany`, which names the event at fault.
+/// One event, or an array of 1 to 1,000.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(
+    dead_code,
+    reason = "describes OneOrMany<IngestEvent> in the OpenAPI document"
+)]
+enum IngestBody {
+    One(IngestEvent),
+    /// 1 to 1,000 events.
+    Many(Vec<IngestEvent>),
 }
 
 /// `POST /api/v1/audit/events`: one event or an array of up to 1,000. 202 once
 /// every event is durable (committed, or fsync'd to the spool); nothing of a
 /// request with an invalid event is stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/events",
+    tag = "audit",
+    operation_id = "ingest_audit_events",
+    request_body = IngestBody,
+    responses(
+        (status = 202, description = "Every event is durable", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 413, description = "The body, or an event's `details`, is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`)", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable, or the audit queue is full", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(events))]
 async fn ingest(
     caller: Caller,
@@ -92,13 +131,52 @@ async fn ingest(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VerifyParams {
+    /// The tenant whose chain to walk. A tenant admin: absent or its own.
+    /// Absent for the super admin: the system chain.
     tenant_id: Option<String>,
+}
+
+// `crate::audit::Verification` as the OpenAPI document describes it.
+/// The outcome of re-walking a hash chain.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Verification)]
+#[allow(
+    dead_code,
+    reason = "describes Verification's JSON in the OpenAPI document"
+)]
+struct VerificationDoc {
+    ok: bool,
+    /// Records found intact before the first break (all of them when `ok`).
+    checked: u64,
+    /// The first record that does not hold; absent when `ok`.
+    #[schema(value_type = i64, required = false)]
+    broken_seq: Option<i64>,
+    /// Why it does not hold; absent when `ok`.
+    #[schema(value_type = String, required = false)]
+    reason: Option<String>,
 }
 
 /// `GET /api/v1/audit/verify?tenant_id=...`: re-walks the chain (without
 /// `tenant_id`: the system chain, super admin only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "audit",
+    operation_id = "verify_audit_chain",
+    params(VerifyParams),
+    responses(
+        (status = 200, description = "Whether the chain holds", body = VerificationDoc),
+        (status = 400, description = "A malformed query string", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin, nor a tenant admin reading its own tenant", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn verify(
     caller: Caller,
@@ -111,7 +189,10 @@ async fn verify(
     ))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The form of `GET /api/v1/audit/logs`: one JSON page, or every matching
+/// row streamed as JSON lines or CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = ExportFormat, rename_all = "lowercase")]
 enum Format {
     Json,
     Jsonl,
@@ -123,6 +204,42 @@ const EXPORT_PAGE: u32 = 1_000;
 
 /// `GET /api/v1/audit/logs`: newest first, filtered, keyset-paginated; with
 /// `format=jsonl` or `format=csv`, every matching row streamed page by page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/logs",
+    tag = "audit",
+    operation_id = "query_audit_logs",
+    params(
+        ("tenant_id" = Option<String>, Query, description = "The super admin: any tenant \
+(absent: every chain); a tenant admin: absent or its own"),
+        ("operation" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "Only these operations: repeat the parameter, or separate names with commas"),
+        ("principal_id" = Option<String>, Query, description = "Only this principal's events"),
+        ("success" = Option<bool>, Query, description = "Only successes, or only failures"),
+        ("security_violation" = Option<bool>, Query, description = "Only (or no) security violations"),
+        ("since" = Option<DateTime<Utc>>, Query, description = "RFC 3339; `created_at >= since`"),
+        ("until" = Option<DateTime<Utc>>, Query, description = "RFC 3339; `created_at < until`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500,
+            description = "Page size, 1 to 500 (default 50); `format=json` only"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("format" = inline(Option<Format>), Query, description = "`json` (default): one page; \
+`jsonl` or `csv`: every matching row, streamed"),
+    ),
+    responses(
+        (status = 200, description = "Newest first", content(
+            (Page = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin, nor a tenant admin reading its own tenant", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -159,10 +276,50 @@ async fn list(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditLogPage)]
 struct Page {
+    #[schema(value_type = Vec<AuditLogEntry>)]
     items: Vec<CommittedEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
+}
+
+// `CommittedEvent`, serialised, as the OpenAPI document describes it.
+/// One audit record: its place in its tenant's hash chain, and the event.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes CommittedEvent's JSON in the OpenAPI document"
+)]
+pub(crate) struct AuditLogEntry {
+    id: i64,
+    /// Position in the tenant's chain (the system chain without a tenant).
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+    log_id: uuid::Uuid,
+    /// `null` for a system event.
+    #[schema(required = true)]
+    tenant_id: Option<String>,
+    operation: String,
+    #[schema(required = true)]
+    principal_id: Option<String>,
+    #[schema(required = true)]
+    principal_name: Option<String>,
+    #[schema(required = true)]
+    adapter_id: Option<String>,
+    success: bool,
+    /// Always an object; secrets redacted.
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+    #[schema(required = true)]
+    error: Option<String>,
+    #[schema(required = true)]
+    ip_address: Option<String>,
+    security_violation: bool,
+    created_at: DateTime<Utc>,
 }
 
 /// The export as a stream of chunks, one page of rows each: memory stays at

@@ -3,14 +3,19 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use overseer_actors::notify::{Notification, NotificationEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::domain::creative::{Creative, CreativeStatus, ReviewInput, SyncCreatives};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::{AppState, Json};
 use crate::store::Effects;
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(sync, list, approve, reject))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -26,6 +31,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// (principal): upserts them, each back to `pending_review`. An id another
 /// principal of the tenant holds is a 409 (nothing is written). Audited
 /// `sync_creatives`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/creatives",
+    tag = "creatives",
+    operation_id = "sync_creatives",
+    request_body = SyncCreatives,
+    responses(
+        (status = 200, description = "The creatives as stored, each `pending_review`", body = SyncedCreatives),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a principal", body = ErrorBody),
+        (status = 409, description = "A creative id belongs to another principal", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A creative is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn sync(
     caller: Caller,
@@ -61,19 +86,48 @@ async fn sync(
             ApiError::Conflict("a creative id is already used by another principal".into())
         })?;
     access::committed(&state, &req, committed);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "creatives": synced })))
+    Ok(HttpResponse::Ok().json(SyncedCreatives { creatives: synced }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct SyncedCreatives {
+    creatives: Vec<Creative>,
+}
+
+/// Any other query parameter is a 400.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only creatives in this status.
+    #[param(value_type = Option<CreativeStatus>)]
     status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/creatives?status=` — a principal sees its own, a tenant
 /// admin all of the tenant's. Audited `list_creatives`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/creatives",
+    tag = "creatives",
+    operation_id = "list_creatives",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of creatives, by id", body = Page<Creative>),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
+        (status = 422, description = "`status`, `limit` or `cursor` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -109,6 +163,27 @@ async fn list(
 }
 
 /// `POST /api/v1/creatives/{id}/approve` `{reason?}` (tenant admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/creatives/{id}/approve",
+    tag = "creatives",
+    operation_id = "approve_creative",
+    params(("id" = String, Path, description = "The creative's id")),
+    request_body = ReviewInput,
+    responses(
+        (status = 200, description = "The creative, now `approved`", body = Creative),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such creative in this tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`reason` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn approve(
     caller: Caller,
@@ -129,6 +204,27 @@ async fn approve(
 }
 
 /// `POST /api/v1/creatives/{id}/reject` `{reason?}` (tenant admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/creatives/{id}/reject",
+    tag = "creatives",
+    operation_id = "reject_creative",
+    params(("id" = String, Path, description = "The creative's id")),
+    request_body = ReviewInput,
+    responses(
+        (status = 200, description = "The creative, now `rejected`", body = Creative),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such creative in this tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`reason` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn reject(
     caller: Caller,

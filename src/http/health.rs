@@ -1,21 +1,38 @@
 //! `GET /health`, `/health/live`, `/health/ready`.
 
+use std::collections::BTreeMap;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::health::Verdict;
 use crate::http::AppState;
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready, live))]
+pub struct Doc;
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health)))
-        .service(web::resource("/health/ready").route(web::get().to(health)))
+        .service(web::resource("/health/ready").route(web::get().to(ready)))
         .service(web::resource("/health/live").route(web::get().to(live)));
 }
 
 /// The full report: 200 when healthy or degraded (serving, a component down),
-/// 503 when the database is unreachable. `/health/ready` gives the
-/// same verdict, for orchestrators that probe readiness separately.
+/// 503 when the database is unreachable.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Healthy, or degraded: serving with a component down", body = HealthReportDoc),
+        (status = 503, description = "The database is unreachable or its schema is not ready", body = HealthReportDoc),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.check().await;
@@ -28,7 +45,149 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .json(report)
 }
 
+/// The same verdict as `/health`, for orchestrators that probe readiness
+/// separately.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready: healthy or degraded", body = HealthReportDoc),
+        (status = 503, description = "Not ready: the database is unreachable or its schema is not ready", body = HealthReportDoc),
+    )
+)]
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    health(state).await
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Alive {
+    /// Always `alive`.
+    status: &'static str,
+}
+
 /// 200 while the process runs and serves HTTP; checks nothing else.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    operation_id = "live",
+    responses((status = 200, description = "The process serves HTTP", body = Alive))
+)]
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "alive"}))
+    HttpResponse::Ok().json(Alive { status: "alive" })
+}
+
+// What `/health` reports (`crate::health::HealthReport` and the actors'
+// status types, serialised), as the OpenAPI document describes it.
+
+/// The health report: the verdict, the database, every supervised actor and
+/// the audit write path.
+#[derive(utoipa::ToSchema)]
+#[schema(as = HealthReport)]
+#[allow(
+    dead_code,
+    reason = "describes HealthReport's JSON in the OpenAPI document"
+)]
+struct HealthReportDoc {
+    #[schema(inline)]
+    status: VerdictDoc,
+    /// `connected` or `connection failed`.
+    database: String,
+    /// Why the service is unhealthy; absent when it is not.
+    #[schema(value_type = String, required = false)]
+    error: Option<String>,
+    version: String,
+    uptime_seconds: u64,
+    #[schema(inline)]
+    components: ComponentsDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "describes Verdict in the OpenAPI document")]
+enum VerdictDoc {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct ComponentsDoc {
+    #[schema(inline)]
+    database: DatabaseDoc,
+    /// Every supervised actor by name.
+    #[schema(inline)]
+    actors: BTreeMap<String, ActorDoc>,
+    #[schema(inline)]
+    audit: AuditPathDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct DatabaseDoc {
+    /// `connected` or `connection failed`.
+    status: String,
+    /// `postgres` or `sqlite`.
+    backend: String,
+    /// The round trip of `SELECT 1`; absent when it failed.
+    #[schema(value_type = f64, required = false)]
+    latency_ms: Option<f64>,
+    /// `current` or `pending`.
+    schema: String,
+    #[schema(inline)]
+    pool: PoolDoc,
+    /// Why the check failed; absent when it did not.
+    #[schema(value_type = String, required = false)]
+    error: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct PoolDoc {
+    size: u32,
+    idle: u64,
+    max: u32,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct ActorDoc {
+    /// `running`, `restarting`, `down` or `stopped`.
+    status: String,
+    restarts: u64,
+    #[schema(required = true)]
+    last_restart_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_error: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct AuditPathDoc {
+    /// Events waiting to be written.
+    queue_depth: u64,
+    /// Events spooled to disk while the database is away.
+    spool_events: u64,
+    #[schema(required = true)]
+    last_flush_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_error: Option<String>,
 }

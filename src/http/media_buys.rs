@@ -15,10 +15,15 @@ use crate::domain::media_buy::{
 };
 use crate::domain::text::{client_id, generate_id};
 use crate::domain::{Amount, InvalidField};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::{AppState, Json, from_value};
 use crate::store::{Effects, Owner, StoreError};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get, update, delivery, post_delivery))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -44,6 +49,38 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `Idempotency-Key` header, a retry with the same body answers the first
 /// response again (`Idempotent-Replayed: true`) and another body with that
 /// key is a 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/media-buys",
+    tag = "media-buys",
+    operation_id = "create_media_buy",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            description = "1 to 255 visible ASCII characters. A retry with the same key and \
+body answers the first response again; another body with that key is a 409."),
+    ),
+    request_body = CreateMediaBuy,
+    responses(
+        (status = 201, description = "The media buy: `pending_approval` (with `workflow_id`) \
+when its budget is above the tenant's approval threshold, `pending_activation` otherwise",
+            body = MediaBuyView,
+            headers(
+                ("Location" = String, description = "The media buy's URL"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replayed response"),
+            )),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a principal", body = ErrorBody),
+        (status = 404, description = "The principal's tenant is gone", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field or the Idempotency-Key is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     caller: Caller,
@@ -262,17 +299,42 @@ async fn replay(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Any other query parameter is a 400.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only buys in this status.
+    #[param(value_type = Option<MediaBuyStatus>)]
     status: Option<String>,
+    /// Only buys with this `buyer_ref`.
     buyer_ref: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/media-buys?status=&buyer_ref=` — a principal sees its own,
 /// a tenant admin every buy of the tenant. Audited `get_media_buys`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/media-buys",
+    tag = "media-buys",
+    operation_id = "list_media_buys",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of media buys, by id", body = Page<MediaBuyView>),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
+        (status = 422, description = "`status`, `limit` or `cursor` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -342,6 +404,22 @@ async fn view_of(state: &AppState, buy: &MediaBuy) -> Result<MediaBuyView, ApiEr
 }
 
 /// `GET /api/v1/media-buys/{id}`. Audited `get_media_buys`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/media-buys/{id}",
+    tag = "media-buys",
+    operation_id = "get_media_buy",
+    params(("id" = String, Path, description = "The media buy's id")),
+    responses(
+        (status = 200, description = "The media buy", body = MediaBuyView),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
+        (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn get(
     caller: Caller,
@@ -367,6 +445,28 @@ async fn get(
 /// Pausing records `paused`; resuming restores the lifecycle status. A
 /// change the status does not allow (changing a completed buy, pausing one
 /// that waits for approval) is a 409.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/media-buys/{id}",
+    tag = "media-buys",
+    operation_id = "update_media_buy",
+    params(("id" = String, Path, description = "The media buy's id")),
+    request_body = UpdateMediaBuy,
+    responses(
+        (status = 200, description = "The media buy after the change", body = MediaBuyView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
+        (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
+        (status = 409, description = "The buy's status does not allow the change, or it changed meanwhile", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid, or nothing to change", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn update(
     caller: Caller,
@@ -407,7 +507,7 @@ async fn update(
     Ok(web::Json(view_of(&state, &updated).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeliveryReport {
     media_buy_id: String,
     currency: String,
@@ -415,7 +515,7 @@ struct DeliveryReport {
     days: Vec<DeliveryRow>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 struct Totals {
     impressions: i64,
     clicks: i64,
@@ -424,6 +524,22 @@ struct Totals {
 
 /// `GET /api/v1/media-buys/{id}/delivery`: per day and package, with totals.
 /// Audited `get_media_buy_delivery`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/media-buys/{id}/delivery",
+    tag = "media-buys",
+    operation_id = "get_media_buy_delivery",
+    params(("id" = String, Path, description = "The media buy's id")),
+    responses(
+        (status = 200, description = "Delivery per day and package, with totals", body = DeliveryReport),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
+        (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn delivery(
     caller: Caller,
@@ -458,21 +574,35 @@ async fn delivery(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostDelivery {
+    #[schema(min_items = 1, max_items = 1000)]
     rows: Vec<DeliveryInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryInput {
+    /// A package of this media buy.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     package_id: String,
     /// `YYYY-MM-DD`.
     date: NaiveDate,
     impressions: u32,
+    /// At most `impressions`.
     clicks: u32,
+    /// 0 to 1e12, at most 6 decimals (a JSON number or a decimal string).
+    #[schema(value_type = f64, minimum = 0, maximum = 1_000_000_000_000_f64)]
     spend: Value,
+}
+
+/// What a delivery post stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeliveryPosted {
+    media_buy_id: String,
+    /// Rows upserted.
+    rows: usize,
 }
 
 /// Most rows in one delivery post.
@@ -481,6 +611,27 @@ const MAX_DELIVERY_ROWS: usize = 1_000;
 /// `POST /api/v1/media-buys/{id}/delivery` `{rows: [{package_id, date,
 /// impressions, clicks, spend}]}` (tenant admin): upserts per day and
 /// package. Audited `update_media_buy_delivery`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/media-buys/{id}/delivery",
+    tag = "media-buys",
+    operation_id = "update_media_buy_delivery",
+    params(("id" = String, Path, description = "The media buy's id")),
+    request_body = PostDelivery,
+    responses(
+        (status = 200, description = "The rows were stored", body = DeliveryPosted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A row is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn post_delivery(
     caller: Caller,
@@ -530,5 +681,8 @@ async fn post_delivery(
         .upsert_delivery(&buy.id, &rows, now, Effects::audit(&audit))
         .await?;
     access::committed(&state, &req, committed);
-    Ok(HttpResponse::Ok().json(serde_json::json!({"media_buy_id": buy.id, "rows": rows.len()})))
+    Ok(HttpResponse::Ok().json(DeliveryPosted {
+        media_buy_id: buy.id,
+        rows: rows.len(),
+    }))
 }

@@ -9,6 +9,7 @@ mod extract;
 pub mod health;
 pub mod media_buys;
 pub mod metrics;
+pub mod openapi;
 pub mod principals;
 pub mod request_audit;
 pub mod settings;
@@ -52,10 +53,12 @@ pub struct AppState {
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
-/// enabled; the ingest route has its own, larger, body limit.
+/// enabled; the ingest route has its own, larger, body limit. The OpenAPI
+/// document is outside `/api/v1`: no authentication, no request audit.
 pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_limit: usize) {
     cfg.configure(health::routes)
         .configure(metrics::routes)
+        .configure(openapi::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(

@@ -11,10 +11,15 @@ use crate::domain::principal::{
     CreatePrincipal, IssuedToken, Principal, RotateToken, future_expiry,
 };
 use crate::domain::text::generate_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, PageQuery, page, page_cursor, page_limit};
 use crate::http::{AppState, Json};
 use crate::store::{Effects, Owner};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get, revoke, rotate))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -30,7 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A principal with its token, shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct WithToken {
     principal_id: String,
     tenant_id: String,
@@ -54,6 +59,25 @@ fn change_note(tenant: &str, change: &str, actor: &str, now: DateTime<Utc>) -> [
 
 /// `POST /api/v1/principals` `{name, expires_at?}` (tenant admin) → 201
 /// `{principal_id, token, ...}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/principals",
+    tag = "principals",
+    operation_id = "create_principal",
+    request_body = CreatePrincipal,
+    responses(
+        (status = 201, description = "The principal and its token, shown once", body = WithToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     caller: Caller,
@@ -96,14 +120,36 @@ async fn create(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Any other query parameter is a 400.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/principals` (tenant admin), by id, paginated.
+#[utoipa::path(
+    get,
+    path = "/api/v1/principals",
+    tag = "principals",
+    operation_id = "list_principals",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of principals, by id", body = Page<Principal>),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 422, description = "`limit` or `cursor` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -141,6 +187,22 @@ async fn visible(
 }
 
 /// `GET /api/v1/principals/{id}` (tenant admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/principals/{principal_id}",
+    tag = "principals",
+    operation_id = "get_principal",
+    params(("principal_id" = String, Path, description = "The principal's id")),
+    responses(
+        (status = 200, description = "The principal", body = Principal),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such principal in this tenant", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn get(
     caller: Caller,
@@ -153,6 +215,22 @@ async fn get(
 
 /// `POST /api/v1/principals/{id}/revoke-token` (tenant admin): the token
 /// stops working at once. Idempotent.
+#[utoipa::path(
+    post,
+    path = "/api/v1/principals/{principal_id}/revoke-token",
+    tag = "principals",
+    operation_id = "revoke_principal_token",
+    params(("principal_id" = String, Path, description = "The principal's id")),
+    responses(
+        (status = 200, description = "The principal, its token revoked", body = Principal),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such principal in this tenant", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn revoke(
     caller: Caller,
@@ -192,6 +270,27 @@ async fn revoke(
 /// `POST /api/v1/principals/{id}/rotate-token` `{expires_at?}` (tenant
 /// admin): a new token replaces the old one (which stops working) and is
 /// shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/principals/{principal_id}/rotate-token",
+    tag = "principals",
+    operation_id = "rotate_principal_token",
+    params(("principal_id" = String, Path, description = "The principal's id")),
+    request_body = RotateToken,
+    responses(
+        (status = 200, description = "The principal and its new token, shown once", body = WithToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such principal in this tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`expires_at` is invalid or not in the future", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn rotate(
     caller: Caller,
@@ -199,7 +298,7 @@ async fn rotate(
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<RotateToken>,
-) -> Result<web::Json<serde_json::Value>, ApiError> {
+) -> Result<web::Json<WithToken>, ApiError> {
     let principal = visible(&caller, &state, &req, &path).await?;
     let now = state.clock.now();
     let expires_at = future_expiry(body.expires_at, now)?;
@@ -228,11 +327,11 @@ async fn rotate(
         .await?
         .ok_or_else(|| ApiError::NotFound("no such principal".into()))?;
     access::committed(&state, &req, committed);
-    Ok(web::Json(serde_json::json!(WithToken {
+    Ok(web::Json(WithToken {
         principal_id: updated.principal_id,
         tenant_id: updated.tenant_id.to_string(),
         name: updated.name,
         token: issued.token,
         expires_at: updated.expires_at,
-    })))
+    }))
 }

@@ -9,10 +9,15 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::domain::{Amount, SettingsChange, TenantSettings, Timezone, WebhookUrl};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access;
 use crate::http::{AppState, Json};
 use crate::store::Effects;
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get, update))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -23,12 +28,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The settings as shown: webhook URLs masked, never in the clear.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SettingsView {
     tenant_id: String,
+    /// Masked, e.g. `https://hooks.slack.com/services/T…/B…/****`.
     slack_webhook_url: Option<String>,
+    /// Masked.
     slack_audit_webhook_url: Option<String>,
+    /// Masked.
     hitl_webhook_url: Option<String>,
+    /// Budgets strictly above this need a human's approval; `null`: never.
     approval_threshold: Option<Amount>,
     timezone: Timezone,
     updated_at: DateTime<Utc>,
@@ -50,6 +59,21 @@ impl SettingsView {
 }
 
 /// `GET /api/v1/tenant/settings` (tenant admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenant/settings",
+    tag = "settings",
+    operation_id = "get_settings",
+    responses(
+        (status = 200, description = "The settings, webhook URLs masked", body = SettingsView),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn get(
     caller: Caller,
@@ -65,17 +89,27 @@ async fn get(
 }
 
 /// The PATCH body: a key absent leaves the setting alone, `null` clears it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
+    /// An https URL (plain http in development only); `null` or `""` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     slack_webhook_url: Option<Option<String>>,
+    /// As `slack_webhook_url`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     slack_audit_webhook_url: Option<Option<String>>,
+    /// As `slack_webhook_url`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     hitl_webhook_url: Option<Option<String>>,
+    /// 0 to 1e12, at most 6 decimals (a JSON number or a decimal string);
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     approval_threshold: Option<Option<Value>>,
+    /// An IANA time zone such as `Europe/Paris`.
     #[serde(default)]
     timezone: Option<String>,
 }
@@ -120,6 +154,26 @@ impl UpdateSettings {
 
 /// `PATCH /api/v1/tenant/settings` (tenant admin). Audited `update_settings`
 /// with the changed keys, never the URLs.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenant/settings",
+    tag = "settings",
+    operation_id = "update_settings",
+    request_body = UpdateSettings,
+    responses(
+        (status = 200, description = "The settings after the change", body = SettingsView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn update(
     caller: Caller,

@@ -13,12 +13,17 @@ use crate::domain::principal::future_expiry;
 use crate::domain::{
     InvalidField, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TokenKind,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_limit};
 use crate::http::{AppState, Json};
 use crate::store::Effects;
 
 pub use crate::http::access::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get, update, create_admin_token, create_ingest_token))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -41,16 +46,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Optional slug; generated (`tenant_` + 12 hex digits) when absent.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     id: Option<String>,
+    /// Trimmed, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 
 /// `POST /api/v1/tenants` → 201 with the tenant, 409 if the id is taken.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants",
+    tag = "tenants",
+    operation_id = "create_tenant",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "The tenant", body = Tenant,
+            headers(("Location" = String, description = "The tenant's URL"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 409, description = "A tenant with this id exists", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     _: SuperAdmin,
@@ -82,6 +111,22 @@ fn tenant_path(path: &str) -> Result<TenantId, ApiError> {
 }
 
 /// `GET /api/v1/tenants/{tenant_id}` → the tenant or 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant_id}",
+    tag = "tenants",
+    operation_id = "get_tenant",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn get(
     _: SuperAdmin,
@@ -97,17 +142,42 @@ async fn get(
         .ok_or_else(|| ApiError::NotFound("no such tenant".into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// At least one key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
+    /// Trimmed, no control characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
+    /// `false` stops the tenant's tokens at once.
     #[serde(default)]
     is_active: Option<bool>,
 }
 
 /// `PATCH /api/v1/tenants/{tenant_id}` `{name?, is_active?}`. Deactivating a
 /// tenant stops its tokens at once; its data and audit trail stay.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenants/{tenant_id}",
+    tag = "tenants",
+    operation_id = "update_tenant",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The tenant after the change", body = Tenant),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid, or nothing to change", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn update(
     _: SuperAdmin,
@@ -167,6 +237,23 @@ async fn update(
 }
 
 /// `GET /api/v1/tenants?limit=&cursor=` → tenants by id, keyset-paginated.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants",
+    tag = "tenants",
+    operation_id = "list_tenants",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of tenants, by id", body = Page<Tenant>),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 422, description = "`limit` or `cursor` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     _: SuperAdmin,
@@ -186,14 +273,19 @@ async fn list(
     Ok(web::Json(page(items, limit, |t| t.id.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+/// Any other query parameter is a 400.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     /// Optional expiry, in the future.
@@ -201,7 +293,7 @@ struct CreateToken {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     token_id: String,
     tenant_id: TenantId,
@@ -213,6 +305,28 @@ struct CreatedToken {
 
 /// `POST /api/v1/tenants/{tenant_id}/admin-tokens` (super admin), body `{}`
 /// or `{"expires_at": "..."}`: a token that administers that tenant.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant_id}/admin-tokens",
+    tag = "tenants",
+    operation_id = "create_admin_token",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token, shown once", body = CreatedToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant went away meanwhile", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`expires_at` is invalid or not in the future", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create_admin_token(
     _: SuperAdmin,
@@ -226,6 +340,28 @@ async fn create_admin_token(
 
 /// `POST /api/v1/tenants/{tenant_id}/ingest-tokens` (super admin): a token
 /// that may write audit events for that tenant, and nothing else.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant_id}/ingest-tokens",
+    tag = "tenants",
+    operation_id = "create_ingest_token",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token, shown once", body = CreatedToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant went away meanwhile", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`expires_at` is invalid or not in the future", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn create_ingest_token(
     _: SuperAdmin,

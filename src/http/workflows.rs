@@ -7,10 +7,15 @@ use serde::Deserialize;
 use crate::auth::Caller;
 use crate::domain::InvalidField;
 use crate::domain::workflow::{Decision, DecisionInput, WorkflowTask};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::{AppState, Json};
 use crate::store::{Effects, Owner};
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, approve, reject))]
+pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/workflows").route(web::get().to(list)))
@@ -18,15 +23,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/workflows/{id}/reject").route(web::post().to(reject)));
 }
 
-#[derive(Debug, Deserialize)]
+/// Any other query parameter is a 400.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `pending`, `approved` or `rejected`.
     status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/workflows?status=pending` (tenant admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows",
+    tag = "workflows",
+    operation_id = "list_workflows",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of workflow tasks, by id", body = Page<WorkflowTask>),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 422, description = "`status`, `limit` or `cursor` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     caller: Caller,
@@ -58,6 +86,28 @@ async fn list(
 
 /// `POST /api/v1/workflows/{id}/approve` `{comment?}`: the media buy moves
 /// to `pending_activation`. Audited `workflow_approved`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/{id}/approve",
+    tag = "workflows",
+    operation_id = "approve_workflow",
+    params(("id" = String, Path, description = "The workflow's id")),
+    request_body = DecisionInput,
+    responses(
+        (status = 200, description = "The workflow, approved; its media buy is now `pending_activation`", body = WorkflowTask),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such workflow in this tenant", body = ErrorBody),
+        (status = 409, description = "The workflow is decided already", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`comment` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn approve(
     caller: Caller,
@@ -79,6 +129,28 @@ async fn approve(
 
 /// `POST /api/v1/workflows/{id}/reject` `{comment?}`: the media buy moves to
 /// `rejected`. Audited `workflow_rejected`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/{id}/reject",
+    tag = "workflows",
+    operation_id = "reject_workflow",
+    params(("id" = String, Path, description = "The workflow's id")),
+    request_body = DecisionInput,
+    responses(
+        (status = 200, description = "The workflow, rejected; so is its media buy", body = WorkflowTask),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such workflow in this tenant", body = ErrorBody),
+        (status = 409, description = "The workflow is decided already", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`comment` is invalid", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all)]
 async fn reject(
     caller: Caller,
