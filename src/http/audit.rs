@@ -543,6 +543,32 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_float_details_hashes_the_same_after_a_round_trip_through_json() {
+        // The request middleware records durations such as 1.8151680000000001
+        // ms. Read back from either database, they must parse to the same f64
+        // (serde_json's `float_roundtrip`), or verification reports the
+        // record as altered.
+        use overseer_actors::audit::{GENESIS_HASH, chain_hash};
+        let at = DateTime::<Utc>::from_timestamp_micros(1_795_000_000_123_456).unwrap();
+        for ms in [
+            1.815_168_000_000_000_1_f64,
+            0.971_067_999_999_999_9,
+            1.0 / 3.0,
+            1e-7,
+        ] {
+            let written = overseer_actors::audit::AuditEvent::new("api_request", at)
+                .with_details(serde_json::json!({"duration_ms": ms}));
+            let mut read = written.clone();
+            read.details = serde_json::from_str(&written.details.to_string()).unwrap();
+            assert_eq!(
+                chain_hash(GENESIS_HASH, 1, &read),
+                chain_hash(GENESIS_HASH, 1, &written),
+                "{ms}"
+            );
+        }
+    }
+
+    #[test]
     fn operations_repeat_or_list_and_unknown_parameters_are_refused() {
         let (q, tenant, format) =
             parse_params("operation=a&operation=b,c&tenant_id=acme&format=csv&success=false")
