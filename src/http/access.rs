@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, client_ip};
 use crate::domain::InvalidField;
+use crate::domain::text::client_id;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::audit::AuditedByHandler;
@@ -126,15 +127,26 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// A cursor is the last id of the previous page (ids are ASCII, at most 128
-/// characters); anything else is not one of ours.
+/// A cursor is the last id of the previous page (an id: 1 to 128 ASCII
+/// letters, digits, `-`, `_`, `.` or `:`); anything else is not one of ours.
+/// (PostgreSQL refuses text holding NUL: such a cursor must not reach it.)
 pub fn page_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
     match cursor {
-        Some(c) if c.is_empty() || c.len() > 128 || !c.is_ascii() => {
+        Some(c) if client_id("cursor", c).is_err() => {
             Err(InvalidField::new("cursor", "not a cursor from this API").into())
         }
         other => Ok(other),
     }
+}
+
+/// The id of a resource in a URL path. Server-made ids (`mb_…`, `prn_…`,
+/// `wf_…`) and client-chosen ones (creatives, packages) are all
+/// [`client_id`]s, so anything else names no resource: 404 without a query
+/// (PostgreSQL would refuse one holding NUL, a 500).
+pub fn path_id(kind: &str, raw: &str) -> Result<(), ApiError> {
+    client_id("id", raw)
+        .map(drop)
+        .map_err(|_| ApiError::NotFound(format!("no such {kind}")))
 }
 
 /// Cuts `items` (fetched with `limit + 1`) to a page.
@@ -146,4 +158,29 @@ pub fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page
         None
     };
     Page { items, next_cursor }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_and_path_ids_are_ids_or_nothing() {
+        for ok in ["mb_0a1b2c3d4e5f6a7b", "cr-1_a.b:c", "prn_00"] {
+            assert_eq!(page_cursor(Some(ok)).unwrap(), Some(ok));
+            assert!(path_id("thing", ok).is_ok());
+        }
+        assert_eq!(page_cursor(None).unwrap(), None);
+        let long = "x".repeat(129);
+        for bad in ["", "a\0b", "\0", "a b", "a/b", "é", long.as_str()] {
+            assert!(
+                matches!(page_cursor(Some(bad)), Err(ApiError::InvalidField { .. })),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(path_id("thing", bad), Err(ApiError::NotFound(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Verification, verify_chain};
 use crate::auth::Caller;
+use crate::domain::TenantId;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{AppState, BodyLimit, Json, OneOrMany};
@@ -136,6 +137,7 @@ async fn ingest(
 struct VerifyParams {
     /// The tenant whose chain to walk. A tenant admin: absent or its own.
     /// Absent for the super admin: the system chain.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     tenant_id: Option<String>,
 }
 
@@ -172,6 +174,7 @@ struct VerificationDoc {
         (status = 400, description = "A malformed query string", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not the super admin, nor a tenant admin reading its own tenant", body = ErrorBody),
+        (status = 422, description = "`tenant_id` is not a tenant id", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
@@ -183,6 +186,11 @@ async fn verify(
     state: web::Data<AppState>,
     params: web::Query<VerifyParams>,
 ) -> Result<web::Json<Verification>, ApiError> {
+    // Tenant ids are slugs: anything else has no chain (and text holding NUL
+    // must not reach PostgreSQL).
+    if let Some(id) = params.tenant_id.as_deref() {
+        TenantId::parse("tenant_id", id)?;
+    }
     let tenant = caller.readable_tenant(params.tenant_id.as_deref())?;
     Ok(web::Json(
         verify_chain(&state.store, tenant.as_deref()).await?,
@@ -210,8 +218,9 @@ const EXPORT_PAGE: u32 = 1_000;
     tag = "audit",
     operation_id = "query_audit_logs",
     params(
-        ("tenant_id" = Option<String>, Query, description = "The super admin: any tenant \
-(absent: every chain); a tenant admin: absent or its own"),
+        ("tenant_id" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$",
+            description = "The super admin: any tenant (absent: every chain); a tenant admin: \
+absent or its own"),
         ("operation" = Option<Vec<String>>, Query, style = Form, explode,
             description = "Only these operations: repeat the parameter, or separate names with commas"),
         ("principal_id" = Option<String>, Query, description = "Only this principal's events"),
@@ -474,19 +483,31 @@ fn parse_params(qs: &str) -> Result<(AuditQuery, Option<String>, Format), ApiErr
         limit: 50,
         ..AuditQuery::default()
     };
+    // Stored events hold no NUL (redaction strips it), and PostgreSQL
+    // refuses text holding one: such a filter is refused, not sent.
+    let text = |field: &str, v: String| {
+        if v.contains('\0') {
+            Err(invalid(field, "must not contain NUL characters"))
+        } else {
+            Ok(v)
+        }
+    };
     let mut tenant = None;
     let mut format = Format::Json;
     for (key, value) in pairs {
         match key.as_str() {
-            "tenant_id" => tenant = Some(value),
+            "tenant_id" => {
+                TenantId::parse("tenant_id", &value)?;
+                tenant = Some(value);
+            }
             "operation" => query.operations.extend(
-                value
+                text("operation", value)?
                     .split(',')
                     .map(str::trim)
                     .filter(|op| !op.is_empty())
                     .map(str::to_owned),
             ),
-            "principal_id" => query.principal_id = Some(value),
+            "principal_id" => query.principal_id = Some(text("principal_id", value)?),
             "success" => query.success = Some(boolean("success", &value)?),
             "security_violation" => {
                 query.security_violation = Some(boolean("security_violation", &value)?);
@@ -585,5 +606,20 @@ mod tests {
             parse_params("limit=501"),
             Err(ApiError::InvalidField { .. })
         ));
+    }
+
+    #[test]
+    fn filters_that_cannot_match_are_refused_before_the_database() {
+        for (qs, field) in [
+            ("tenant_id=%00", "tenant_id"),
+            ("tenant_id=Acme", "tenant_id"),
+            ("principal_id=a%00b", "principal_id"),
+            ("operation=x,%00", "operation"),
+        ] {
+            match parse_params(qs) {
+                Err(ApiError::InvalidField { field: f, .. }) => assert_eq!(f, field, "{qs}"),
+                other => panic!("{qs}: {other:?}"),
+            }
+        }
     }
 }

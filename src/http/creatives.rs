@@ -106,6 +106,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     cursor: Option<String>,
 }
 
@@ -254,6 +255,7 @@ async fn review(
 ) -> Result<web::Json<Creative>, ApiError> {
     let tenant = caller.tenant_admin()?.clone();
     let reason = body.parse()?;
+    access::path_id("creative", &id)?;
     let owners = state.store.creative_owners(&id).await?;
     // Ours if our tenant has one; otherwise someone else's (or nobody's).
     let owner = owners

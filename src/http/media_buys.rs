@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::domain::media_buy::{
-    CreateMediaBuy, DeliveryRow, MediaBuy, MediaBuyStatus, MediaBuyView, UpdateMediaBuy,
+    CreateMediaBuy, DeliveryRow, MAX_NAME_CHARS, MediaBuy, MediaBuyStatus, MediaBuyView,
+    UpdateMediaBuy,
 };
-use crate::domain::text::{client_id, generate_id};
+use crate::domain::text::{bounded, client_id, generate_id};
 use crate::domain::{Amount, InvalidField};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
@@ -308,11 +309,13 @@ pub struct ListQuery {
     #[param(value_type = Option<MediaBuyStatus>)]
     status: Option<String>,
     /// Only buys with this `buyer_ref`.
+    #[param(min_length = 1, max_length = 200)]
     buyer_ref: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     cursor: Option<String>,
 }
 
@@ -349,13 +352,20 @@ async fn list(
         .as_deref()
         .map(|s| MediaBuyStatus::parse("status", s))
         .transpose()?;
+    // Stored buyer references are `bounded`: a filter that is not one
+    // matches nothing (and one holding NUL must not reach PostgreSQL).
+    let buyer_ref = query
+        .buyer_ref
+        .as_deref()
+        .map(|r| bounded("buyer_ref", r, MAX_NAME_CHARS))
+        .transpose()?;
     let buys = state
         .store
         .media_buys(
             tenant,
             principal,
             status.map(MediaBuyStatus::as_str),
-            query.buyer_ref.as_deref(),
+            buyer_ref.as_deref(),
             page_cursor(query.cursor.as_deref())?,
             limit + 1,
         )
@@ -389,6 +399,7 @@ async fn visible(
     id: &str,
 ) -> Result<MediaBuy, ApiError> {
     caller.admin_or_principal()?;
+    access::path_id("media buy", id)?;
     let found = state.store.media_buy(id).await?;
     let owner = found.as_ref().map(|b| Owner {
         tenant_id: b.tenant_id.to_string(),

@@ -129,6 +129,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     cursor: Option<String>,
 }
 
@@ -177,6 +178,7 @@ async fn visible(
     id: &str,
 ) -> Result<Principal, ApiError> {
     caller.tenant_admin()?;
+    access::path_id("principal", id)?;
     let found = state.store.principal(id).await?;
     let owner = found.as_ref().map(|p| Owner {
         tenant_id: p.tenant_id.to_string(),

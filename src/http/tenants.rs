@@ -282,6 +282,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     cursor: Option<String>,
 }
 

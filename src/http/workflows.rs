@@ -34,6 +34,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     cursor: Option<String>,
 }
 
@@ -180,6 +181,7 @@ async fn decide(
 ) -> Result<web::Json<WorkflowTask>, ApiError> {
     let tenant = caller.tenant_admin()?.clone();
     let comment = body.parse()?;
+    access::path_id("workflow", &id)?;
     let task = state.store.workflow(&id).await?;
     let owner = task.as_ref().map(|t| Owner {
         tenant_id: t.tenant_id.to_string(),
