@@ -125,7 +125,12 @@ impl IngestEvent {
                 field: format!("{prefix}details"),
             });
         }
-        let mut event = AuditEvent::new(self.operation, self.created_at.unwrap_or(now));
+        let created_at = match self.created_at {
+            Some(at) => super::time::timestamp("created_at", at)
+                .map_err(|e| invalid("created_at", &e.message))?,
+            None => now,
+        };
+        let mut event = AuditEvent::new(self.operation, created_at);
         if let Some(log_id) = self.log_id {
             event.log_id = log_id;
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::text::{bounded, client_id, generate_id};
+use super::time;
 use super::{Amount, Currency, InvalidField, TenantId, WebhookUrl};
 use crate::config::Environment;
 
@@ -309,7 +310,9 @@ impl CreateMediaBuy {
         let order_name = bounded("order_name", &self.order_name, MAX_NAME_CHARS)?;
         let advertiser_name = bounded("advertiser_name", &self.advertiser_name, MAX_NAME_CHARS)?;
         let currency = Currency::parse("currency", &self.currency)?;
-        check_flight(self.flight_start, self.flight_end)?;
+        let flight_start = time::timestamp("flight_start", self.flight_start)?;
+        let flight_end = time::timestamp("flight_end", self.flight_end)?;
+        check_flight(flight_start, flight_end)?;
         if self.packages.is_empty() {
             return Err(InvalidField::new(
                 "packages",
@@ -373,8 +376,8 @@ impl CreateMediaBuy {
             advertiser_name,
             currency,
             budget,
-            flight_start: self.flight_start,
-            flight_end: self.flight_end,
+            flight_start,
+            flight_end,
             packages,
             creative_ids,
             reporting_webhook,
@@ -503,8 +506,14 @@ impl UpdateMediaBuy {
                 .as_ref()
                 .map(|b| Amount::parse_positive("budget", b))
                 .transpose()?,
-            flight_start: self.flight_start,
-            flight_end: self.flight_end,
+            flight_start: self
+                .flight_start
+                .map(|at| time::timestamp("flight_start", at))
+                .transpose()?,
+            flight_end: self
+                .flight_end
+                .map(|at| time::timestamp("flight_end", at))
+                .transpose()?,
             order_name: self
                 .order_name
                 .as_deref()

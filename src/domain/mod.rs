@@ -9,6 +9,7 @@ pub mod principal;
 mod settings;
 mod tenant;
 pub mod text;
+pub mod time;
 pub mod workflow;
 
 pub use api_token::{ApiToken, NewApiToken, TokenKind};

@@ -38,12 +38,15 @@ impl CreatePrincipal {
     }
 }
 
-/// An expiry must lie in the future.
+/// An expiry must lie in the future (and before the year 10000).
 pub fn future_expiry(
     at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, InvalidField> {
-    match at {
+    match at
+        .map(|at| super::time::timestamp("expires_at", at))
+        .transpose()?
+    {
         Some(at) if at <= now => Err(InvalidField::new("expires_at", "must be in the future")),
         other => Ok(other),
     }

@@ -448,8 +448,9 @@ fn cursor_of(row: &CommittedEvent) -> String {
 fn parse_cursor(cursor: &str) -> Option<AuditPosition> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
     let (micros, id) = text.split_once(':')?;
+    let created_at = DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?;
     Some(AuditPosition {
-        created_at: DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?,
+        created_at: crate::domain::time::timestamp("cursor", created_at).ok()?,
         id: id.parse().ok()?,
     })
 }
@@ -469,15 +470,16 @@ fn parse_params(qs: &str) -> Result<(AuditQuery, Option<String>, Format), ApiErr
         "false" => Ok(false),
         _ => Err(invalid(field, "expected true or false")),
     };
-    let time = |field: &str, v: &str| {
-        DateTime::parse_from_rfc3339(v)
+    let time = |field: &'static str, v: &str| {
+        let at = DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| {
                 invalid(
                     field,
                     "expected an RFC 3339 time such as 2026-11-24T00:00:00Z",
                 )
-            })
+            })?;
+        crate::domain::time::timestamp(field, at).map_err(ApiError::from)
     };
     let mut query = AuditQuery {
         limit: 50,

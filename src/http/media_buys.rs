@@ -15,6 +15,7 @@ use crate::domain::media_buy::{
     UpdateMediaBuy,
 };
 use crate::domain::text::{bounded, client_id, generate_id};
+use crate::domain::time;
 use crate::domain::{Amount, InvalidField};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
@@ -670,7 +671,9 @@ async fn post_delivery(
         }
         rows.push(DeliveryRow {
             package_id,
-            day: r.date.format("%Y-%m-%d").to_string(),
+            day: time::date("rows.date", r.date)?
+                .format("%Y-%m-%d")
+                .to_string(),
             impressions: i64::from(r.impressions),
             clicks: i64::from(r.clicks),
             spend: Amount::parse("rows.spend", &r.spend)?,
