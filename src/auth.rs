@@ -117,6 +117,7 @@ impl Caller {
                 TokenKind::Ingest => "Ingest token",
                 TokenKind::Admin => "Tenant admin",
                 TokenKind::Principal => "Principal",
+                TokenKind::Adapter => "Adapter",
             },
         }
     }
@@ -152,6 +153,21 @@ impl Caller {
                 token_id,
             } => Ok((tenant_id, token_id)),
             _ => Err(ApiError::Forbidden("a principal token is required".into())),
+        }
+    }
+
+    /// A tenant admin or an adapter token: the tenant whose delivery data it
+    /// may write. 403 for anyone else.
+    pub fn delivery_writer(&self) -> Result<&TenantId, ApiError> {
+        match self {
+            Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Admin | TokenKind::Adapter,
+                ..
+            } => Ok(tenant_id),
+            _ => Err(ApiError::Forbidden(
+                "a tenant admin or adapter token is required".into(),
+            )),
         }
     }
 

@@ -16,6 +16,9 @@ pub enum TokenKind {
     Admin,
     /// A principal (buyer agent): its own media buys and creatives.
     Principal,
+    /// An ad server's integration: posts delivery data for its tenant's
+    /// media buys, and nothing else.
+    Adapter,
 }
 
 impl TokenKind {
@@ -24,6 +27,7 @@ impl TokenKind {
             TokenKind::Ingest => "ingest",
             TokenKind::Admin => "admin",
             TokenKind::Principal => "principal",
+            TokenKind::Adapter => "adapter",
         }
     }
 }
@@ -36,9 +40,10 @@ impl TryFrom<String> for TokenKind {
             "ingest" => Ok(TokenKind::Ingest),
             "admin" => Ok(TokenKind::Admin),
             "principal" => Ok(TokenKind::Principal),
+            "adapter" => Ok(TokenKind::Adapter),
             _ => Err(InvalidField::new(
                 "kind",
-                "expected `ingest`, `admin` or `principal`",
+                "expected `ingest`, `admin`, `principal` or `adapter`",
             )),
         }
     }

@@ -400,6 +400,17 @@ async fn visible(
     id: &str,
 ) -> Result<MediaBuy, ApiError> {
     caller.admin_or_principal()?;
+    owned(caller, state, req, id).await
+}
+
+/// The buy at `id` if it is the caller's tenant's (and, for a principal, its
+/// own); 404 and a violation otherwise. No role check.
+async fn owned(
+    caller: &Caller,
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<MediaBuy, ApiError> {
     access::path_id("media buy", id)?;
     let found = state.store.media_buy(id).await?;
     let owner = found.as_ref().map(|b| Owner {
@@ -621,7 +632,7 @@ struct DeliveryPosted {
 const MAX_DELIVERY_ROWS: usize = 1_000;
 
 /// `POST /api/v1/media-buys/{id}/delivery` `{rows: [{package_id, date,
-/// impressions, clicks, spend}]}` (tenant admin): upserts per day and
+/// impressions, clicks, spend}]}` (tenant admin or adapter token): upserts per day and
 /// package. Audited `update_media_buy_delivery`.
 #[utoipa::path(
     post,
@@ -634,7 +645,7 @@ const MAX_DELIVERY_ROWS: usize = 1_000;
         (status = 200, description = "The rows were stored", body = DeliveryPosted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin or adapter token", body = ErrorBody),
         (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
@@ -652,11 +663,11 @@ async fn post_delivery(
     path: web::Path<String>,
     Json(body): Json<PostDelivery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.tenant_admin()?;
+    caller.delivery_writer()?;
     if body.rows.is_empty() || body.rows.len() > MAX_DELIVERY_ROWS {
         return Err(InvalidField::new("rows", "1 to 1000 rows").into());
     }
-    let buy = visible(&caller, &state, &req, &path).await?;
+    let buy = owned(&caller, &state, &req, &path).await?;
     let (packages, _) = state.store.media_buy_parts(&buy.id).await?;
     let mut rows = Vec::with_capacity(body.rows.len());
     for r in body.rows {

@@ -102,6 +102,7 @@ mod tests {
         "PATCH /api/v1/tenants/{tenant_id}",
         "POST /api/v1/tenants/{tenant_id}/admin-tokens",
         "POST /api/v1/tenants/{tenant_id}/ingest-tokens",
+        "POST /api/v1/tenants/{tenant_id}/adapter-tokens",
         "GET /api/v1/tenant/settings",
         "PATCH /api/v1/tenant/settings",
         "POST /api/v1/principals",

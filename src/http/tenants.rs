@@ -22,7 +22,15 @@ pub use crate::http::access::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, get, update, create_admin_token, create_ingest_token))]
+#[openapi(paths(
+    create,
+    list,
+    get,
+    update,
+    create_admin_token,
+    create_ingest_token,
+    create_adapter_token
+))]
 pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,6 +51,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tenants/{tenant_id}/ingest-tokens")
             .route(web::post().to(create_ingest_token)),
+    )
+    .service(
+        web::resource("/tenants/{tenant_id}/adapter-tokens")
+            .route(web::post().to(create_adapter_token)),
     );
 }
 
@@ -374,6 +386,42 @@ async fn create_ingest_token(
     create_token(&state, &req, &path, body, TokenKind::Ingest).await
 }
 
+/// `POST /api/v1/tenants/{tenant_id}/adapter-tokens` (super admin): a token
+/// for an ad server's integration: it may post delivery data for that
+/// tenant's media buys, and nothing else.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant_id}/adapter-tokens",
+    tag = "tenants",
+    operation_id = "create_adapter_token",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token, shown once", body = CreatedToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The tenant went away meanwhile", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "`expires_at` is invalid or not in the future", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn create_adapter_token(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    Json(body): Json<CreateToken>,
+) -> Result<HttpResponse, ApiError> {
+    create_token(&state, &req, &path, body, TokenKind::Adapter).await
+}
+
 async fn create_token(
     state: &AppState,
     req: &HttpRequest,
@@ -390,6 +438,7 @@ async fn create_token(
     let (token, record) = NewApiToken::generate(tenant_id, kind, now, expires_at);
     let operation = match kind {
         TokenKind::Admin => "create_admin_token",
+        TokenKind::Adapter => "create_adapter_token",
         _ => "create_ingest_token",
     };
     let audit: [AuditEvent; 1] = [access::event(state, req, &Caller::SuperAdmin, operation)
