@@ -21,6 +21,8 @@ on_both_backends!(
     expired_revoked_and_deactivated_tokens_are_refused_and_audited,
     bad_input_on_every_write_route_is_a_4xx_naming_the_field,
     the_mock_adapter_simulates_delivery_for_active_buys,
+    an_adapter_token_posts_delivery_for_its_tenant_only,
+    hostile_ids_and_out_of_range_times_are_4xx_and_the_trail_verifies,
 );
 
 const SLACK: &str = "https://hooks.slack.com/services/T000/B000/GENERALSECRET";
@@ -1331,4 +1333,134 @@ async fn the_mock_adapter_simulates_delivery_for_active_buys(backend: Backend) {
     // At most one day's share of the budget (10,000 over 10 days) at the fastest pace.
     assert!(spend > 0.0 && spend <= 1_000.0 * 1.15, "{spend}");
     assert!(report["totals"]["impressions"].as_i64().unwrap() > 0);
+}
+
+async fn an_adapter_token_posts_delivery_for_its_tenant_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    let (_, other_buyer, _) = tenant_with_principal(&app, "globex").await;
+    let root = As::admin(&app);
+    let created = root
+        .expect(
+            201,
+            root.post("/api/v1/tenants/acme/adapter-tokens", &json!({}))
+                .await,
+        )
+        .await;
+    assert_eq!(created["kind"], "adapter");
+    let adapter = As::token(&app, created["token"].as_str().unwrap());
+    assert_eq!(rows_now(&app.store, "create_adapter_token").await.len(), 1);
+
+    let ours = buyer
+        .expect(
+            201,
+            buyer
+                .post("/api/v1/media-buys", &media_buy(100.0, &[]))
+                .await,
+        )
+        .await;
+    let theirs = other_buyer
+        .expect(
+            201,
+            other_buyer
+                .post("/api/v1/media-buys", &media_buy(100.0, &[]))
+                .await,
+        )
+        .await;
+    let rows = json!({"rows": [{"package_id": "pkg-a", "date": "2027-03-02", "impressions": 10, "clicks": 1, "spend": 0.5}]});
+    let path = |buy: &Value| {
+        format!(
+            "/api/v1/media-buys/{}/delivery",
+            buy["media_buy_id"].as_str().unwrap()
+        )
+    };
+
+    adapter
+        .expect(200, adapter.post(&path(&ours), &rows).await)
+        .await;
+    let report = buyer.expect(200, buyer.get(&path(&ours)).await).await;
+    assert_eq!(report["totals"]["impressions"], 10);
+    let audited = rows_now(&app.store, "update_media_buy_delivery").await;
+    assert_eq!(audited[0].event.principal_name.as_deref(), Some("Adapter"));
+
+    // Another tenant's buy: 404 and a violation; nothing written.
+    assert_json_error(adapter.post(&path(&theirs), &rows).await, 404, "not_found").await;
+    let violation = wait_for_rows(&app.store, &["security_violation"], 1).await;
+    assert_eq!(violation[0].event.details["type"], "cross_tenant_access");
+    let report = other_buyer
+        .expect(200, other_buyer.get(&path(&theirs)).await)
+        .await;
+    assert_eq!(report["days"], json!([]));
+
+    // It may do nothing else.
+    for path in [
+        "/api/v1/media-buys",
+        "/api/v1/principals",
+        "/api/v1/audit/logs",
+    ] {
+        assert_json_error(adapter.get(path).await, 403, "forbidden").await;
+    }
+}
+
+async fn hostile_ids_and_out_of_range_times_are_4xx_and_the_trail_verifies(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (admin, buyer, _) = tenant_with_principal(&app, "acme").await;
+
+    // NUL and other non-id characters in paths and filters: 404 or 422, never 500.
+    for path in [
+        "/api/v1/media-buys/%00",
+        "/api/v1/media-buys/mb%00x/delivery",
+        "/api/v1/media-buys?buyer_ref=%00",
+        "/api/v1/media-buys?cursor=%00",
+    ] {
+        let status = buyer.get(path).await.status().as_u16();
+        assert!(status == 404 || status == 422, "{path}: {status}");
+    }
+    for path in [
+        "/api/v1/principals/%00",
+        "/api/v1/audit/logs?tenant_id=%00",
+        "/api/v1/audit/logs?operation=%00",
+    ] {
+        let status = admin.get(path).await.status().as_u16();
+        assert!(
+            status == 403 || status == 404 || status == 422,
+            "{path}: {status}"
+        );
+    }
+    let root = As::admin(&app);
+    for path in [
+        "/api/v1/audit/logs?tenant_id=%00",
+        "/api/v1/audit/logs?since=0000-01-01T00:00:00Z",
+    ] {
+        let status = root.get(path).await.status().as_u16();
+        assert_eq!(status, 422, "{path}");
+    }
+
+    // Times outside years 1-9999 are refused where they enter.
+    for created_at in [
+        "+12345-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "-0001-01-01T00:00:00Z",
+    ] {
+        let event = json!({"tenant_id": "acme", "operation": "x", "success": true, "created_at": created_at});
+        let response = root.post("/api/v1/audit/events", &event).await;
+        assert_eq!(response.status().as_u16(), 422, "{created_at}");
+    }
+    let mut far = media_buy(100.0, &[]);
+    far["flight_end"] = json!("+10000-01-01T00:00:00Z");
+    assert_json_error(
+        buyer.post("/api/v1/media-buys", &far).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+
+    // After all that (and floats in request durations), the trail verifies.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(verify(&app, "acme").await["ok"], true);
+    assert_eq!(
+        root.expect(200, root.get("/api/v1/audit/verify").await)
+            .await["ok"],
+        true
+    );
 }
