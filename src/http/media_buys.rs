@@ -506,10 +506,44 @@ async fn update(
     let seen = buy.updated_at;
     let before = buy.status;
     let now = state.clock.now();
-    let updated = change
+    let old_budget = buy.budget;
+    let mut updated = change
         .apply(buy, now)
         .map_err(|refused| ApiError::Conflict(refused.0))?;
-    let audit = [
+    let raised = updated.budget > old_budget;
+    let threshold = if raised {
+        state
+            .store
+            .tenant_settings(&updated.tenant_id)
+            .await?
+            .and_then(|s| s.approval_threshold)
+    } else {
+        None
+    };
+    // A buy that has not started yet and is raised above the threshold goes
+    // back to a human; a running (or paused) one keeps delivering, and the
+    // raise is audited and, above 10,000, announced as high-value.
+    let reapprove = threshold
+        .filter(|t| updated.budget > *t && updated.status == MediaBuyStatus::PendingActivation);
+    let workflow_id = reapprove.map(|_| generate_id("wf"));
+    if reapprove.is_some() {
+        updated.status = MediaBuyStatus::PendingApproval;
+    }
+    let budget = updated.budget.as_f64();
+    let mut notes = Vec::new();
+    if raised && budget > HIGH_VALUE_THRESHOLD && old_budget.as_f64() <= HIGH_VALUE_THRESHOLD {
+        notes.push(Notification::new(
+            Some(updated.tenant_id.to_string()),
+            NotificationEvent::HighValueTransaction {
+                media_buy_id: updated.id.clone(),
+                principal_id: updated.principal_id.clone(),
+                budget,
+                currency: updated.currency.as_str().to_owned(),
+            },
+            now,
+        ));
+    }
+    let mut audit = vec![
         access::event(&state, &req, &caller, "update_media_buy").with_details(serde_json::json!({
             "media_buy_id": updated.id,
             "budget": updated.budget.as_f64(),
@@ -519,15 +553,51 @@ async fn update(
             "to": updated.status.as_str(),
         })),
     ];
+    let reason = reapprove.map(|t| {
+        format!(
+            "budget raised to {budget} {}, above the approval threshold {}",
+            updated.currency.as_str(),
+            t.as_f64()
+        )
+    });
+    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, reapprove) {
+        audit.push(
+            access::event(&state, &req, &caller, "workflow_created").with_details(
+                serde_json::json!({
+                    "workflow_id": workflow_id,
+                    "media_buy_id": updated.id,
+                    "budget": budget,
+                    "currency": updated.currency.as_str(),
+                    "threshold": threshold.as_f64(),
+                }),
+            ),
+        );
+        notes.push(Notification::new(
+            Some(updated.tenant_id.to_string()),
+            NotificationEvent::ApprovalRequired {
+                media_buy_id: updated.id.clone(),
+                workflow_id: workflow_id.clone(),
+                principal_id: updated.principal_id.clone(),
+                order_name: updated.order_name.clone(),
+                budget,
+                currency: updated.currency.as_str().to_owned(),
+                threshold: threshold.as_f64(),
+            },
+            now,
+        ));
+    }
+    let workflow = workflow_id.as_deref().zip(reason.as_deref());
     let committed = state
         .store
-        .save_media_buy(&updated, seen, Effects::audit(&audit))
+        .save_media_buy(&updated, seen, workflow, Effects::with(&audit, &notes))
         .await?
         .ok_or_else(|| {
             ApiError::Conflict("the media buy changed meanwhile; read it and try again".into())
         })?;
     access::committed(&state, &req, committed);
-    Ok(web::Json(view_of(&state, &updated).await?))
+    let mut view = view_of(&state, &updated).await?;
+    view.workflow_id = workflow_id;
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -470,20 +470,35 @@ macro_rules! domain_queries {
                 .await?;
             }
             if let Some((workflow_id, reason)) = workflow {
-                sqlx::query(
-                    "INSERT INTO workflow_tasks (id, tenant_id, media_buy_id, kind, status, reason, \
-                     created_at) VALUES ($1, $2, $3, 'media_buy_approval', 'pending', $4, $5)",
-                )
-                .persistent(self.persistent)
-                .bind(workflow_id)
-                .bind(tenant.as_str())
-                .bind(&buy.id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                self.insert_workflow(&mut tx, workflow_id, tenant.as_str(), &buy.id, reason, now)
+                    .await?;
             }
             self.commit_with(tx, effects).await
+        }
+
+        /// Opens a media-buy approval task inside the caller's transaction.
+        async fn insert_workflow(
+            &self,
+            tx: &mut sqlx::Transaction<'static, Db>,
+            workflow_id: &str,
+            tenant: &str,
+            media_buy_id: &str,
+            reason: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO workflow_tasks (id, tenant_id, media_buy_id, kind, status, reason, \
+                 created_at) VALUES ($1, $2, $3, 'media_buy_approval', 'pending', $4, $5)",
+            )
+            .persistent(self.persistent)
+            .bind(workflow_id)
+            .bind(tenant)
+            .bind(media_buy_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map(drop)
         }
 
         pub(super) async fn media_buy(
@@ -566,6 +581,7 @@ macro_rules! domain_queries {
             &self,
             buy: &crate::domain::media_buy::MediaBuy,
             seen: chrono::DateTime<chrono::Utc>,
+            workflow: Option<(&str, &str)>,
             effects: super::domain::Effects<'_>,
         ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
             let mut tx = self.begin_write().await?;
@@ -589,6 +605,17 @@ macro_rules! domain_queries {
             .rows_affected();
             if done == 0 {
                 return Ok(None);
+            }
+            if let Some((workflow_id, reason)) = workflow {
+                self.insert_workflow(
+                    &mut tx,
+                    workflow_id,
+                    buy.tenant_id.as_str(),
+                    &buy.id,
+                    reason,
+                    buy.updated_at,
+                )
+                .await?;
             }
             Ok(Some(self.commit_with(tx, effects).await?))
         }

@@ -695,15 +695,17 @@ impl Store {
         dispatch!(self.media_buys(tenant, principal_id, status, buyer_ref, after, limit))
     }
 
-    /// Saves a changed buy unless it changed since `seen`; `None` then.
+    /// Saves a changed buy unless it changed since `seen` (`None` then),
+    /// opening an approval task `(id, reason)` with it if given.
     #[tracing::instrument(skip_all, fields(media_buy_id = %buy.id))]
     pub async fn save_media_buy(
         &self,
         buy: &MediaBuy,
         seen: DateTime<Utc>,
+        workflow: Option<(&str, &str)>,
         effects: Effects<'_>,
     ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
-        dispatch!(self.save_media_buy(buy, seen, effects))
+        dispatch!(self.save_media_buy(buy, seen, workflow, effects))
     }
 
     #[tracing::instrument(skip_all, fields(media_buy_id))]

@@ -23,6 +23,7 @@ on_both_backends!(
     the_mock_adapter_simulates_delivery_for_active_buys,
     an_adapter_token_posts_delivery_for_its_tenant_only,
     hostile_ids_and_out_of_range_times_are_4xx_and_the_trail_verifies,
+    raising_a_budget_above_the_threshold_reopens_approval_before_the_flight,
 );
 
 const SLACK: &str = "https://hooks.slack.com/services/T000/B000/GENERALSECRET";
@@ -1463,4 +1464,93 @@ async fn hostile_ids_and_out_of_range_times_are_4xx_and_the_trail_verifies(backe
             .await["ok"],
         true
     );
+}
+
+async fn raising_a_budget_above_the_threshold_reopens_approval_before_the_flight(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (admin, buyer, _) = tenant_with_principal(&app, "acme").await;
+    admin
+        .expect(
+            200,
+            admin
+                .patch(
+                    "/api/v1/tenant/settings",
+                    &json!({"approval_threshold": 5_000}),
+                )
+                .await,
+        )
+        .await;
+    let buy = buyer
+        .expect(
+            201,
+            buyer
+                .post("/api/v1/media-buys", &media_buy(1_000.0, &[]))
+                .await,
+        )
+        .await;
+    assert_eq!(buy["status"], "pending_activation");
+    let id = buy["media_buy_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/media-buys/{id}");
+
+    // Raised above the threshold before it starts: back to a human.
+    let raised = buyer
+        .expect(200, buyer.patch(&path, &json!({"budget": 8_000})).await)
+        .await;
+    assert_eq!(raised["status"], "pending_approval");
+    let workflow_id = raised["workflow_id"].as_str().unwrap().to_owned();
+    assert_eq!(rows_now(&app.store, "workflow_created").await.len(), 1);
+    let pending = admin
+        .expect(200, admin.get("/api/v1/workflows?status=pending").await)
+        .await;
+    assert_eq!(pending["items"][0]["workflow_id"], workflow_id.as_str());
+    assert_eq!(pending["items"][0]["media_buy_id"], id.as_str());
+    let kinds = outbox_kinds(&app.store).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "approval_required").count(),
+        1
+    );
+    admin
+        .expect(
+            200,
+            admin
+                .post(
+                    &format!("/api/v1/workflows/{workflow_id}/approve"),
+                    &json!({}),
+                )
+                .await,
+        )
+        .await;
+    let now = buyer.expect(200, buyer.get(&path).await).await;
+    assert_eq!(now["status"], "pending_activation");
+
+    // A running buy keeps running; crossing 10,000 is announced.
+    raw_sql(
+        &app,
+        backend,
+        &format!("UPDATE media_buys SET status = 'active' WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap();
+    let running = buyer
+        .expect(200, buyer.patch(&path, &json!({"budget": 12_000})).await)
+        .await;
+    assert_eq!(running["status"], "active");
+    assert!(running.get("workflow_id").is_none());
+    let kinds = outbox_kinds(&app.store).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "high_value_transaction")
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "approval_required").count(),
+        1
+    );
+    // Lowering never asks for approval.
+    let lowered = buyer
+        .expect(200, buyer.patch(&path, &json!({"budget": 900})).await)
+        .await;
+    assert_eq!(lowered["status"], "active");
 }
