@@ -372,11 +372,16 @@ async fn list(
         )
         .await?;
     let buys = page(buys, limit, |b| b.id.clone());
-    let mut items = Vec::with_capacity(buys.items.len());
-    for buy in &buys.items {
-        let (packages, creatives) = state.store.media_buy_parts(&buy.id).await?;
-        items.push(buy.view(packages, creatives));
-    }
+    let ids: Vec<String> = buys.items.iter().map(|b| b.id.clone()).collect();
+    let mut parts = state.store.media_buys_parts(&ids).await?;
+    let items: Vec<MediaBuyView> = buys
+        .items
+        .iter()
+        .map(|buy| {
+            let (packages, creatives) = parts.remove(&buy.id).unwrap_or_default();
+            buy.view(packages, creatives)
+        })
+        .collect();
     access::record_read(
         &state,
         &req,

@@ -8,6 +8,10 @@
 use overseer_actors::audit::AuditEvent;
 use overseer_actors::notify::Notification;
 
+/// Packages and assigned creative ids, by media buy id.
+pub type Parts =
+    std::collections::HashMap<String, (Vec<crate::domain::media_buy::Package>, Vec<String>)>;
+
 /// What a state change commits with it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Effects<'a> {
@@ -516,35 +520,55 @@ macro_rules! domain_queries {
         }
 
         /// A buy's packages (in the order given) and assigned creatives.
+        /// The packages (in the order given) and assigned creatives of each
+        /// of `ids`, in two queries whatever their number.
         pub(super) async fn media_buy_parts(
             &self,
-            id: &str,
-        ) -> Result<(Vec<crate::domain::media_buy::Package>, Vec<String>), sqlx::Error> {
-            let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
-                "SELECT package_id, budget_micros, pricing_model, rate_micros \
-                 FROM media_buy_packages WHERE media_buy_id = $1 ORDER BY position",
-            )
-            .persistent(self.persistent)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            let creatives: Vec<String> = sqlx::query_scalar(
-                "SELECT creative_id FROM creative_assignments WHERE media_buy_id = $1 ORDER BY creative_id",
-            )
-            .persistent(self.persistent)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            let packages = rows
-                .into_iter()
-                .map(|(package_id, budget, pricing_model, rate)| crate::domain::media_buy::Package {
+            ids: &[String],
+        ) -> Result<super::domain::Parts, sqlx::Error> {
+            let mut parts = super::domain::Parts::new();
+            if ids.is_empty() {
+                return Ok(parts);
+            }
+            let in_list = |qb: &mut sqlx::QueryBuilder<Db>| {
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+            };
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT media_buy_id, package_id, budget_micros, pricing_model, rate_micros \
+                 FROM media_buy_packages WHERE media_buy_id IN (",
+            );
+            in_list(&mut qb);
+            qb.push(") ORDER BY media_buy_id, position");
+            let rows: Vec<(String, String, i64, String, i64)> = qb
+                .build_query_as()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await?;
+            for (buy, package_id, budget, pricing_model, rate) in rows {
+                parts.entry(buy).or_default().0.push(crate::domain::media_buy::Package {
                     package_id,
                     budget: crate::domain::Amount::from_micros(budget),
                     pricing_model,
                     rate: crate::domain::Amount::from_micros(rate),
-                })
-                .collect();
-            Ok((packages, creatives))
+                });
+            }
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT media_buy_id, creative_id FROM creative_assignments WHERE media_buy_id IN (",
+            );
+            in_list(&mut qb);
+            qb.push(") ORDER BY media_buy_id, creative_id");
+            let rows: Vec<(String, String)> = qb
+                .build_query_as()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await?;
+            for (buy, creative) in rows {
+                parts.entry(buy).or_default().1.push(creative);
+            }
+            Ok(parts)
         }
 
         #[allow(clippy::too_many_arguments)]

@@ -188,7 +188,7 @@ use overseer_actors::mock_adapter::ActiveBuy;
 use overseer_actors::notify::Notification;
 
 pub use audit::{AuditPosition, AuditQuery};
-pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner};
+pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner, Parts};
 
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -678,7 +678,19 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<(Vec<Package>, Vec<String>), StoreError> {
-        dispatch!(self.media_buy_parts(id))
+        let ids = [id.to_owned()];
+        Ok(self
+            .media_buys_parts(&ids)
+            .await?
+            .remove(id)
+            .unwrap_or_default())
+    }
+
+    /// The packages and creative ids of each of `ids` (a page of buys), in
+    /// two queries.
+    #[tracing::instrument(skip_all, fields(buys = ids.len()))]
+    pub async fn media_buys_parts(&self, ids: &[String]) -> Result<Parts, StoreError> {
+        dispatch!(self.media_buy_parts(ids))
     }
 
     #[allow(clippy::too_many_arguments)]
