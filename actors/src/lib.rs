@@ -15,6 +15,7 @@ pub mod db_watch;
 pub mod mock_adapter;
 pub mod notify;
 pub mod security;
+pub mod slack;
 pub mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -76,6 +76,89 @@ pub enum NotificationEvent {
         budget: f64,
         currency: String,
     },
+    /// A media buy went live (general channel).
+    MediaBuyActivated {
+        media_buy_id: String,
+        principal_id: String,
+        order_name: String,
+        reason: String,
+    },
+    /// A media buy's flight ended (general channel).
+    MediaBuyCompleted {
+        media_buy_id: String,
+        principal_id: String,
+        order_name: String,
+        reason: String,
+    },
+    /// A media buy could not run (general channel).
+    MediaBuyFailed {
+        media_buy_id: String,
+        principal_id: String,
+        order_name: String,
+        error: String,
+    },
+    /// A media buy was changed (audit channel): `changed` names fields.
+    MediaBuyUpdated {
+        media_buy_id: String,
+        principal_id: String,
+        changed: Vec<String>,
+        actor: String,
+    },
+    /// A creative was approved or rejected by a reviewer (audit channel).
+    CreativeReviewed {
+        creative_id: String,
+        principal_id: String,
+        /// `approved` or `rejected`.
+        decision: String,
+        actor: String,
+        reason: Option<String>,
+    },
+    /// A human approved a workflow task (general channel).
+    WorkflowApproved {
+        workflow_id: String,
+        media_buy_id: String,
+        decided_by: String,
+        comment: Option<String>,
+    },
+    /// A human rejected a workflow task (general channel).
+    WorkflowRejected {
+        workflow_id: String,
+        media_buy_id: String,
+        decided_by: String,
+        comment: Option<String>,
+    },
+    /// An operation reported as failed (audit channel).
+    OperationFailed {
+        operation: String,
+        principal_id: Option<String>,
+        error: String,
+    },
+    /// An alert rule started firing; `channel` is the rule's channel
+    /// (`general`, `audit` or `hitl`).
+    AlertFiring {
+        rule: String,
+        severity: String,
+        channel: String,
+        summary: String,
+        value: f64,
+        threshold: f64,
+    },
+    /// An alert rule stopped firing (same channel as it fired on).
+    AlertResolved {
+        rule: String,
+        severity: String,
+        channel: String,
+        summary: String,
+    },
+    /// A webhook we post to keeps failing. `target` is `slack_general`,
+    /// `slack_audit`, `slack_hitl` or `buyer`; `endpoint` is already masked.
+    /// Audit channel, or general when the audit webhook is the one failing.
+    WebhookFailing {
+        target: String,
+        endpoint: String,
+        reason: String,
+        status: Option<u16>,
+    },
 }
 
 impl NotificationEvent {
@@ -88,6 +171,17 @@ impl NotificationEvent {
             NotificationEvent::ConfigurationChanged { .. } => "configuration_changed",
             NotificationEvent::SecurityViolation { .. } => "security_violation",
             NotificationEvent::HighValueTransaction { .. } => "high_value_transaction",
+            NotificationEvent::MediaBuyActivated { .. } => "media_buy_activated",
+            NotificationEvent::MediaBuyCompleted { .. } => "media_buy_completed",
+            NotificationEvent::MediaBuyFailed { .. } => "media_buy_failed",
+            NotificationEvent::MediaBuyUpdated { .. } => "media_buy_updated",
+            NotificationEvent::CreativeReviewed { .. } => "creative_reviewed",
+            NotificationEvent::WorkflowApproved { .. } => "workflow_approved",
+            NotificationEvent::WorkflowRejected { .. } => "workflow_rejected",
+            NotificationEvent::OperationFailed { .. } => "operation_failed",
+            NotificationEvent::AlertFiring { .. } => "alert_firing",
+            NotificationEvent::AlertResolved { .. } => "alert_resolved",
+            NotificationEvent::WebhookFailing { .. } => "webhook_failing",
         }
     }
 }
@@ -124,8 +218,124 @@ pub trait NotificationOutbox: Send + Sync + 'static {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// One event of every kind, with plausible values.
+    pub(crate) fn one_of_each() -> Vec<NotificationEvent> {
+        use NotificationEvent::*;
+        let s = |v: &str| v.to_owned();
+        vec![
+            MediaBuyCreated {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                order_name: s("Spring launch"),
+                budget: 5_000.0,
+                currency: s("USD"),
+                status: s("pending_activation"),
+            },
+            ApprovalRequired {
+                media_buy_id: s("mb_1"),
+                workflow_id: s("wf_1"),
+                principal_id: s("p_1"),
+                order_name: s("Spring launch"),
+                budget: 50_000.0,
+                currency: s("USD"),
+                threshold: 25_000.0,
+            },
+            CreativePendingReview {
+                principal_id: s("p_1"),
+                creative_ids: vec![s("cr_1"), s("cr_2")],
+            },
+            ConfigurationChanged {
+                target: s("settings"),
+                changed: vec![s("slack_webhook_url")],
+                actor: s("tenant admin"),
+            },
+            SecurityViolation {
+                violation_type: s("failed_auth_threshold"),
+                severity: s("high"),
+                subject: s("203.0.113.9"),
+                reason: s("5 failed authentications in 5 minutes"),
+                resource_id: None,
+                count: 5,
+            },
+            HighValueTransaction {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                budget: 10_000.01,
+                currency: s("USD"),
+            },
+            MediaBuyActivated {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                order_name: s("Spring launch"),
+                reason: s("flight started and creatives approved"),
+            },
+            MediaBuyCompleted {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                order_name: s("Spring launch"),
+                reason: s("flight ended"),
+            },
+            MediaBuyFailed {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                order_name: s("Spring launch"),
+                error: s("the ad server refused the order"),
+            },
+            MediaBuyUpdated {
+                media_buy_id: s("mb_1"),
+                principal_id: s("p_1"),
+                changed: vec![s("budget")],
+                actor: s("p_1"),
+            },
+            CreativeReviewed {
+                creative_id: s("cr_1"),
+                principal_id: s("p_1"),
+                decision: s("rejected"),
+                actor: s("tenant admin"),
+                reason: Some(s("brand safety")),
+            },
+            WorkflowApproved {
+                workflow_id: s("wf_1"),
+                media_buy_id: s("mb_1"),
+                decided_by: s("tenant admin"),
+                comment: None,
+            },
+            WorkflowRejected {
+                workflow_id: s("wf_1"),
+                media_buy_id: s("mb_1"),
+                decided_by: s("tenant admin"),
+                comment: Some(s("budget too high")),
+            },
+            OperationFailed {
+                operation: s("sync_creatives"),
+                principal_id: Some(s("p_1")),
+                error: s("upstream timeout"),
+            },
+            AlertFiring {
+                rule: s("high_error_rate"),
+                severity: s("high"),
+                channel: s("general"),
+                summary: s("7.5% of operations failed in the last 15 minutes"),
+                value: 7.5,
+                threshold: 5.0,
+            },
+            AlertResolved {
+                rule: s("high_error_rate"),
+                severity: s("high"),
+                channel: s("general"),
+                summary: s("error rate back under 5%"),
+            },
+            WebhookFailing {
+                target: s("slack_general"),
+                endpoint: s("https://hooks.slack.com/services/T…/B…/****"),
+                reason: s("no_service"),
+                status: Some(404),
+            },
+        ]
+    }
 
     #[test]
     fn events_serialise_with_their_kind_tag() {
