@@ -1061,6 +1061,7 @@ where
 }
 
 fn http_client() -> reqwest::Client {
+    overseer::slack::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

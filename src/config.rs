@@ -82,6 +82,22 @@ pub struct Config {
     pub audit: AuditSettings,
     pub security: SecuritySettings,
     pub mock_adapter: MockAdapterSettings,
+    pub slack: SlackSettings,
+}
+
+/// The Slack router (see `overseer_actors::slack::router`).
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// `SLACK_WEBHOOK_URL`, `SLACK_AUDIT_WEBHOOK_URL`, `SLACK_HITL_WEBHOOK_URL`
+    /// (service-wide, for events with no tenant); `ADMIN_UI_URL` (buttons);
+    /// `SLACK_DIGEST_THRESHOLD` (10); `SLACK_RATE_PER_SECOND` (1) and
+    /// `SLACK_BURST` (3) per webhook; `SLACK_MAX_ATTEMPTS` (8);
+    /// `SLACK_RETRY_BASE` (2 s); `SLACK_DEFAULT_RETRY_AFTER` (30 s);
+    /// `SLACK_POLL_INTERVAL` (250 ms); `SLACK_LEASE` (60 s: how long a
+    /// claimed message stays claimed if its sender dies).
+    pub router: overseer_actors::slack::SlackConfig,
+    /// `SLACK_TIMEOUT` (10 s): one POST to Slack, connection included.
+    pub timeout: Duration,
 }
 
 /// The security monitor's windows and the client-address rule.
@@ -287,6 +303,7 @@ impl Config {
             audit,
             security,
             mock_adapter,
+            slack: slack_settings(&env, environment)?,
         })
     }
 
@@ -328,6 +345,7 @@ impl Config {
             security = ?self.security,
             mock_adapter = self.mock_adapter.enabled,
             mock_adapter_interval_ms = self.mock_adapter.interval.as_millis() as u64,
+            slack = ?self.slack,
             "effective configuration"
         );
     }
@@ -468,6 +486,58 @@ fn security_settings(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
             max_tracked: d.max_tracked,
         },
         trust_forwarded_for: env.bool("TRUST_FORWARDED_FOR", false)?,
+    })
+}
+
+fn slack_settings(env: &Env<'_>, environment: Environment) -> Result<SlackSettings, ConfigError> {
+    use overseer_actors::slack::{SlackConfig, WebhookTarget, pacer::Pace};
+    // Not `parse_with`: its errors quote the value, and these are secrets.
+    let webhook = |var: &'static str| -> Result<Option<WebhookTarget>, ConfigError> {
+        env.get(var)?
+            .map(|v| {
+                crate::domain::WebhookUrl::parse(var, &v, environment)
+                    .map(|url| url.target())
+                    .map_err(|e| ConfigError::new(var, e.message))
+            })
+            .transpose()
+    };
+    let d = SlackConfig::default();
+    let rate = env.parse_with("SLACK_RATE_PER_SECOND", d.pace.per_second, |v| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| "expected a positive number".to_owned())
+    })?;
+    let admin_ui_url = env.parse_with("ADMIN_UI_URL", None, |v| {
+        url::Url::parse(v)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|_| Some(v.trim_end_matches('/').to_owned()))
+            .ok_or_else(|| "expected an absolute http(s) URL".to_owned())
+    })?;
+    Ok(SlackSettings {
+        router: SlackConfig {
+            poll_interval: env.duration("SLACK_POLL_INTERVAL", d.poll_interval)?,
+            pace: Pace {
+                per_second: rate,
+                burst: env.positive_int("SLACK_BURST", d.pace.burst)?,
+            },
+            digest_threshold: env.positive_int("SLACK_DIGEST_THRESHOLD", d.digest_threshold)?,
+            max_digest: d.max_digest,
+            max_attempts: env.positive_int("SLACK_MAX_ATTEMPTS", d.max_attempts)?,
+            retry_base: env.duration("SLACK_RETRY_BASE", d.retry_base)?,
+            retry_cap: d.retry_cap,
+            default_retry_after: env
+                .duration("SLACK_DEFAULT_RETRY_AFTER", d.default_retry_after)?,
+            lease: env.duration("SLACK_LEASE", d.lease)?,
+            admin_ui_url,
+            defaults: overseer_actors::slack::Webhooks {
+                general: webhook("SLACK_WEBHOOK_URL")?,
+                audit: webhook("SLACK_AUDIT_WEBHOOK_URL")?,
+                hitl: webhook("SLACK_HITL_WEBHOOK_URL")?,
+            },
+        },
+        timeout: env.duration("SLACK_TIMEOUT", Duration::from_secs(10))?,
     })
 }
 

@@ -55,6 +55,9 @@ pub struct Components {
     /// The audit write path: events waiting, events spooled while the database
     /// is away, the last flush and the last error.
     pub audit: AuditStatus,
+    /// The Slack router: notifications waiting, the last delivery, webhooks
+    /// marked failing (masked).
+    pub slack: overseer_actors::slack::SlackStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +82,7 @@ pub struct Health {
     schema: watch::Receiver<SchemaStatus>,
     actors: SupervisionBoard,
     auditor: Auditor,
+    slack: overseer_actors::slack::SlackRouter,
     started: Instant,
     check_timeout: Duration,
 }
@@ -89,6 +93,7 @@ impl Health {
         schema: watch::Receiver<SchemaStatus>,
         actors: SupervisionBoard,
         auditor: Auditor,
+        slack: overseer_actors::slack::SlackRouter,
         check_timeout: Duration,
     ) -> Self {
         Self {
@@ -96,6 +101,7 @@ impl Health {
             schema,
             actors,
             auditor,
+            slack,
             started: Instant::now(),
             check_timeout,
         }
@@ -147,6 +153,7 @@ impl Health {
                 },
                 actors,
                 audit: self.auditor.status(),
+                slack: self.slack.status(),
             },
         }
     }

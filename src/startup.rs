@@ -31,7 +31,7 @@ pub enum StartupError {
     },
     #[error("could not open the store: {0}")]
     Store(#[from] StoreError),
-    #[error("could not open the audit spool or log directory: {0}")]
+    #[error("could not start the actors (audit spool, log directory or HTTP client): {0}")]
     AuditFiles(#[source] std::io::Error),
 }
 
@@ -100,6 +100,7 @@ impl Application {
                 schema_rx,
                 actors.supervisor.board().clone(),
                 actors.auditor.clone(),
+                actors.slack.clone(),
                 config.http.health_check_timeout,
             ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),

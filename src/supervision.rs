@@ -16,6 +16,7 @@ use overseer_actors::db_watch::{DatabaseProbe, DatabaseWatch};
 use overseer_actors::mock_adapter::{ActiveBuy, DeliveryStore, MockAdapter, SimRow};
 use overseer_actors::notify::{Notification, NotificationOutbox};
 use overseer_actors::security::SecurityMonitor;
+use overseer_actors::slack::SlackRouter;
 use overseer_actors::supervisor::{ActorHandle, Supervisor};
 
 use crate::config::Config;
@@ -91,6 +92,7 @@ pub struct Actors {
     pub security: SecurityMonitor,
     /// Only with `MOCK_ADAPTER=true`.
     pub mock_adapter: Option<ActorHandle<MockAdapter>>,
+    pub slack: SlackRouter,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -141,10 +143,23 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
 
     let security = SecurityMonitor::start(
         &supervisor,
-        policy,
+        policy.clone(),
         config.security.monitor.clone(),
         auditor.clone(),
         Arc::new(store.clone()),
+        clock.clone(),
+    );
+
+    let transport =
+        crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
+    let slack = SlackRouter::start(
+        &supervisor,
+        policy,
+        config.slack.router.clone(),
+        Arc::new(store.clone()),
+        Arc::new(transport),
+        Arc::new(store.clone()),
+        auditor.clone(),
         clock,
     );
 
@@ -154,5 +169,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         auditor,
         security,
         mock_adapter,
+        slack,
     })
 }

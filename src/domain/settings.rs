@@ -53,6 +53,11 @@ impl WebhookUrl {
         Self(SecretString::from(value))
     }
 
+    /// The URL as the Slack router holds it: secret, with its masked form.
+    pub fn target(&self) -> overseer_actors::slack::WebhookTarget {
+        overseer_actors::slack::WebhookTarget::new(self.0.clone(), self.masked())
+    }
+
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }

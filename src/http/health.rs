@@ -126,6 +126,43 @@ struct ComponentsDoc {
     actors: BTreeMap<String, ActorDoc>,
     #[schema(inline)]
     audit: AuditPathDoc,
+    #[schema(inline)]
+    slack: SlackDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct SlackDoc {
+    /// Notifications waiting in the outbox.
+    queue_depth: u64,
+    #[schema(required = true)]
+    last_sent_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    /// Webhooks that answered a permanent error, until one succeeds again.
+    #[schema(inline)]
+    failing: Vec<FailingWebhookDoc>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct FailingWebhookDoc {
+    /// `null` for the service-wide webhooks.
+    #[schema(required = true)]
+    tenant_id: Option<String>,
+    /// `general`, `audit` or `hitl`.
+    channel: String,
+    /// Masked: `https://hooks.slack.com/services/T…/B…/****`.
+    webhook: String,
+    status: u16,
+    reason: String,
+    since: DateTime<Utc>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -238,6 +238,19 @@ mod tests {
                 )]
                 .into(),
                 audit: AuditStatus::default(),
+                slack: overseer_actors::slack::SlackStatus {
+                    queue_depth: 2,
+                    last_sent_at: Some(now),
+                    last_error: Some("HTTP 404: no_service".into()),
+                    failing: vec![overseer_actors::slack::FailingWebhook {
+                        tenant_id: Some("acme".into()),
+                        channel: overseer_actors::slack::Channel::General,
+                        webhook: "https://hooks.slack.com/services/T…/B…/****".into(),
+                        status: 404,
+                        reason: "HTTP 404: no_service".into(),
+                        since: now,
+                    }],
+                },
             },
         };
         describes(&doc, "HealthReport", &serde_json::json!(report));

@@ -166,6 +166,7 @@ use shared_queries;
 pub mod audit;
 pub mod domain;
 pub mod pg;
+pub mod slack;
 pub mod sqlite;
 
 use std::future::Future;
@@ -529,6 +530,56 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn outbox(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         dispatch!(self.outbox(after_id, limit))
+    }
+
+    /// Pending outbox rows due at `now` and not leased, oldest first.
+    pub async fn slack_pending(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<slack::PendingRow>, StoreError> {
+        dispatch!(self.slack_pending(now, limit))
+    }
+
+    /// `(tenant id, general, audit, hitl)` webhook URLs of these tenants.
+    #[allow(clippy::type_complexity)]
+    pub async fn slack_webhooks(
+        &self,
+        tenant_ids: &[String],
+    ) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>)>, StoreError> {
+        dispatch!(self.slack_webhooks(tenant_ids))
+    }
+
+    /// Leases the still pending, unleased rows of `ids` until `until`.
+    pub async fn slack_claim(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self.slack_claim(ids, now, until))
+    }
+
+    /// Records the router's outcomes (one transaction) and releases leases.
+    pub async fn slack_finish(
+        &self,
+        outcomes: &[(i64, overseer_actors::slack::Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.slack_finish(outcomes, now))
+    }
+
+    /// Pending outbox rows, due or not.
+    pub async fn slack_depth(&self) -> Result<i64, StoreError> {
+        dispatch!(self.slack_depth())
+    }
+
+    /// `(status, attempts, last_error)` of a notification's outbox row.
+    pub async fn outbox_status(
+        &self,
+        notification_id: &str,
+    ) -> Result<Option<(String, i32, Option<String>)>, StoreError> {
+        dispatch!(self.outbox_status(notification_id))
     }
 
     /// Renames and/or (de)activates a tenant; `None` if there is no such tenant.

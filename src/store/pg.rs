@@ -182,6 +182,7 @@ impl PgStore {
 
     super::shared_queries!();
     super::domain::domain_queries!();
+    super::slack::slack_queries!();
 }
 
 const AUDIT_CHAIN: &str = concat!(

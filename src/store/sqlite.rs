@@ -189,4 +189,5 @@ impl SqliteStore {
 
     super::shared_queries!();
     super::domain::domain_queries!();
+    super::slack::slack_queries!();
 }

@@ -218,7 +218,7 @@ async fn an_export_of_100_000_rows_streams_with_bounded_memory(backend: Backend)
     let base_url = service.base_url().await;
     let pid = service.pid().unwrap();
     let before = peak_rss_kib(pid);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     for (format, header_lines) in [("csv", 1), ("jsonl", 0)] {
         let mut response = client
             .get(format!(
@@ -268,7 +268,7 @@ async fn secrets_never_reach_the_database_the_files_or_stdout(backend: Backend) 
         ],
     );
     let base_url = service.base_url().await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let response = client
         .post(format!("{base_url}/api/v1/audit/events"))
         .bearer_auth(token)

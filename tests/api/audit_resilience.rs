@@ -230,7 +230,7 @@ async fn acknowledged_events_survive_a_sigkill_during_an_outage(backend: Backend
         ("DATABASE_CONNECT_TIMEOUT", "1s"),
         ("DATABASE_QUERY_TIMEOUT", "1s"),
     ];
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let mut service = ServiceProcess::start(workdir.path(), &vars);
     let base = service.base_url().await;
     let post = |body: Value| {
@@ -450,7 +450,7 @@ async fn events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start(b
         // Longer than the shutdown drain (1 s): the flush is still stuck then.
         ("DATABASE_QUERY_TIMEOUT", "3s"),
     ];
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let mut service = ServiceProcess::start(workdir.path(), &vars);
     let base = service.base_url().await;
     let list = || {

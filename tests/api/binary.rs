@@ -16,7 +16,9 @@ mod sqlite {
         let mut service = ServiceProcess::start(workdir.path(), &[("BIND_ADDR", "127.0.0.1:0")]);
         let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-        let response = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        let response = crate::helpers::http_client()
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
@@ -85,7 +87,7 @@ mod sqlite {
             ],
         );
         let port = service.wait_for_port(Duration::from_secs(20)).await;
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let armed = client
             .post(format!("http://127.0.0.1:{port}/admin/debug/faults"))
             .bearer_auth(token)
@@ -168,7 +170,9 @@ mod postgres {
         );
         let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-        let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        let body: serde_json::Value = crate::helpers::http_client()
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
             .await
             .unwrap()
             .json()
@@ -267,7 +271,7 @@ async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
     );
     let port = service.wait_for_port(Duration::from_secs(20)).await;
     let url = format!("http://127.0.0.1:{port}/api/v1/tenants");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
 
     // Take the lock the request will need.
     let release: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =

@@ -32,34 +32,34 @@ const HITL: &str = "https://hooks.slack.com/services/T222/B222/HITLSECRET";
 
 /// A caller holding one bearer token.
 #[derive(Clone)]
-struct As<'a> {
-    app: &'a TestApp,
-    token: String,
+pub(crate) struct As<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) token: String,
 }
 
 impl<'a> As<'a> {
-    fn admin(app: &'a TestApp) -> Self {
+    pub(crate) fn admin(app: &'a TestApp) -> Self {
         Self {
             app,
             token: app.admin_token.clone(),
         }
     }
 
-    fn token(app: &'a TestApp, token: &str) -> Self {
+    pub(crate) fn token(app: &'a TestApp, token: &str) -> Self {
         Self {
             app,
             token: token.to_owned(),
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.app
             .client
             .request(method, self.app.url(path))
             .bearer_auth(&self.token)
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -72,20 +72,20 @@ impl<'a> As<'a> {
         request.send().await.unwrap()
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn patch(&self, path: &str, body: &Value) -> reqwest::Response {
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> reqwest::Response {
         self.send(reqwest::Method::PATCH, path, Some(body)).await
     }
 
     /// Sends and expects `status`; returns the JSON body.
-    async fn expect(&self, status: u16, response: reqwest::Response) -> Value {
+    pub(crate) async fn expect(&self, status: u16, response: reqwest::Response) -> Value {
         let got = response.status().as_u16();
         let url = response.url().to_string();
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -95,7 +95,10 @@ impl<'a> As<'a> {
 }
 
 /// A tenant with an admin token and one principal: (admin, principal, principal id).
-async fn tenant_with_principal<'a>(app: &'a TestApp, tenant: &str) -> (As<'a>, As<'a>, String) {
+pub(crate) async fn tenant_with_principal<'a>(
+    app: &'a TestApp,
+    tenant: &str,
+) -> (As<'a>, As<'a>, String) {
     let root = As::admin(app);
     root.expect(
         201,
@@ -108,7 +111,7 @@ async fn tenant_with_principal<'a>(app: &'a TestApp, tenant: &str) -> (As<'a>, A
     (admin, principal.0, principal.1)
 }
 
-async fn admin_token<'a>(app: &'a TestApp, tenant: &str) -> As<'a> {
+pub(crate) async fn admin_token<'a>(app: &'a TestApp, tenant: &str) -> As<'a> {
     let root = As::admin(app);
     let created = root
         .expect(
@@ -124,7 +127,7 @@ async fn admin_token<'a>(app: &'a TestApp, tenant: &str) -> As<'a> {
     As::token(app, created["token"].as_str().unwrap())
 }
 
-async fn principal<'a>(admin: &As<'a>, name: &str) -> (As<'a>, String) {
+pub(crate) async fn principal<'a>(admin: &As<'a>, name: &str) -> (As<'a>, String) {
     let created = admin
         .expect(
             201,
@@ -141,7 +144,7 @@ async fn principal<'a>(admin: &As<'a>, name: &str) -> (As<'a>, String) {
     )
 }
 
-fn media_buy(budget: f64, creatives: &[&str]) -> Value {
+pub(crate) fn media_buy(budget: f64, creatives: &[&str]) -> Value {
     json!({
         "buyer_ref": "ref-1",
         "order_name": "Spring campaign",
@@ -173,7 +176,10 @@ async fn operations(store: &Store) -> Vec<String> {
 
 /// The rows of `operation` stored right now (no waiting: a state change's
 /// row is there when its response is).
-async fn rows_now(store: &Store, operation: &str) -> Vec<overseer_actors::audit::CommittedEvent> {
+pub(crate) async fn rows_now(
+    store: &Store,
+    operation: &str,
+) -> Vec<overseer_actors::audit::CommittedEvent> {
     stored(store, &[operation]).await
 }
 

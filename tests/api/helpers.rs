@@ -173,13 +173,25 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp 
 /// The application on `database_url` (which may lead to `db` through a proxy,
 /// or nowhere at all).
 pub async fn spawn_app_on(db: TestDatabase, database_url: &str, vars: &[(&str, &str)]) -> TestApp {
-    spawn_app_inner(Some(db), database_url, vars).await
+    spawn_app_inner(Some(db), database_url, vars, None).await
+}
+
+/// The application on a fresh database, reading time from `clock`.
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    vars: &[(&str, &str)],
+    clock: overseer_actors::ManualClock,
+) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    let url = db.url.clone();
+    spawn_app_inner(Some(db), &url, vars, Some(clock)).await
 }
 
 async fn spawn_app_inner(
     db: Option<TestDatabase>,
     database_url: &str,
     vars: &[(&str, &str)],
+    clock: Option<overseer_actors::ManualClock>,
 ) -> TestApp {
     telemetry::init_for_tests();
     let admin_token = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
@@ -200,19 +212,24 @@ async fn spawn_app_inner(
     let config = config_from(&all);
     let store = Store::open(&config.database).expect("store");
 
-    let app = Application::build(config)
-        .await
-        .expect("application builds");
+    let app = match clock {
+        Some(clock) => Application::build_with_clock(config, std::sync::Arc::new(clock)).await,
+        None => Application::build(config).await,
+    }
+    .expect("application builds");
     let port = app.port();
     actix_web::rt::spawn(app.run_until(std::future::pending()));
 
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         admin_token,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        client: {
+            overseer::slack::install_tls_provider();
+            reqwest::Client::builder()
+        }
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client"),
         store,
         files,
         _db: db,
@@ -223,7 +240,7 @@ impl TestApp {
     /// A second instance of the service (a replica) on the same database,
     /// with its own admin token, files and spool.
     pub async fn replica(&self, database_url: &str, vars: &[(&str, &str)]) -> TestApp {
-        spawn_app_inner(None, database_url, vars).await
+        spawn_app_inner(None, database_url, vars, None).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -537,4 +554,10 @@ fn collect_lines(
         }
     });
     (lines, reader)
+}
+
+/// A plain HTTP client (reqwest needs the process's TLS provider first).
+pub fn http_client() -> reqwest::Client {
+    overseer::slack::install_tls_provider();
+    reqwest::Client::new()
 }

@@ -14,6 +14,8 @@ mod domain;
 mod errors;
 mod health;
 mod outage;
+mod receiver;
+mod slack;
 mod store;
 mod supervision;
 mod tenants;

@@ -218,7 +218,12 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
     let actors = health["components"]["actors"].as_object().unwrap();
     assert_eq!(
         actors.keys().collect::<Vec<_>>(),
-        ["audit", "database_watch", "security_monitor"]
+        [
+            "audit",
+            "database_watch",
+            "security_monitor",
+            "slack_router"
+        ]
     );
     assert_eq!(watch_status(&health), ("running", 0));
 }

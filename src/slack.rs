@@ -1,0 +1,172 @@
+//! The Slack router's ports, implemented by the service: the outbox (the
+//! store) and HTTP (reqwest, no redirects, bounded time, URL-free errors).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use overseer_actors::slack::{Outcome, PendingRow, Response, SlackStore, SlackTransport, Webhooks};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::WebhookUrl;
+use crate::store::Store;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'static>>;
+
+impl SlackStore for Store {
+    fn pending(&self, now: DateTime<Utc>, limit: u32) -> BoxFuture<Vec<PendingRow>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let rows = store
+                .slack_pending(now, limit)
+                .await
+                .map_err(|e| e.short_reason())?;
+            Ok(rows
+                .into_iter()
+                .map(|r| PendingRow {
+                    id: r.id,
+                    notification_id: r.notification_id,
+                    tenant_id: r.tenant_id,
+                    payload: r.payload,
+                    created_at: r.created_at,
+                    attempts: u32::try_from(r.attempts).unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
+    fn webhooks(&self, tenant_ids: Vec<String>) -> BoxFuture<HashMap<String, Webhooks>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let rows = store
+                .slack_webhooks(&tenant_ids)
+                .await
+                .map_err(|e| e.short_reason())?;
+            let target = |url: Option<String>| url.map(|u| WebhookUrl::stored(u).target());
+            Ok(rows
+                .into_iter()
+                .map(|(id, general, audit, hitl)| {
+                    let hooks = Webhooks {
+                        general: target(general),
+                        audit: target(audit),
+                        hitl: target(hitl),
+                    };
+                    (id, hooks)
+                })
+                .collect())
+        })
+    }
+
+    fn claim(
+        &self,
+        ids: Vec<i64>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<Vec<i64>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .slack_claim(&ids, now, until)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+
+    fn finish(&self, outcomes: Vec<(i64, Outcome)>, now: DateTime<Utc>) -> BoxFuture<()> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .slack_finish(&outcomes, now)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+
+    fn depth(&self) -> BoxFuture<u64> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .slack_depth()
+                .await
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| e.short_reason())
+        })
+    }
+}
+
+/// Posts JSON to webhooks over HTTP(S).
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+/// Makes ring the process's TLS provider (the one sqlx already uses), once.
+pub fn install_tls_provider() {
+    // `Err` means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpTransport {
+    /// A client that never follows redirects and gives up after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, String> {
+        install_tls_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("Overseer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {}", e.without_url()))?;
+        Ok(Self { client })
+    }
+}
+
+/// A reqwest error's reason without the URL it may carry.
+fn reason(err: reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let err = err.without_url();
+    let source = std::error::Error::source(&err)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    // The source chain of a connect error names the address, not the URL path.
+    format!("{kind}{source}")
+}
+
+impl SlackTransport for HttpTransport {
+    fn post(&self, url: &SecretString, body: Vec<u8>) -> BoxFuture<Response> {
+        let request = self
+            .client
+            .post(url.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        Box::pin(async move {
+            let response = request.send().await.map_err(reason)?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+            // Slack's error code is a short word; read little of any body.
+            let body = match response.text().await {
+                Ok(text) => text.chars().take(200).collect(),
+                Err(_) => String::new(),
+            };
+            Ok(Response {
+                status,
+                retry_after,
+                body,
+            })
+        })
+    }
+}
