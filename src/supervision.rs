@@ -45,6 +45,19 @@ impl NotificationOutbox for Store {
                 .map_err(|e| e.short_reason())
         })
     }
+
+    fn enqueue_all(
+        &self,
+        notifications: Vec<Notification>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .enqueue_notifications(&notifications)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
 }
 
 impl DeliveryStore for Store {

@@ -215,6 +215,20 @@ pub trait NotificationOutbox: Send + Sync + 'static {
         &self,
         notification: Notification,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+    /// Several at once (one transaction where the implementation can).
+    fn enqueue_all(
+        &self,
+        notifications: Vec<Notification>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let each: Vec<_> = notifications.into_iter().map(|n| self.enqueue(n)).collect();
+        Box::pin(async move {
+            for enqueued in each {
+                enqueued.await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,25 @@ async fn review(
     let now = state.clock.now();
     let audit = [access::event(&state, &req, &caller, operation)
         .with_details(serde_json::json!({"creative_id": id, "reason": reason}))];
+    let principal_id = owners
+        .iter()
+        .find(|o| o.tenant_id == tenant.as_str())
+        .and_then(|o| o.principal_id.clone())
+        .unwrap_or_default();
+    let notes = [Notification::new(
+        Some(tenant.to_string()),
+        NotificationEvent::CreativeReviewed {
+            creative_id: id.clone(),
+            principal_id,
+            decision: match status {
+                CreativeStatus::Approved => "approved".into(),
+                _ => "rejected".into(),
+            },
+            actor: caller.principal_id().to_owned(),
+            reason: reason.clone(),
+        },
+        now,
+    )];
     let (creative, committed) = state
         .store
         .review_creative(
@@ -279,7 +298,7 @@ async fn review(
             status,
             reason.as_deref(),
             now,
-            Effects::audit(&audit),
+            Effects::with(&audit, &notes),
         )
         .await?
         .ok_or_else(|| ApiError::NotFound("no such creative".into()))?;

@@ -535,7 +535,16 @@ async fn update(
         updated.status = MediaBuyStatus::PendingApproval;
     }
     let budget = updated.budget.as_f64();
-    let mut notes = Vec::new();
+    let mut notes = vec![Notification::new(
+        Some(updated.tenant_id.to_string()),
+        NotificationEvent::MediaBuyUpdated {
+            media_buy_id: updated.id.clone(),
+            principal_id: updated.principal_id.clone(),
+            changed: change.keys().into_iter().map(str::to_owned).collect(),
+            actor: caller.principal_id().to_owned(),
+        },
+        now,
+    )];
     if raised && budget > HIGH_VALUE_THRESHOLD && old_budget.as_f64() <= HIGH_VALUE_THRESHOLD {
         notes.push(Notification::new(
             Some(updated.tenant_id.to_string()),

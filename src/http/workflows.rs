@@ -2,6 +2,7 @@
 //! approving media buys above the approval threshold), decided by its admin.
 
 use actix_web::{HttpRequest, web};
+use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::Deserialize;
 
 use crate::auth::Caller;
@@ -207,6 +208,26 @@ async fn decide(
             "comment": comment,
         })),
     ];
+    let (workflow_id, media_buy_id, decided_by) = (
+        task.workflow_id.clone(),
+        task.media_buy_id.clone(),
+        caller.principal_id().to_owned(),
+    );
+    let event = match decision {
+        Decision::Approve => NotificationEvent::WorkflowApproved {
+            workflow_id,
+            media_buy_id,
+            decided_by,
+            comment: comment.clone(),
+        },
+        Decision::Reject => NotificationEvent::WorkflowRejected {
+            workflow_id,
+            media_buy_id,
+            decided_by,
+            comment: comment.clone(),
+        },
+    };
+    let notes = [Notification::new(Some(tenant.to_string()), event, now)];
     let (decided, committed) = state
         .store
         .decide_workflow(
@@ -216,7 +237,7 @@ async fn decide(
             comment.as_deref(),
             caller.principal_id(),
             now,
-            Effects::audit(&audit),
+            Effects::with(&audit, &notes),
         )
         .await?
         .ok_or_else(|| ApiError::Conflict("the workflow was decided meanwhile".into()))?;

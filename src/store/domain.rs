@@ -103,12 +103,12 @@ macro_rules! domain_queries {
             Ok(committed)
         }
 
-        pub(super) async fn enqueue_notification(
+        pub(super) async fn enqueue_notifications(
             &self,
-            n: &overseer_actors::notify::Notification,
+            notifications: &[overseer_actors::notify::Notification],
         ) -> Result<(), sqlx::Error> {
             let tx = self.pool.begin().await?;
-            self.commit_with(tx, super::domain::Effects::with(&[], std::slice::from_ref(n)))
+            self.commit_with(tx, super::domain::Effects::with(&[], notifications))
                 .await
                 .map(drop)
         }

@@ -523,7 +523,16 @@ impl Store {
     /// Puts one notification into the outbox.
     #[tracing::instrument(skip_all, fields(kind = n.event.kind()))]
     pub async fn enqueue_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        dispatch!(self.enqueue_notification(n))
+        dispatch!(self.enqueue_notifications(std::slice::from_ref(n)))
+    }
+
+    /// Puts notifications into the outbox, in one transaction.
+    #[tracing::instrument(skip_all, fields(n = notifications.len()))]
+    pub async fn enqueue_notifications(
+        &self,
+        notifications: &[Notification],
+    ) -> Result<(), StoreError> {
+        dispatch!(self.enqueue_notifications(notifications))
     }
 
     /// Outbox rows after `after_id`, oldest first.

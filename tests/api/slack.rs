@@ -213,7 +213,79 @@ async fn every_event_reaches_its_channel_and_no_other_within_slack_limits(backen
             )
             .await;
         buys.push(buy["media_buy_id"].as_str().unwrap().to_owned());
+        if let Some(workflow) = buy["workflow_id"].as_str() {
+            // A human approves it (general).
+            admin
+                .expect(
+                    200,
+                    admin
+                        .post(&format!("/api/v1/workflows/{workflow}/approve"), &json!({}))
+                        .await,
+                )
+                .await;
+        }
     }
+    // A reviewer rejects a creative, a buyer changes a buy (audit), and
+    // another service reports a failed operation (audit, after its row
+    // is committed).
+    buyer
+        .expect(
+            200,
+            buyer
+                .post(
+                    "/api/v1/creatives",
+                    &json!({"creatives": [{"creative_id": "cr-1", "name": "Banner",
+                        "format": "display_300x250", "url": "https://cdn.example/a.png"}]}),
+                )
+                .await,
+        )
+        .await;
+    admin
+        .expect(
+            200,
+            admin
+                .post(
+                    "/api/v1/creatives/cr-1/reject",
+                    &json!({"reason": "brand safety"}),
+                )
+                .await,
+        )
+        .await;
+    buyer
+        .expect(
+            200,
+            buyer
+                .patch(
+                    &format!("/api/v1/media-buys/{}", buys[0]),
+                    &json!({"paused": true}),
+                )
+                .await,
+        )
+        .await;
+    // A failure of a tenant with no audit webhook is not even queued (it is
+    // reported first: when acme's notice is there, this one was handled).
+    let root = As::admin(&app);
+    root.expect(
+        201,
+        root.post("/api/v1/tenants", &json!({"id": "quiet", "name": "Quiet"}))
+            .await,
+    )
+    .await;
+    let reported = app
+        .post_json_as_admin(
+            "/api/v1/audit/events",
+            &json!({"tenant_id": "quiet", "operation": "sync_inventory", "success": false}),
+        )
+        .await;
+    assert_eq!(reported.status(), 202);
+    let reported = app
+        .post_json_as_admin(
+            "/api/v1/audit/events",
+            &json!({"tenant_id": "acme", "operation": "sync_inventory", "success": false,
+                    "error": "upstream timed out"}),
+        )
+        .await;
+    assert_eq!(reported.status(), 202);
     // One of every other kind, straight into the outbox, one with a
     // 20,000-character error.
     for event in one_of_each() {
@@ -248,7 +320,30 @@ async fn every_event_reaches_its_channel_and_no_other_within_slack_limits(backen
         },
     )
     .await;
+    // The failure notice is queued once its row is committed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !kinds_after(&app.store, before)
+        .await
+        .contains("operation_failed")
+    {
+        assert!(std::time::Instant::now() < deadline, "no failure notice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drained(&app.store, Duration::from_secs(20)).await;
+    let kinds = kinds_after(&app.store, before).await;
+    for kind in [
+        "media_buy_created",
+        "approval_required",
+        "high_value_transaction",
+        "workflow_approved",
+        "creative_pending_review",
+        "creative_reviewed",
+        "media_buy_updated",
+        "operation_failed",
+        "configuration_changed",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} from the API: {kinds:?}");
+    }
 
     // Every outbox row of acme arrived once, on the channel the table names.
     let rows = app.store.outbox(0, 10_000).await.unwrap();
@@ -326,6 +421,22 @@ async fn every_event_reaches_its_channel_and_no_other_within_slack_limits(backen
     assert_eq!(system_messages.len(), 1);
     assert_eq!(system_messages[0].reference(), Some(system.id.to_string()));
     assert_eq!(status_of(&app.store, &quiet).await.0, "skipped");
+    let rows = app.store.outbox(0, 10_000).await.unwrap();
+    let quiet_rows: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.tenant_id.as_deref() == Some("quiet"))
+        .map(|r| r.kind.as_str())
+        .collect();
+    assert!(quiet_rows.contains(&"configuration_changed"));
+    assert!(!quiet_rows.contains(&"operation_failed"), "{quiet_rows:?}");
+}
+
+/// Kinds of the outbox rows after the first `before`.
+async fn kinds_after(store: &Store, before: usize) -> HashSet<String> {
+    store.outbox(0, 10_000).await.unwrap()[before..]
+        .iter()
+        .map(|r| r.kind.clone())
+        .collect()
 }
 
 /// A fresh app on a manual clock, and a tenant "acme" with its webhooks.
@@ -478,7 +589,14 @@ async fn a_429_waits_for_retry_after_and_the_message_is_delivered_once(backend: 
         "a 429 uses no attempt"
     );
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("slack_rate_limited_total"), "{metrics}");
+    for metric in [
+        "slack_rate_limited_total",
+        "slack_queue_depth",
+        "slack_notifications_total{channel=\"general\",result=\"sent\"}",
+        "slack_notifications_total{channel=\"general\",result=\"rate_limited\"}",
+    ] {
+        assert!(metrics.contains(metric), "no {metric} in {metrics}");
+    }
 }
 
 async fn server_errors_back_off_and_a_dead_webhook_is_marked_failing(backend: Backend) {

@@ -270,7 +270,10 @@ impl Auditor {
 
     /// Subscribes to notable committed events.
     pub fn subscribe_notable(&self, recipient: Recipient<NotableEvent>) {
-        lock(&self.shared.subscribers).notable.push(recipient);
+        let mut subscribers = lock(&self.shared.subscribers);
+        // A restarted subscriber subscribes again; its old address is gone.
+        subscribers.notable.retain(Recipient::connected);
+        subscribers.notable.push(recipient);
     }
 
     pub fn status(&self) -> AuditStatus {

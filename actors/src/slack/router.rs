@@ -40,7 +40,7 @@ use super::blocks;
 use super::pacer::{Pace, Pacer, backoff};
 use super::route::{Channel, route};
 use crate::Clock;
-use crate::audit::{AuditEvent, Auditor, Source};
+use crate::audit::{AuditEvent, Auditor, NotableEvent, Source};
 use crate::notify::{Notification, NotificationEvent, NotificationOutbox};
 use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
 
@@ -279,6 +279,8 @@ struct Shared {
     pacers: Mutex<HashMap<String, Pacer>>,
     failing: Mutex<HashMap<String, FailingWebhook>>,
     status: Mutex<SlackStatus>,
+    /// Failure notices waiting to be queued.
+    notices: Mutex<Vec<Notification>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -321,6 +323,7 @@ impl SlackRouter {
             pacers: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
             status: Mutex::new(SlackStatus::default()),
+            notices: Mutex::new(Vec::new()),
         });
         let for_factory = shared.clone();
         let actor = supervisor.spawn("slack_router", policy, move |child| SlackRouterActor {
@@ -368,7 +371,57 @@ impl Actor for SlackRouterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared
+            .auditor
+            .subscribe_notable(ctx.address().recipient());
         ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.poll(ctx));
+    }
+}
+
+/// At most this many failure notices wait for the next poll; more are
+/// counted (`slack_notices_dropped_total`) and dropped.
+const MAX_WAITING_NOTICES: usize = 10_000;
+
+/// Operations whose failures have notices of their own, or none.
+const NOT_A_FAILED_OPERATION: &[&str] = &["security_violation", "slack_webhook_failing"];
+
+/// The audit-channel notice for a committed failed operation: `None` for
+/// successes, security violations and authentication decisions (the
+/// security monitor speaks for those).
+pub fn failure_notice(event: &AuditEvent, now: DateTime<Utc>) -> Option<Notification> {
+    if event.success
+        || event.security_violation
+        || event.operation.starts_with("token_")
+        || NOT_A_FAILED_OPERATION.contains(&event.operation.as_str())
+    {
+        return None;
+    }
+    Some(Notification::new(
+        event.tenant_id.clone(),
+        NotificationEvent::OperationFailed {
+            operation: event.operation.clone(),
+            principal_id: event.principal_id.clone(),
+            error: event.error.clone().unwrap_or_default(),
+        },
+        now,
+    ))
+}
+
+/// Failed operations, after their audit rows are committed: queued as
+/// notices for the audit webhook at the next poll.
+impl Handler<NotableEvent> for SlackRouterActor {
+    type Result = ();
+
+    fn handle(&mut self, NotableEvent(committed): NotableEvent, _: &mut Context<Self>) {
+        let Some(notice) = failure_notice(&committed.event, self.shared.clock.now()) else {
+            return;
+        };
+        let mut waiting = lock(&self.shared.notices);
+        if waiting.len() >= MAX_WAITING_NOTICES {
+            metrics::counter!("slack_notices_dropped_total").increment(1);
+        } else {
+            waiting.push(notice);
+        }
     }
 }
 
@@ -415,7 +468,11 @@ impl SlackRouterActor {
         if read_depth {
             self.depth_read_at = Some(now);
         }
+        let notices = std::mem::take(&mut *lock(&shared.notices));
         let read = async move {
+            if !notices.is_empty() {
+                queue_notices(&shared, notices).await;
+            }
             if read_depth {
                 match shared.store.depth().await {
                     Ok(depth) => {
@@ -649,6 +706,42 @@ impl SlackRouterActor {
     }
 }
 
+/// Queues the failure notices whose tenant (or, without a tenant, the
+/// service) has an audit webhook: the others would only be skipped.
+async fn queue_notices(shared: &Shared, notices: Vec<Notification>) {
+    let mut tenants: Vec<String> = notices.iter().filter_map(|n| n.tenant_id.clone()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let hooks = if tenants.is_empty() {
+        HashMap::new()
+    } else {
+        match shared.store.webhooks(tenants).await {
+            Ok(hooks) => hooks,
+            Err(reason) => {
+                tracing::warn!(%reason, notices = notices.len(), "slack: could not queue failure notices");
+                return;
+            }
+        }
+    };
+    let wanted: Vec<Notification> = notices
+        .into_iter()
+        .filter(|n| {
+            let channel = route(&n.event).channel;
+            match &n.tenant_id {
+                Some(tenant) => hooks.get(tenant).is_some_and(|w| w.get(channel).is_some()),
+                None => shared.config.defaults.get(channel).is_some(),
+            }
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let n = wanted.len();
+    if let Err(reason) = shared.outbox.enqueue_all(wanted).await {
+        tracing::warn!(%reason, notices = n, "slack: could not queue failure notices");
+    }
+}
+
 /// Claims a group's rows, posts (one digest, or each message in turn) and
 /// records the outcomes.
 async fn send_group(shared: Arc<Shared>, group: Group, digest: bool) -> SendReport {
@@ -860,6 +953,31 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn failed_operations_get_a_notice_and_security_events_do_not() {
+        let now = Utc::now();
+        let failed = AuditEvent::new("sync_creatives", now)
+            .with_tenant("acme")
+            .failed("upstream timed out");
+        let notice = failure_notice(&failed, now).expect("a notice");
+        assert_eq!(notice.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(notice.event.kind(), "operation_failed");
+        assert_eq!(route(&notice.event).channel, Channel::Audit);
+
+        assert!(failure_notice(&AuditEvent::new("sync_creatives", now), now).is_none());
+        for operation in [
+            "token_rejected",
+            "security_violation",
+            "slack_webhook_failing",
+        ] {
+            let event = AuditEvent::new(operation, now).failed("no");
+            assert!(failure_notice(&event, now).is_none(), "{operation}");
+        }
+        let mut violation = AuditEvent::new("get_media_buy", now).failed("not yours");
+        violation.security_violation = true;
+        assert!(failure_notice(&violation, now).is_none());
     }
 
     #[test]
