@@ -281,6 +281,31 @@ mod tests {
         assert_eq!(crate::notify::tests::one_of_each().len(), ROUTES.len());
     }
 
+    /// The README's routing table says what this table says.
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../../../README.md");
+        for rule in ROUTES {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", rule.kind)))
+                .unwrap_or_else(|| panic!("{} is not in the README's routing table", rule.kind));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert!(
+                cells[2].starts_with(rule.channel.as_str()) || cells[2].starts_with("the rule's"),
+                "{row}"
+            );
+            assert!(
+                cells[3].starts_with(rule.severity.as_str()) || cells[3].starts_with("the "),
+                "{row}"
+            );
+            assert!(
+                cells[4].starts_with(&format!("{} {}", rule.emoji, rule.title)),
+                "{row}"
+            );
+        }
+    }
+
     #[test]
     fn approvals_go_to_the_human_in_the_loop_and_security_to_audit() {
         let events = crate::notify::tests::one_of_each();
