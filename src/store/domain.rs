@@ -81,22 +81,23 @@ macro_rules! domain_queries {
         /// commits.
         async fn commit_with(
             &self,
-            mut tx: sqlx::Transaction<'static, Db>,
+            mut tx: sqlx::Transaction<'_, Db>,
             effects: super::domain::Effects<'_>,
         ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
-            for n in effects.notifications {
-                sqlx::query(
-                    "INSERT INTO notification_outbox (notification_id, tenant_id, kind, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .persistent(self.persistent)
-                .bind(n.id.to_string())
-                .bind(n.tenant_id.as_deref())
-                .bind(n.event.kind())
-                .bind(serde_json::to_string(&n.event).unwrap_or_default())
-                .bind(n.created_at)
-                .execute(&mut *tx)
-                .await?;
+            // Multi-row inserts: 5 parameters a row, well under both
+            // backends' limits per statement.
+            for chunk in effects.notifications.chunks(1_000) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO notification_outbox (notification_id, tenant_id, kind, payload, created_at) ",
+                );
+                qb.push_values(chunk, |mut row, n| {
+                    row.push_bind(n.id.to_string())
+                        .push_bind(n.tenant_id.clone())
+                        .push_bind(n.event.kind())
+                        .push_bind(serde_json::to_string(&n.event).unwrap_or_default())
+                        .push_bind(n.created_at);
+                });
+                qb.build().persistent(self.persistent).execute(&mut *tx).await?;
             }
             let committed = self.append_audit_in(&mut tx, effects.audit).await?;
             tx.commit().await?;
