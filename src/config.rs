@@ -83,6 +83,9 @@ pub struct Config {
     pub security: SecuritySettings,
     pub mock_adapter: MockAdapterSettings,
     pub slack: SlackSettings,
+    /// `MEDIA_BUY_STATUS_CHECK_INTERVAL` (60 s; empty = default): how often
+    /// the status scheduler runs (unless `SKIP_CRON`).
+    pub status_check_interval: Duration,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -304,6 +307,8 @@ impl Config {
             security,
             mock_adapter,
             slack: slack_settings(&env, environment)?,
+            status_check_interval: env
+                .duration("MEDIA_BUY_STATUS_CHECK_INTERVAL", Duration::from_secs(60))?,
         })
     }
 
@@ -346,6 +351,7 @@ impl Config {
             mock_adapter = self.mock_adapter.enabled,
             mock_adapter_interval_ms = self.mock_adapter.interval.as_millis() as u64,
             slack = ?self.slack,
+            status_check_interval_ms = self.status_check_interval.as_millis() as u64,
             "effective configuration"
         );
     }

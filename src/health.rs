@@ -58,6 +58,14 @@ pub struct Components {
     /// The Slack router: notifications waiting, the last delivery, webhooks
     /// marked failing (masked).
     pub slack: overseer_actors::slack::SlackStatus,
+    pub schedulers: Schedulers,
+}
+
+/// The timer actors' last and next runs.
+#[derive(Debug, Serialize)]
+pub struct Schedulers {
+    /// The media-buy status scheduler.
+    pub status: overseer_actors::scheduler::SchedulerStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +91,7 @@ pub struct Health {
     actors: SupervisionBoard,
     auditor: Auditor,
     slack: overseer_actors::slack::SlackRouter,
+    status_scheduler: overseer_actors::scheduler::StatusScheduler,
     started: Instant,
     check_timeout: Duration,
 }
@@ -94,6 +103,7 @@ impl Health {
         actors: SupervisionBoard,
         auditor: Auditor,
         slack: overseer_actors::slack::SlackRouter,
+        status_scheduler: overseer_actors::scheduler::StatusScheduler,
         check_timeout: Duration,
     ) -> Self {
         Self {
@@ -102,6 +112,7 @@ impl Health {
             actors,
             auditor,
             slack,
+            status_scheduler,
             started: Instant::now(),
             check_timeout,
         }
@@ -154,6 +165,9 @@ impl Health {
                 actors,
                 audit: self.auditor.status(),
                 slack: self.slack.status(),
+                schedulers: Schedulers {
+                    status: self.status_scheduler.status(),
+                },
             },
         }
     }

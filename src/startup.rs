@@ -101,6 +101,7 @@ impl Application {
                 actors.supervisor.board().clone(),
                 actors.auditor.clone(),
                 actors.slack.clone(),
+                actors.status_scheduler.clone(),
                 config.http.health_check_timeout,
             ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),

@@ -15,6 +15,9 @@ use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 use overseer_actors::db_watch::{DatabaseProbe, DatabaseWatch};
 use overseer_actors::mock_adapter::{ActiveBuy, DeliveryStore, MockAdapter, SimRow};
 use overseer_actors::notify::{Notification, NotificationOutbox};
+use overseer_actors::scheduler::{
+    CycleOutcome, RowError, StatusCycle, StatusScheduler, TransitionCount,
+};
 use overseer_actors::security::SecurityMonitor;
 use overseer_actors::slack::SlackRouter;
 use overseer_actors::supervisor::{ActorHandle, Supervisor};
@@ -96,6 +99,45 @@ impl DeliveryStore for Store {
     }
 }
 
+/// The status cycle as the scheduler calls it: the store's set-based cycle,
+/// whose committed audit rows then go to the sinks and the activity stream.
+struct StoreStatusCycle {
+    store: Store,
+    auditor: Auditor,
+}
+
+impl StatusCycle for StoreStatusCycle {
+    fn run(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Pin<Box<dyn Future<Output = Result<CycleOutcome, String>> + Send + 'static>> {
+        let (store, auditor) = (self.store.clone(), self.auditor.clone());
+        Box::pin(async move {
+            let cycle = store
+                .run_status_cycle(now)
+                .await
+                .map_err(|e| e.short_reason())?;
+            auditor.committed(cycle.committed);
+            Ok(CycleOutcome {
+                locked_out: cycle.locked_out,
+                transitions: cycle
+                    .transitions
+                    .into_iter()
+                    .map(|(from, to, count)| TransitionCount { from, to, count })
+                    .collect(),
+                errors: cycle
+                    .errors
+                    .into_iter()
+                    .map(|(media_buy_id, reason)| RowError {
+                        media_buy_id,
+                        reason,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}
+
 /// The running actors.
 #[derive(Clone)]
 pub struct Actors {
@@ -106,6 +148,7 @@ pub struct Actors {
     /// Only with `MOCK_ADAPTER=true`.
     pub mock_adapter: Option<ActorHandle<MockAdapter>>,
     pub slack: SlackRouter,
+    pub status_scheduler: StatusScheduler,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -163,6 +206,20 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     );
 
+    if config.skip_cron {
+        tracing::info!("SKIP_CRON=true: the schedulers run no timer (cycles on demand only)");
+    }
+    let status_scheduler = StatusScheduler::start(
+        &supervisor,
+        policy.clone(),
+        (!config.skip_cron).then_some(config.status_check_interval),
+        Arc::new(StoreStatusCycle {
+            store: store.clone(),
+            auditor: auditor.clone(),
+        }),
+        clock.clone(),
+    );
+
     let transport =
         crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
     let slack = SlackRouter::start(
@@ -183,5 +240,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         security,
         mock_adapter,
         slack,
+        status_scheduler,
     })
 }

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod db_watch;
 pub mod mock_adapter;
 pub mod notify;
+pub mod scheduler;
 pub mod security;
 pub mod slack;
 pub mod supervisor;

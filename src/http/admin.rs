@@ -6,8 +6,88 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::SuperAdmin;
 use crate::domain::InvalidField;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::{AppState, Json};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(run_status_cycle))]
+pub struct Doc;
+
+/// Operator routes that always exist.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/admin/schedulers/status/run").route(web::post().to(run_status_cycle)),
+    );
+}
+
+// `overseer_actors::scheduler::CycleReport` as the OpenAPI document describes it.
+/// What one status cycle did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = CycleReport)]
+#[allow(
+    dead_code,
+    reason = "describes CycleReport's JSON in the OpenAPI document"
+)]
+struct CycleReportDoc {
+    /// `false` when another replica was running a cycle (nothing was done).
+    ran: bool,
+    #[schema(inline)]
+    transitions: Vec<TransitionDoc>,
+    #[schema(inline)]
+    errors: Vec<RowErrorDoc>,
+    duration_ms: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes CycleReport's JSON in the OpenAPI document"
+)]
+struct TransitionDoc {
+    from: String,
+    to: String,
+    count: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes CycleReport's JSON in the OpenAPI document"
+)]
+struct RowErrorDoc {
+    media_buy_id: String,
+    reason: String,
+}
+
+/// `POST /admin/schedulers/status/run` (super admin): runs one media-buy
+/// status cycle now and answers what it did.
+#[utoipa::path(
+    post,
+    path = "/admin/schedulers/status/run",
+    tag = "operations",
+    operation_id = "run_status_cycle",
+    responses(
+        (status = 200, description = "The cycle ran (or another replica was running one: `ran: false`)", body = CycleReportDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn run_status_cycle(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<overseer_actors::scheduler::CycleReport>, ApiError> {
+    state
+        .actors
+        .status_scheduler
+        .run_now()
+        .await
+        .map(web::Json)
+        .map_err(|_| ApiError::DatabaseUnavailable)
+}
 
 /// Registers the fault-injection endpoint; call only when
 /// `ENABLE_FAULT_INJECTION=true` (otherwise the route does not exist: 404).

@@ -128,6 +128,40 @@ struct ComponentsDoc {
     audit: AuditPathDoc,
     #[schema(inline)]
     slack: SlackDoc,
+    #[schema(inline)]
+    schedulers: SchedulersDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct SchedulersDoc {
+    #[schema(inline)]
+    status: SchedulerDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct SchedulerDoc {
+    /// `false` with `SKIP_CRON=true`: cycles run on demand only.
+    enabled: bool,
+    #[schema(required = true)]
+    last_run_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_duration_ms: Option<u64>,
+    /// Media buys moved by the last cycle.
+    transitions: u64,
+    /// Rows the last cycle could not move (1 if it could not run).
+    errors: u64,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    #[schema(required = true)]
+    next_run_at: Option<DateTime<Utc>>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -59,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
     cfg.configure(health::routes)
         .configure(metrics::routes)
         .configure(openapi::routes)
+        .configure(admin::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(

@@ -11,7 +11,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{audit, creatives, health, media_buys, principals, settings, tenants, workflows};
+use crate::http::{
+    admin, audit, creatives, health, media_buys, principals, settings, tenants, workflows,
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/openapi.json").route(web::get().to(serve)));
@@ -35,6 +37,7 @@ media buys, creatives, workflows and the audit trail. Every list is paginated (`
         (name = "workflows", description = "Human-in-the-loop decisions"),
         (name = "audit", description = "The audit trail: ingest, query, verify"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "operations", description = "Operator actions (super admin)"),
     )
 )]
 struct ApiDoc;
@@ -73,6 +76,7 @@ pub fn document() -> Document {
         workflows::Doc::openapi(),
         audit::Doc::openapi(),
         health::Doc::openapi(),
+        admin::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -126,6 +130,7 @@ mod tests {
         "POST /api/v1/audit/events",
         "GET /api/v1/audit/logs",
         "GET /api/v1/audit/verify",
+        "POST /admin/schedulers/status/run",
     ];
 
     #[test]
@@ -250,6 +255,17 @@ mod tests {
                         reason: "HTTP 404: no_service".into(),
                         since: now,
                     }],
+                },
+                schedulers: crate::health::Schedulers {
+                    status: overseer_actors::scheduler::SchedulerStatus {
+                        enabled: true,
+                        last_run_at: Some(now),
+                        last_duration_ms: Some(12),
+                        transitions: 3,
+                        errors: 0,
+                        last_error: None,
+                        next_run_at: Some(now),
+                    },
                 },
             },
         };

@@ -166,6 +166,7 @@ use shared_queries;
 pub mod audit;
 pub mod domain;
 pub mod pg;
+pub mod scheduler;
 pub mod slack;
 pub mod sqlite;
 
@@ -539,6 +540,15 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn outbox(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         dispatch!(self.outbox(after_id, limit))
+    }
+
+    /// One media-buy status cycle at `now` (see [`scheduler`]).
+    #[tracing::instrument(skip_all)]
+    pub async fn run_status_cycle(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<scheduler::StatusCycle, StoreError> {
+        dispatch!(self.run_status_cycle(now))
     }
 
     /// Pending outbox rows due at `now` and not leased, oldest first.

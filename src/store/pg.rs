@@ -183,6 +183,34 @@ impl PgStore {
     super::shared_queries!();
     super::domain::domain_queries!();
     super::slack::slack_queries!();
+    super::scheduler::scheduler_queries!();
+
+    /// The status scheduler's session lock, on a connection of its own held
+    /// for the cycle; `None` when another session (replica) holds it.
+    async fn scheduler_lock(
+        &self,
+    ) -> Result<Option<sqlx::pool::PoolConnection<Postgres>>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .persistent(self.persistent)
+            .bind(SCHEDULER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then_some(conn))
+    }
+
+    /// Releases the lock; a connection that cannot say so is closed (which
+    /// releases it too) instead of going back to the pool still locked.
+    async fn scheduler_unlock(&self, mut conn: sqlx::pool::PoolConnection<Postgres>) {
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .persistent(self.persistent)
+            .bind(SCHEDULER_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            drop(conn.detach());
+        }
+    }
 }
 
 const AUDIT_CHAIN: &str = concat!(
@@ -205,3 +233,6 @@ type Db = sqlx::Postgres;
 
 /// The advisory lock every audit append takes ("overseer" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;
+
+/// `pg_try_advisory_lock` key of the status scheduler.
+const SCHEDULER_LOCK_KEY: i64 = 0x6f76_7374_6174_7573;

@@ -190,4 +190,14 @@ impl SqliteStore {
     super::shared_queries!();
     super::domain::domain_queries!();
     super::slack::slack_queries!();
+    super::scheduler::scheduler_queries!();
+
+    /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
+    /// cycle's statements only move rows still in the state they match: no
+    /// lock needed.
+    async fn scheduler_lock(&self) -> Result<Option<()>, sqlx::Error> {
+        Ok(Some(()))
+    }
+
+    async fn scheduler_unlock(&self, (): ()) {}
 }

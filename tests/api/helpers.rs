@@ -176,6 +176,16 @@ pub async fn spawn_app_on(db: TestDatabase, database_url: &str, vars: &[(&str, &
     spawn_app_inner(Some(db), database_url, vars, None).await
 }
 
+/// The application on `db` (at `database_url`), reading time from `clock`.
+pub async fn spawn_app_on_with_clock(
+    db: TestDatabase,
+    database_url: &str,
+    vars: &[(&str, &str)],
+    clock: overseer_actors::ManualClock,
+) -> TestApp {
+    spawn_app_inner(Some(db), database_url, vars, Some(clock)).await
+}
+
 /// The application on a fresh database, reading time from `clock`.
 pub async fn spawn_app_with_clock(
     backend: Backend,
@@ -241,6 +251,16 @@ impl TestApp {
     /// with its own admin token, files and spool.
     pub async fn replica(&self, database_url: &str, vars: &[(&str, &str)]) -> TestApp {
         spawn_app_inner(None, database_url, vars, None).await
+    }
+
+    /// A replica reading time from `clock`.
+    pub async fn replica_with_clock(
+        &self,
+        database_url: &str,
+        vars: &[(&str, &str)],
+        clock: overseer_actors::ManualClock,
+    ) -> TestApp {
+        spawn_app_inner(None, database_url, vars, Some(clock)).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -15,6 +15,7 @@ mod errors;
 mod health;
 mod outage;
 mod receiver;
+mod scheduler;
 mod slack;
 mod store;
 mod supervision;

@@ -1,0 +1,261 @@
+//! The media-buy status scheduler: every `MEDIA_BUY_STATUS_CHECK_INTERVAL`
+//! it asks the store to run one status cycle (the transitions themselves are
+//! set-based SQL in the service's store), and keeps what `/health` and
+//! `/metrics` show of it. With `SKIP_CRON=true` it runs no timer, and a cycle
+//! still runs on demand (`POST /admin/schedulers/status/run`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::Clock;
+use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
+
+/// How many buys moved from one status to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransitionCount {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+}
+
+/// A media buy a cycle could not move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub media_buy_id: String,
+    pub reason: String,
+}
+
+/// What the store reports of one cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleOutcome {
+    /// Another replica was running a cycle; this one did nothing.
+    pub locked_out: bool,
+    pub transitions: Vec<TransitionCount>,
+    pub errors: Vec<RowError>,
+}
+
+/// The port: runs one cycle at `now`. `Err` is a short reason (the cycle
+/// could not run at all).
+pub trait StatusCycle: Send + Sync + 'static {
+    fn run(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Pin<Box<dyn Future<Output = Result<CycleOutcome, String>> + Send + 'static>>;
+}
+
+/// The answer of `POST /admin/schedulers/status/run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CycleReport {
+    /// `false` when another replica held the scheduler lock.
+    pub ran: bool,
+    pub transitions: Vec<TransitionCount>,
+    pub errors: Vec<RowError>,
+    pub duration_ms: u64,
+}
+
+/// `/health` `components.schedulers.status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SchedulerStatus {
+    /// `false` with `SKIP_CRON=true` (cycles run on demand only).
+    pub enabled: bool,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_duration_ms: Option<u64>,
+    /// Buys moved by the last cycle.
+    pub transitions: u64,
+    /// Rows the last cycle could not move (or 1 if it could not run).
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+struct Shared {
+    cycle: Arc<dyn StatusCycle>,
+    clock: Arc<dyn Clock>,
+    interval: Option<Duration>,
+    status: Mutex<SchedulerStatus>,
+}
+
+impl Shared {
+    fn status(&self) -> std::sync::MutexGuard<'_, SchedulerStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one cycle and books it.
+    async fn run(self: Arc<Self>) -> Result<CycleReport, String> {
+        let now = self.clock.now();
+        let started = Instant::now();
+        let outcome = self.cycle.run(now).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        metrics::histogram!("scheduler_run_duration_seconds", "scheduler" => "status")
+            .record(started.elapsed().as_secs_f64());
+        let result = match &outcome {
+            Ok(o) if o.locked_out => "locked_out",
+            Ok(o) if !o.errors.is_empty() => "partial",
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        metrics::counter!("scheduler_runs_total", "scheduler" => "status", "result" => result)
+            .increment(1);
+        let mut status = self.status();
+        status.next_run_at = self
+            .interval
+            .and_then(|i| chrono::Duration::from_std(i).ok())
+            .map(|i| now + i);
+        match outcome {
+            Ok(outcome) if outcome.locked_out => {
+                tracing::debug!("status cycle: another replica is running one");
+                Ok(CycleReport {
+                    ran: false,
+                    transitions: Vec::new(),
+                    errors: Vec::new(),
+                    duration_ms,
+                })
+            }
+            Ok(outcome) => {
+                for t in &outcome.transitions {
+                    metrics::counter!("media_buy_transitions_total", "from" => t.from.clone(), "to" => t.to.clone())
+                        .increment(t.count);
+                }
+                let moved: u64 = outcome.transitions.iter().map(|t| t.count).sum();
+                if moved > 0 || !outcome.errors.is_empty() {
+                    tracing::info!(
+                        moved,
+                        errors = outcome.errors.len(),
+                        duration_ms,
+                        "status cycle"
+                    );
+                }
+                *status = SchedulerStatus {
+                    enabled: status.enabled,
+                    last_run_at: Some(now),
+                    last_duration_ms: Some(duration_ms),
+                    transitions: moved,
+                    errors: outcome.errors.len() as u64,
+                    last_error: outcome.errors.first().map(|e| e.reason.clone()),
+                    next_run_at: status.next_run_at,
+                };
+                Ok(CycleReport {
+                    ran: true,
+                    transitions: outcome.transitions,
+                    errors: outcome.errors,
+                    duration_ms,
+                })
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "status cycle could not run");
+                status.last_run_at = Some(now);
+                status.last_duration_ms = Some(duration_ms);
+                status.transitions = 0;
+                status.errors = 1;
+                status.last_error = Some(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+}
+
+/// The running scheduler: runs cycles on demand and reports its status.
+#[derive(Clone)]
+pub struct StatusScheduler {
+    shared: Arc<Shared>,
+    actor: ActorHandle<StatusSchedulerActor>,
+}
+
+impl std::fmt::Debug for StatusScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusScheduler").finish_non_exhaustive()
+    }
+}
+
+impl StatusScheduler {
+    /// Starts `status_scheduler` under `supervisor`; `interval: None` runs no
+    /// timer (`SKIP_CRON`).
+    pub fn start(
+        supervisor: &Supervisor,
+        policy: RestartPolicy,
+        interval: Option<Duration>,
+        cycle: Arc<dyn StatusCycle>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let next_run_at = interval
+            .and_then(|i| chrono::Duration::from_std(i).ok())
+            .map(|i| clock.now() + i);
+        let shared = Arc::new(Shared {
+            cycle,
+            clock,
+            interval,
+            status: Mutex::new(SchedulerStatus {
+                enabled: interval.is_some(),
+                next_run_at,
+                ..SchedulerStatus::default()
+            }),
+        });
+        let for_factory = shared.clone();
+        let actor = supervisor.spawn("status_scheduler", policy, move |child| {
+            StatusSchedulerActor {
+                child: child.clone(),
+                shared: for_factory.clone(),
+            }
+        });
+        Self { shared, actor }
+    }
+
+    pub fn status(&self) -> SchedulerStatus {
+        self.shared.status().clone()
+    }
+
+    /// Runs one cycle now, through the actor (so a stopped actor answers
+    /// with an error rather than running outside supervision).
+    pub async fn run_now(&self) -> Result<CycleReport, String> {
+        self.actor
+            .addr()
+            .send(RunCycle)
+            .await
+            .map_err(|_| "the status scheduler is restarting".to_owned())?
+    }
+}
+
+/// Runs one cycle now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CycleReport, String>")]
+pub struct RunCycle;
+
+/// The supervised actor.
+pub struct StatusSchedulerActor {
+    child: Child,
+    shared: Arc<Shared>,
+}
+
+impl Actor for StatusSchedulerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(interval) = self.shared.interval {
+            ctx.run_interval(interval, |act, ctx| {
+                if act.child.trip(ctx) {
+                    return;
+                }
+                let run = act.shared.clone().run();
+                // One cycle at a time: the next tick waits for this one.
+                ctx.wait(run.into_actor(act).map(|_, _, _| ()));
+            });
+        }
+    }
+}
+
+impl Handler<RunCycle> for StatusSchedulerActor {
+    type Result = ResponseActFuture<Self, Result<CycleReport, String>>;
+
+    fn handle(&mut self, _: RunCycle, ctx: &mut Context<Self>) -> Self::Result {
+        if self.child.trip(ctx) {
+            return Box::pin(fut::ready(Err("the status scheduler failed".to_owned())));
+        }
+        Box::pin(self.shared.clone().run().into_actor(self))
+    }
+}
