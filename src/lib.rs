@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod slack;
+pub mod ssrf;
 pub mod startup;
 pub mod store;
 pub mod supervision;
