@@ -86,6 +86,9 @@ pub struct Config {
     /// `MEDIA_BUY_STATUS_CHECK_INTERVAL` (60 s; empty = default): how often
     /// the status scheduler runs (unless `SKIP_CRON`).
     pub status_check_interval: Duration,
+    /// `WEBHOOK_ALLOWED_CIDRS`, `WEBHOOK_ALLOWED_HOSTS` (comma-separated):
+    /// what buyers' webhooks may reach despite the SSRF rules (`crate::ssrf`).
+    pub ssrf: crate::ssrf::SsrfPolicy,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -309,6 +312,22 @@ impl Config {
             slack: slack_settings(&env, environment)?,
             status_check_interval: env
                 .duration("MEDIA_BUY_STATUS_CHECK_INTERVAL", Duration::from_secs(60))?,
+            ssrf: crate::ssrf::SsrfPolicy {
+                allowed_cidrs: env.parse_with(
+                    "WEBHOOK_ALLOWED_CIDRS",
+                    Vec::new(),
+                    crate::ssrf::SsrfPolicy::parse_cidrs,
+                )?,
+                allowed_hosts: env
+                    .get("WEBHOOK_ALLOWED_HOSTS")?
+                    .map(|v| {
+                        v.split(',')
+                            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                            .filter(|h| !h.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
         })
     }
 
@@ -352,6 +371,7 @@ impl Config {
             mock_adapter_interval_ms = self.mock_adapter.interval.as_millis() as u64,
             slack = ?self.slack,
             status_check_interval_ms = self.status_check_interval.as_millis() as u64,
+            webhook_ssrf = ?self.ssrf,
             "effective configuration"
         );
     }

@@ -110,6 +110,7 @@ impl Application {
             audit_requests: config.audit.record_requests,
             environment: config.environment,
             trust_forwarded_for: config.security.trust_forwarded_for,
+            ssrf: config.ssrf.clone(),
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;

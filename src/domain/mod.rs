@@ -6,6 +6,7 @@ pub mod creative;
 pub mod media_buy;
 mod money;
 pub mod principal;
+pub mod push_config;
 mod settings;
 mod tenant;
 pub mod text;

@@ -11,6 +11,7 @@ pub mod media_buys;
 pub mod metrics;
 pub mod openapi;
 pub mod principals;
+pub mod push_configs;
 pub mod request_audit;
 pub mod settings;
 pub mod tenants;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub environment: crate::config::Environment,
     /// `TRUST_FORWARDED_FOR`: the client address comes from the proxy headers.
     pub trust_forwarded_for: bool,
+    /// Which hosts buyers' webhooks may reach.
+    pub ssrf: crate::ssrf::SsrfPolicy,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
@@ -71,6 +74,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                 .configure(media_buys::routes)
                 .configure(creatives::routes)
                 .configure(workflows::routes)
+                .configure(push_configs::routes)
                 .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
         );
     if fault_injection {

@@ -12,7 +12,8 @@ use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::{
-    admin, audit, creatives, health, media_buys, principals, settings, tenants, workflows,
+    admin, audit, creatives, health, media_buys, principals, push_configs, settings, tenants,
+    workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -77,6 +78,7 @@ pub fn document() -> Document {
         audit::Doc::openapi(),
         health::Doc::openapi(),
         admin::Doc::openapi(),
+        push_configs::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -131,6 +133,9 @@ mod tests {
         "GET /api/v1/audit/logs",
         "GET /api/v1/audit/verify",
         "POST /admin/schedulers/status/run",
+        "POST /api/v1/push-notification-configs",
+        "GET /api/v1/push-notification-configs",
+        "DELETE /api/v1/push-notification-configs/{id}",
     ];
 
     #[test]

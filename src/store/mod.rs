@@ -166,6 +166,7 @@ use shared_queries;
 pub mod audit;
 pub mod domain;
 pub mod pg;
+pub mod push;
 pub mod scheduler;
 pub mod slack;
 pub mod sqlite;
@@ -540,6 +541,40 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn outbox(&self, after_id: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         dispatch!(self.outbox(after_id, limit))
+    }
+
+    /// Stores a push-notification config with its effects; `None` when the
+    /// principal has `max` already.
+    pub async fn insert_push_config(
+        &self,
+        config: &crate::domain::push_config::PushConfig,
+        max: usize,
+        effects: Effects<'_>,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.insert_push_config(config, max, effects))
+    }
+
+    pub async fn push_configs(
+        &self,
+        principal_id: &str,
+    ) -> Result<Vec<crate::domain::push_config::PushConfig>, StoreError> {
+        dispatch!(self.push_configs(principal_id))
+    }
+
+    pub async fn push_config(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::push_config::PushConfig>, StoreError> {
+        dispatch!(self.push_config(id))
+    }
+
+    pub async fn delete_push_config(
+        &self,
+        id: &str,
+        principal_id: &str,
+        effects: Effects<'_>,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.delete_push_config(id, principal_id, effects))
     }
 
     /// One media-buy status cycle at `now` (see [`scheduler`]).

@@ -184,6 +184,7 @@ impl PgStore {
     super::domain::domain_queries!();
     super::slack::slack_queries!();
     super::scheduler::scheduler_queries!();
+    super::push::push_queries!();
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.

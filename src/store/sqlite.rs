@@ -191,6 +191,7 @@ impl SqliteStore {
     super::domain::domain_queries!();
     super::slack::slack_queries!();
     super::scheduler::scheduler_queries!();
+    super::push::push_queries!();
 
     /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
     /// cycle's statements only move rows still in the state they match: no

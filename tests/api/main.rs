@@ -14,6 +14,7 @@ mod domain;
 mod errors;
 mod health;
 mod outage;
+mod push_configs;
 mod receiver;
 mod scheduler;
 mod slack;
