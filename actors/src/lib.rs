@@ -18,5 +18,6 @@ pub mod scheduler;
 pub mod security;
 pub mod slack;
 pub mod supervisor;
+pub mod webhook;
 
 pub use clock::{Clock, ManualClock, SystemClock};
