@@ -89,6 +89,12 @@ pub struct Config {
     /// `WEBHOOK_ALLOWED_CIDRS`, `WEBHOOK_ALLOWED_HOSTS` (comma-separated):
     /// what buyers' webhooks may reach despite the SSRF rules (`crate::ssrf`).
     pub ssrf: crate::ssrf::SsrfPolicy,
+    /// `WEBHOOK_MAX_ATTEMPTS` (6), `WEBHOOK_RETRY_BASE` (2 s),
+    /// `WEBHOOK_DEFAULT_RETRY_AFTER` (30 s), `WEBHOOK_POLL_INTERVAL` (250 ms):
+    /// the buyers' webhook sender.
+    pub webhook: overseer_actors::webhook::WebhookConfig,
+    /// `WEBHOOK_TIMEOUT` (10 s): one request to a buyer, connection included.
+    pub webhook_timeout: Duration,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -312,6 +318,18 @@ impl Config {
             slack: slack_settings(&env, environment)?,
             status_check_interval: env
                 .duration("MEDIA_BUY_STATUS_CHECK_INTERVAL", Duration::from_secs(60))?,
+            webhook: {
+                let d = overseer_actors::webhook::WebhookConfig::default();
+                overseer_actors::webhook::WebhookConfig {
+                    poll_interval: env.duration("WEBHOOK_POLL_INTERVAL", d.poll_interval)?,
+                    max_attempts: env.positive_int("WEBHOOK_MAX_ATTEMPTS", d.max_attempts)?,
+                    retry_base: env.duration("WEBHOOK_RETRY_BASE", d.retry_base)?,
+                    default_retry_after: env
+                        .duration("WEBHOOK_DEFAULT_RETRY_AFTER", d.default_retry_after)?,
+                    ..d
+                }
+            },
+            webhook_timeout: env.duration("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
             ssrf: crate::ssrf::SsrfPolicy {
                 allowed_cidrs: env.parse_with(
                     "WEBHOOK_ALLOWED_CIDRS",
@@ -372,6 +390,8 @@ impl Config {
             slack = ?self.slack,
             status_check_interval_ms = self.status_check_interval.as_millis() as u64,
             webhook_ssrf = ?self.ssrf,
+            webhook = ?self.webhook,
+            webhook_timeout_ms = self.webhook_timeout.as_millis() as u64,
             "effective configuration"
         );
     }

@@ -16,5 +16,6 @@ pub mod startup;
 pub mod store;
 pub mod supervision;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use startup::Application;

@@ -149,6 +149,7 @@ pub struct Actors {
     pub mock_adapter: Option<ActorHandle<MockAdapter>>,
     pub slack: SlackRouter,
     pub status_scheduler: StatusScheduler,
+    pub webhook_sender: overseer_actors::webhook::WebhookSender,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -220,6 +221,19 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     );
 
+    let webhook_sender = overseer_actors::webhook::WebhookSender::start(
+        &supervisor,
+        policy.clone(),
+        config.webhook.clone(),
+        Arc::new(store.clone()),
+        Arc::new(
+            crate::webhooks::HttpWebhookTransport::new(config.ssrf.clone(), config.webhook_timeout)
+                .map_err(std::io::Error::other)?,
+        ),
+        auditor.clone(),
+        clock.clone(),
+    );
+
     let transport =
         crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
     let slack = SlackRouter::start(
@@ -241,5 +255,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         mock_adapter,
         slack,
         status_scheduler,
+        webhook_sender,
     })
 }

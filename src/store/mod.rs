@@ -170,6 +170,7 @@ pub mod push;
 pub mod scheduler;
 pub mod slack;
 pub mod sqlite;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -575,6 +576,62 @@ impl Store {
         effects: Effects<'_>,
     ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
         dispatch!(self.delete_push_config(id, principal_id, effects))
+    }
+
+    /// Pending webhook requests due at `now` and not leased, with their
+    /// configs, oldest first.
+    pub async fn webhooks_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<webhooks::DueWebhook>, StoreError> {
+        dispatch!(self.webhooks_due(now, limit))
+    }
+
+    pub async fn webhooks_claim(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self.webhooks_claim(ids, now, until))
+    }
+
+    /// Records one attempt at a webhook request and its new state.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn webhook_settle(
+        &self,
+        id: i64,
+        config_id: &str,
+        attempt: i64,
+        status_code: Option<i32>,
+        duration_ms: i64,
+        error: Option<&str>,
+        status: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+        auth_blocked: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.webhook_settle(
+            id,
+            config_id,
+            attempt,
+            status_code,
+            duration_ms,
+            error,
+            status,
+            next_attempt_at,
+            auth_blocked,
+            now
+        ))
+    }
+
+    /// A media buy's webhook requests, oldest first.
+    pub async fn webhook_rows(
+        &self,
+        media_buy_id: &str,
+    ) -> Result<Vec<webhooks::WebhookRow>, StoreError> {
+        dispatch!(self.webhook_rows(media_buy_id))
     }
 
     /// One media-buy status cycle at `now` (see [`scheduler`]).

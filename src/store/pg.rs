@@ -185,6 +185,7 @@ impl PgStore {
     super::slack::slack_queries!();
     super::scheduler::scheduler_queries!();
     super::push::push_queries!();
+    super::webhooks::webhook_queries!();
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.

@@ -7,7 +7,9 @@
 //! to one transaction per due media buy, so one bad row never stops the
 //! others. On PostgreSQL the cycle runs under a session advisory lock: with
 //! several replicas, one runs it and the others report `locked_out`. The
-//! statements are idempotent on their own (a row leaves the state they
+//! Each move also queues the buyer's status-change webhook (one per active
+//! push-notification config of the buy's principal) in the same
+//! transaction. The statements are idempotent on their own (a row leaves the state they
 //! match), so a second cycle right after changes nothing.
 
 use chrono::{DateTime, Utc};
@@ -147,6 +149,26 @@ pub(super) fn effects_of(
     (audit, notes)
 }
 
+/// The buyer's status-change webhooks of each move: one per active
+/// push-notification config of the buy's principal.
+pub(super) fn webhooks_of(
+    moved: &[(Rule, Moved)],
+    configs: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Vec<super::webhooks::NewWebhook> {
+    moved
+        .iter()
+        .flat_map(|(rule, buy)| {
+            configs
+                .iter()
+                .filter(move |(_, principal)| *principal == buy.principal_id)
+                .map(move |(config, _)| {
+                    super::webhooks::status_change(&buy.tenant_id, config, &buy.id, rule.to, now)
+                })
+        })
+        .collect()
+}
+
 macro_rules! scheduler_queries {
     () => {
         /// Applies every rule in `tx` (to `only` that buy if given).
@@ -188,6 +210,13 @@ macro_rules! scheduler_queries {
         ) -> Result<(), sqlx::Error> {
             let mut tx = self.begin_write().await?;
             let moved = self.status_moves(&mut tx, now, only).await?;
+            let mut principals: Vec<String> =
+                moved.iter().map(|(_, m)| m.principal_id.clone()).collect();
+            principals.sort_unstable();
+            principals.dedup();
+            let configs = self.active_push_configs_in(&mut tx, &principals).await?;
+            let hooks = super::scheduler::webhooks_of(&moved, &configs, now);
+            self.queue_webhooks_in(&mut tx, &hooks).await?;
             let (audit, notes) = super::scheduler::effects_of(&moved, now);
             let committed = self
                 .commit_with(tx, super::domain::Effects::with(&audit, &notes))

@@ -192,6 +192,7 @@ impl SqliteStore {
     super::slack::slack_queries!();
     super::scheduler::scheduler_queries!();
     super::push::push_queries!();
+    super::webhooks::webhook_queries!();
 
     /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
     /// cycle's statements only move rows still in the state they match: no

@@ -21,3 +21,4 @@ mod slack;
 mod store;
 mod supervision;
 mod tenants;
+mod webhooks;

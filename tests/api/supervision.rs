@@ -222,7 +222,9 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
             "audit",
             "database_watch",
             "security_monitor",
-            "slack_router"
+            "slack_router",
+            "status_scheduler",
+            "webhook_sender"
         ]
     );
     assert_eq!(watch_status(&health), ("running", 0));

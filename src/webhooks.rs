@@ -1,0 +1,198 @@
+//! The webhook sender's ports, implemented by the service: the outbox (the
+//! store) and HTTP through the SSRF guard — names are resolved by a resolver
+//! that refuses non-public addresses, and the connection goes to the
+//! addresses it checked (no second lookup, so no DNS rebinding); address
+//! literals are checked before the request; redirects are not followed.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use overseer_actors::webhook::{
+    Answer, Attempt, Settlement, WebhookAuth, WebhookJob, WebhookStore, WebhookTransport,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::push_config::loggable_url;
+use crate::ssrf::SsrfPolicy;
+use crate::store::Store;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'static>>;
+
+impl WebhookStore for Store {
+    fn due(&self, now: DateTime<Utc>, limit: u32) -> BoxFuture<Vec<WebhookJob>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let rows = store
+                .webhooks_due(now, limit)
+                .await
+                .map_err(|e| e.short_reason())?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let token = r.authentication_token.map(SecretString::from);
+                    let auth = match (r.authentication_type.as_str(), token) {
+                        ("bearer", Some(t)) => WebhookAuth::Bearer(t),
+                        ("hmac-sha256", Some(t)) => WebhookAuth::HmacSha256(t),
+                        _ => WebhookAuth::None,
+                    };
+                    WebhookJob {
+                        id: r.id,
+                        tenant_id: r.tenant_id,
+                        config_id: r.config_id,
+                        media_buy_id: r.media_buy_id,
+                        task_type: r.task_type,
+                        endpoint: loggable_url(&r.url),
+                        url: SecretString::from(r.url),
+                        auth,
+                        body: r.payload,
+                        attempts: u32::try_from(r.attempts).unwrap_or(0),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn claim(
+        &self,
+        ids: Vec<i64>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<Vec<i64>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .webhooks_claim(&ids, now, until)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+
+    fn settle(
+        &self,
+        job: WebhookJob,
+        attempt: Attempt,
+        settlement: Settlement,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<()> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (status, next) = match settlement {
+                Settlement::Delivered => ("delivered", None),
+                Settlement::Retry { at } => ("pending", Some(at)),
+                Settlement::Failed | Settlement::AuthBlocked => ("failed", None),
+            };
+            store
+                .webhook_settle(
+                    job.id,
+                    &job.config_id,
+                    i64::from(attempt.number),
+                    attempt.status_code.map(i32::from),
+                    i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX),
+                    attempt.error.as_deref(),
+                    status,
+                    next,
+                    settlement == Settlement::AuthBlocked,
+                    now,
+                )
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+}
+
+/// Resolves names through the SSRF guard.
+struct GuardedResolver {
+    policy: SsrfPolicy,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = policy.resolve(&host, 0).await?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Posts to buyers' webhooks.
+#[derive(Clone)]
+pub struct HttpWebhookTransport {
+    client: reqwest::Client,
+    policy: SsrfPolicy,
+}
+
+impl HttpWebhookTransport {
+    pub fn new(policy: SsrfPolicy, timeout: Duration) -> Result<Self, String> {
+        crate::slack::install_tls_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("Overseer/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {}", e.without_url()))?;
+        Ok(Self { client, policy })
+    }
+}
+
+impl WebhookTransport for HttpWebhookTransport {
+    fn post(
+        &self,
+        url: &SecretString,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> BoxFuture<Answer> {
+        let client = self.client.clone();
+        let policy = self.policy.clone();
+        let url = url.expose_secret().to_owned();
+        Box::pin(async move {
+            let parsed = url::Url::parse(&url).map_err(|_| "not a URL".to_owned())?;
+            // Address literals never reach the resolver: check them here.
+            if let Some(host) = parsed.host_str() {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(ip) = bare.parse::<IpAddr>() {
+                    policy.check_ip(ip).map_err(|r| format!("refused: {r}"))?;
+                }
+            }
+            let mut request = client.post(parsed).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.map_err(|e| {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                let e = e.without_url();
+                match std::error::Error::source(&e) {
+                    Some(source) => format!("{kind}: {source}"),
+                    None => kind.to_owned(),
+                }
+            })?;
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+            Ok(Answer {
+                status: response.status().as_u16(),
+                retry_after,
+            })
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! Buyers' webhooks end to end, against a real HTTP receiver on a manual
+//! clock: a status change reaches every push-notification config of the
+//! buyer, signed (HMAC recomputed here over the raw received bytes) or
+//! authorised; retries follow the answer.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use overseer::store::Store;
+use overseer_actors::ManualClock;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::audit::stored;
+use crate::domain::{As, media_buy, tenant_with_principal};
+use crate::helpers::{Backend, TestApp, on_both_backends, spawn_app_with_clock};
+use crate::receiver::{Receiver, Reply};
+
+on_both_backends!(
+    a_status_change_reaches_the_buyer_signed_and_authorised,
+    retries_follow_the_answer_and_credentials_refused_block_the_config,
+);
+
+const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
+const TOKEN: &str = "buyer-bearer-token";
+const QUIET: Duration = Duration::from_millis(300);
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+}
+
+async fn app_on_clock(backend: Backend) -> (TestApp, ManualClock) {
+    let clock = ManualClock::new(at(2026, 11, 24));
+    let app = spawn_app_with_clock(
+        backend,
+        &[
+            ("SKIP_CRON", "true"),
+            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
+            ("WEBHOOK_POLL_INTERVAL", "20ms"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    (app, clock)
+}
+
+async fn register(buyer: &As<'_>, url: String, auth: &str, token: Option<&str>) -> String {
+    let mut body = json!({"url": url, "authentication_type": auth});
+    if let Some(token) = token {
+        body["authentication_token"] = json!(token);
+    }
+    let created = buyer
+        .expect(
+            201,
+            buyer.post("/api/v1/push-notification-configs", &body).await,
+        )
+        .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// A buy flying in March, moved live by a cycle on March 2nd.
+async fn goes_live(app: &TestApp, clock: &ManualClock, buyer: &As<'_>) -> String {
+    let created = buyer
+        .expect(
+            201,
+            buyer
+                .post("/api/v1/media-buys", &media_buy(1_000.0, &[]))
+                .await,
+        )
+        .await;
+    let id = created["media_buy_id"].as_str().unwrap().to_owned();
+    clock.set(at(2027, 3, 2));
+    let response = app
+        .client
+        .post(app.url("/admin/schedulers/status/run"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    id
+}
+
+fn hmac_hex(secret: &str, timestamp: &str, raw: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(raw);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn rows(store: &Store, media_buy_id: &str) -> Vec<overseer::store::webhooks::WebhookRow> {
+    store.webhook_rows(media_buy_id).await.unwrap()
+}
+
+async fn a_status_change_reaches_the_buyer_signed_and_authorised(backend: Backend) {
+    let (app, clock) = app_on_clock(backend).await;
+    let receiver = Receiver::start();
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    register(&buyer, receiver.url("/signed"), "hmac-sha256", Some(SECRET)).await;
+    register(&buyer, receiver.url("/bearer"), "bearer", Some(TOKEN)).await;
+    let id = goes_live(&app, &clock, &buyer).await;
+
+    let signed = receiver
+        .wait_for("/signed", 1, Duration::from_secs(5))
+        .await;
+    let request = &signed[0];
+    let timestamp = &request.headers["x-adcp-timestamp"];
+    assert_eq!(
+        timestamp.parse::<i64>().unwrap(),
+        at(2027, 3, 2).timestamp()
+    );
+    assert_eq!(
+        request.headers["x-adcp-signature"],
+        format!("sha256={}", hmac_hex(SECRET, timestamp, &request.raw)),
+        "the signature is over the bytes received"
+    );
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert!(request.headers["user-agent"].starts_with("Overseer/"));
+    assert!(!request.headers.contains_key("authorization"));
+    let body = request.json();
+    assert_eq!(body["task_type"], "update_media_buy");
+    assert_eq!(body["protocol"], "media-buy");
+    assert_eq!(body["task_id"], id.as_str());
+    assert_eq!(
+        body["result"],
+        json!({"media_buy_id": id, "status": "active"})
+    );
+    let key = body["idempotency_key"].as_str().unwrap();
+    assert!((16..=255).contains(&key.len()), "{key}");
+    assert!(
+        key.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)),
+        "{key}"
+    );
+    assert!(
+        !String::from_utf8(request.raw.clone())
+            .unwrap()
+            .contains(": "),
+        "compact JSON"
+    );
+
+    let bearer = receiver
+        .wait_for("/bearer", 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        bearer[0].headers["authorization"],
+        format!("Bearer {TOKEN}")
+    );
+    assert!(!bearer[0].headers.contains_key("x-adcp-signature"));
+
+    // Delivered once each, recorded and audited.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rows(&app.store, &id)
+        .await
+        .iter()
+        .any(|r| r.status != "delivered")
+    {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receiver.still("/signed", 1, QUIET).await;
+    let audited = crate::audit::wait_for_rows(&app.store, &["webhook_delivered"], 2).await;
+    assert!(
+        audited
+            .iter()
+            .all(|r| r.event.tenant_id.as_deref() == Some("acme"))
+    );
+    assert!(
+        !audited
+            .iter()
+            .any(|r| r.event.details.to_string().contains(SECRET))
+    );
+}
+
+async fn retries_follow_the_answer_and_credentials_refused_block_the_config(backend: Backend) {
+    let (app, clock) = app_on_clock(backend).await;
+    let receiver = Receiver::start();
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    receiver.script("/flaky", [Reply::status(503, ""), Reply::status(503, "")]);
+    receiver.script("/limited", [Reply::too_many("2")]);
+    receiver.set_default("/bad", Reply::status(400, "bad"));
+    receiver.set_default("/gone", Reply::status(404, "gone"));
+    receiver.set_default("/denied", Reply::status(401, "who are you"));
+    for path in ["/flaky", "/limited", "/bad", "/gone", "/denied"] {
+        register(&buyer, receiver.url(path), "bearer", Some(TOKEN)).await;
+    }
+    let id = goes_live(&app, &clock, &buyer).await;
+    let t0 = at(2027, 3, 2);
+    for path in ["/flaky", "/limited", "/bad", "/gone", "/denied"] {
+        receiver.wait_for(path, 1, Duration::from_secs(5)).await;
+    }
+
+    // 429 with Retry-After: 2 — not before 2 s.
+    clock.set(t0 + chrono::Duration::milliseconds(1_500));
+    receiver.still("/limited", 1, QUIET).await;
+    receiver.still("/flaky", 1, Duration::ZERO).await;
+    clock.set(t0 + chrono::Duration::milliseconds(2_500));
+    let limited = receiver
+        .wait_for("/limited", 2, Duration::from_secs(5))
+        .await;
+    assert_eq!(limited[1].answered, 200);
+    assert_eq!(
+        limited[1].raw, limited[0].raw,
+        "a retry sends the same bytes"
+    );
+    // 503, 503, 200: backoff 2 s then 4 s (±20 %).
+    receiver.wait_for("/flaky", 2, Duration::from_secs(5)).await;
+    clock.set(t0 + chrono::Duration::seconds(8));
+    let flaky = receiver.wait_for("/flaky", 3, Duration::from_secs(5)).await;
+    assert_eq!(
+        flaky.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [503, 503, 200]
+    );
+
+    // 400, 404 and 401 are never retried.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(120));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for path in ["/bad", "/gone", "/denied", "/flaky", "/limited"] {
+        let n = if path == "/flaky" {
+            3
+        } else if path == "/limited" {
+            2
+        } else {
+            1
+        };
+        receiver.still(path, n, Duration::ZERO).await;
+    }
+    let by_code = |rows: &[overseer::store::webhooks::WebhookRow], code: i32| {
+        rows.iter()
+            .find(|r| r.last_status_code == Some(code))
+            .map(|r| (r.status.clone(), r.attempts))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let settled = loop {
+        let settled = rows(&app.store, &id).await;
+        if settled.iter().all(|r| r.status != "pending") {
+            break settled;
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(by_code(&settled, 400), Some(("failed".into(), 1)));
+    assert_eq!(by_code(&settled, 404), Some(("failed".into(), 1)));
+    assert_eq!(by_code(&settled, 401), Some(("failed".into(), 1)));
+    assert_eq!(
+        settled.iter().filter(|r| r.status == "delivered").count(),
+        2
+    );
+    assert!(
+        settled
+            .iter()
+            .any(|r| r.status == "delivered" && r.attempts == 3)
+    );
+
+    // The config that refused our credentials is blocked until re-registered.
+    let configs: Value = buyer
+        .expect(200, buyer.get("/api/v1/push-notification-configs").await)
+        .await;
+    let statuses: Vec<(&str, &str)> = configs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["url"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    for (url, status) in statuses {
+        let expected = if url.ends_with("/denied") {
+            "auth_blocked"
+        } else {
+            "active"
+        };
+        assert_eq!(status, expected, "{url}");
+    }
+    assert_eq!(stored(&app.store, &["webhook_failed"]).await.len(), 3);
+}
