@@ -176,11 +176,16 @@ impl WebhookTransport for HttpWebhookTransport {
                 } else {
                     "request failed"
                 };
+                // The causes name addresses and refusals, never the URL.
                 let e = e.without_url();
-                match std::error::Error::source(&e) {
-                    Some(source) => format!("{kind}: {source}"),
-                    None => kind.to_owned(),
+                let mut reason = kind.to_owned();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    reason.push_str(": ");
+                    reason.push_str(&cause.to_string());
+                    source = cause.source();
                 }
+                reason
             })?;
             let retry_after = response
                 .headers()

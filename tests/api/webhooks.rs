@@ -20,6 +20,7 @@ use crate::receiver::{Receiver, Reply};
 on_both_backends!(
     a_status_change_reaches_the_buyer_signed_and_authorised,
     retries_follow_the_answer_and_credentials_refused_block_the_config,
+    the_guard_refuses_at_send_time_too,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -31,17 +32,18 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 }
 
 async fn app_on_clock(backend: Backend) -> (TestApp, ManualClock) {
+    app_on_clock_with(backend, &[]).await
+}
+
+async fn app_on_clock_with(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, ManualClock) {
     let clock = ManualClock::new(at(2026, 11, 24));
-    let app = spawn_app_with_clock(
-        backend,
-        &[
-            ("SKIP_CRON", "true"),
-            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
-            ("WEBHOOK_POLL_INTERVAL", "20ms"),
-        ],
-        clock.clone(),
-    )
-    .await;
+    let mut all = vec![
+        ("SKIP_CRON", "true"),
+        ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
+        ("WEBHOOK_POLL_INTERVAL", "20ms"),
+    ];
+    all.extend_from_slice(vars);
+    let app = spawn_app_with_clock(backend, &all, clock.clone()).await;
     (app, clock)
 }
 
@@ -275,4 +277,50 @@ async fn retries_follow_the_answer_and_credentials_refused_block_the_config(back
         assert_eq!(status, expected, "{url}");
     }
     assert_eq!(stored(&app.store, &["webhook_failed"]).await.len(), 3);
+}
+
+/// A URL that was fine at registration (or was changed behind the API's
+/// back) is checked again when sending: nothing reaches a refused address.
+async fn the_guard_refuses_at_send_time_too(backend: Backend) {
+    // No allowlist here: registered to a public address, then pointed at
+    // loopback (a literal and a name) behind the API's back.
+    let (app, clock) = app_on_clock_with(
+        backend,
+        &[("WEBHOOK_MAX_ATTEMPTS", "1"), ("WEBHOOK_ALLOWED_CIDRS", "")],
+    )
+    .await;
+    let receiver = Receiver::start();
+    let port = receiver.base.rsplit(':').next().unwrap().to_owned();
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    let literal = register(&buyer, "http://8.8.8.8/a".into(), "bearer", Some(TOKEN)).await;
+    let named = register(&buyer, "http://8.8.4.4/b".into(), "bearer", Some(TOKEN)).await;
+    for (id, url) in [
+        (&literal, format!("http://127.0.0.1:{port}/a")),
+        (&named, format!("http://localhost:{port}/b")),
+    ] {
+        crate::audit::raw_sql(
+            &app,
+            backend,
+            &format!("UPDATE push_notification_configs SET url = '{url}' WHERE id = '{id}'"),
+        )
+        .await
+        .unwrap();
+    }
+    let id = goes_live(&app, &clock, &buyer).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let settled = loop {
+        let settled = rows(&app.store, &id).await;
+        if settled.len() == 2 && settled.iter().all(|r| r.status != "pending") {
+            break settled;
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for row in &settled {
+        assert_eq!(row.status, "failed");
+        let error = row.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("loopback"), "{error}");
+        assert!(!error.contains(&port), "no URL in the reason: {error}");
+    }
+    assert!(receiver.all().is_empty(), "nothing reached the receiver");
 }
