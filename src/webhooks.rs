@@ -102,6 +102,17 @@ impl WebhookStore for Store {
                 .map_err(|e| e.short_reason())
         })
     }
+
+    fn depth(&self) -> BoxFuture<u64> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .webhook_depth()
+                .await
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| e.short_reason())
+        })
+    }
 }
 
 /// Resolves names through the SSRF guard.

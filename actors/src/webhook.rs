@@ -111,6 +111,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         settlement: Settlement,
         now: DateTime<Utc>,
     ) -> BoxFuture<()>;
+    /// Requests waiting, due or not.
+    fn depth(&self) -> BoxFuture<u64>;
 }
 
 /// What the receiver answered.
@@ -232,6 +234,8 @@ struct Shared {
     transport: Arc<dyn WebhookTransport>,
     auditor: Auditor,
     clock: Arc<dyn Clock>,
+    /// When `webhook_outbox_depth` was last read.
+    depth_read: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The running sender.
@@ -263,6 +267,7 @@ impl WebhookSender {
             transport,
             auditor,
             clock,
+            depth_read: std::sync::Mutex::new(None),
         });
         let actor = supervisor.spawn("webhook_sender", policy, move |child| WebhookSenderActor {
             child: child.clone(),
@@ -298,6 +303,23 @@ impl Actor for WebhookSenderActor {
 
 /// Claims the due rows and sends them, concurrently.
 async fn poll(shared: Arc<Shared>) {
+    let read_depth = {
+        let mut last = shared
+            .depth_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    };
+    if read_depth {
+        match shared.store.depth().await {
+            Ok(depth) => metrics::gauge!("webhook_outbox_depth").set(depth as f64),
+            Err(reason) => tracing::warn!(%reason, "webhooks: could not read the outbox depth"),
+        }
+    }
     let now = shared.clock.now();
     let jobs = match shared.store.due(now, shared.config.batch).await {
         Ok(jobs) if jobs.is_empty() => return,

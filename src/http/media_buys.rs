@@ -398,7 +398,7 @@ async fn list(
 
 /// The buy at `id`, if the caller may see it (404 and a violation if it is
 /// someone else's).
-async fn visible(
+pub(crate) async fn visible(
     caller: &Caller,
     state: &AppState,
     req: &HttpRequest,

@@ -15,6 +15,7 @@ pub mod push_configs;
 pub mod request_audit;
 pub mod settings;
 pub mod tenants;
+pub mod webhooks;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                 .configure(creatives::routes)
                 .configure(workflows::routes)
                 .configure(push_configs::routes)
+                .configure(webhooks::routes)
                 .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
         );
     if fault_injection {

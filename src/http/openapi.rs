@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::{
     admin, audit, creatives, health, media_buys, principals, push_configs, settings, tenants,
-    workflows,
+    webhooks, workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -79,6 +79,7 @@ pub fn document() -> Document {
         health::Doc::openapi(),
         admin::Doc::openapi(),
         push_configs::Doc::openapi(),
+        webhooks::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -136,6 +137,8 @@ mod tests {
         "POST /api/v1/push-notification-configs",
         "GET /api/v1/push-notification-configs",
         "DELETE /api/v1/push-notification-configs/{id}",
+        "GET /api/v1/media-buys/{id}/webhooks",
+        "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
     ];
 
     #[test]

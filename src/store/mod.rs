@@ -626,6 +626,22 @@ impl Store {
         ))
     }
 
+    /// Re-queues a failed webhook request of `media_buy_id`; `None` if
+    /// there is no such failed request.
+    pub async fn requeue_webhook(
+        &self,
+        id: i64,
+        media_buy_id: &str,
+        effects: Effects<'_>,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.requeue_webhook(id, media_buy_id, effects))
+    }
+
+    /// Webhook requests waiting to be sent.
+    pub async fn webhook_depth(&self) -> Result<i64, StoreError> {
+        dispatch!(self.webhook_depth())
+    }
+
     /// A media buy's webhook requests, oldest first.
     pub async fn webhook_rows(
         &self,

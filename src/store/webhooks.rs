@@ -62,16 +62,21 @@ pub struct DueWebhook {
 }
 
 /// A row as the API and tests read it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WebhookRow {
     pub id: i64,
     pub config_id: String,
     pub media_buy_id: String,
+    /// `update_media_buy` (status change).
+    pub task_type: String,
     pub idempotency_key: String,
+    /// `pending`, `delivered` or `failed`.
     pub status: String,
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 macro_rules! webhook_queries {
@@ -136,7 +141,7 @@ macro_rules! webhook_queries {
                 "SELECT w.id, w.tenant_id, w.config_id, w.media_buy_id, w.task_type, w.payload, \
                  w.attempts, c.url, c.authentication_type, c.authentication_token \
                  FROM webhook_outbox w JOIN push_notification_configs c ON c.id = w.config_id \
-                 WHERE w.status = 'pending' \
+                 WHERE w.status = 'pending' AND c.status = 'active' \
                  AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= $1) \
                  AND (w.locked_until IS NULL OR w.locked_until <= $1) \
                  ORDER BY w.id LIMIT $2",
@@ -238,13 +243,47 @@ macro_rules! webhook_queries {
             media_buy_id: &str,
         ) -> Result<Vec<super::webhooks::WebhookRow>, sqlx::Error> {
             sqlx::query_as(
-                "SELECT id, config_id, media_buy_id, idempotency_key, status, attempts, \
-                 last_status_code, last_error FROM webhook_outbox WHERE media_buy_id = $1 ORDER BY id",
+                "SELECT id, config_id, media_buy_id, task_type, idempotency_key, status, attempts, \
+                 last_status_code, last_error, created_at, delivered_at \
+                 FROM webhook_outbox WHERE media_buy_id = $1 ORDER BY id",
             )
             .persistent(self.persistent)
             .bind(media_buy_id)
             .fetch_all(&self.pool)
             .await
+        }
+
+        /// Puts a `failed` request of `media_buy_id` back in the queue, with
+        /// a fresh attempt budget; `false` if there is no such failed one.
+        pub(super) async fn requeue_webhook(
+            &self,
+            id: i64,
+            media_buy_id: &str,
+            effects: super::domain::Effects<'_>,
+        ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            let moved = sqlx::query(
+                "UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, \
+                 locked_until = NULL WHERE id = $1 AND media_buy_id = $2 AND status = 'failed'",
+            )
+            .persistent(self.persistent)
+            .bind(id)
+            .bind(media_buy_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved == 0 {
+                return Ok(None);
+            }
+            self.commit_with(tx, effects).await.map(Some)
+        }
+
+        /// Requests waiting (pending), for the depth gauge.
+        pub(super) async fn webhook_depth(&self) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'")
+                .persistent(self.persistent)
+                .fetch_one(&self.pool)
+                .await
         }
     };
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     a_status_change_reaches_the_buyer_signed_and_authorised,
     retries_follow_the_answer_and_credentials_refused_block_the_config,
     the_guard_refuses_at_send_time_too,
+    a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -323,4 +324,75 @@ async fn the_guard_refuses_at_send_time_too(backend: Backend) {
         assert!(!error.contains(&port), "no URL in the reason: {error}");
     }
     assert!(receiver.all().is_empty(), "nothing reached the receiver");
+}
+
+async fn a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried(backend: Backend) {
+    let (app, clock) = app_on_clock_with(backend, &[("WEBHOOK_MAX_ATTEMPTS", "3")]).await;
+    let receiver = Receiver::start();
+    let (admin, buyer, _) = tenant_with_principal(&app, "acme").await;
+    let down = crate::helpers::closed_port();
+    let config = register(
+        &buyer,
+        format!("http://127.0.0.1:{down}/hook"),
+        "bearer",
+        Some(TOKEN),
+    )
+    .await;
+    let id = goes_live(&app, &clock, &buyer).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rows = rows(&app.store, &id).await;
+        if rows.iter().all(|r| r.status == "failed") {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "not failed: {rows:?}");
+    };
+    assert_eq!(failed[0].attempts, 3);
+
+    // Visible through the API, to the buyer and its admin.
+    let path = format!("/api/v1/media-buys/{id}/webhooks");
+    let listed = buyer.expect(200, buyer.get(&path).await).await;
+    let item = &listed["items"][0];
+    assert_eq!(item["status"], "failed");
+    assert_eq!(item["attempts"], 3);
+    assert!(
+        item["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{item}"
+    );
+    assert_eq!(
+        admin.expect(200, admin.get(&path).await).await["items"],
+        listed["items"]
+    );
+
+    // The receiver is back (at a new address); the admin queues it again.
+    crate::audit::raw_sql(
+        &app,
+        backend,
+        &format!(
+            "UPDATE push_notification_configs SET url = '{}' WHERE id = '{config}'",
+            receiver.url("/hook")
+        ),
+    )
+    .await
+    .unwrap();
+    let retry = format!("{path}/{}/retry", failed[0].id);
+    assert_eq!(buyer.post(&retry, &json!({})).await.status(), 403);
+    let requeued = admin
+        .expect(200, admin.post(&retry, &json!({})).await)
+        .await;
+    assert_eq!(requeued["status"], "pending");
+    assert_eq!(requeued["attempts"], 0);
+    receiver.wait_for("/hook", 1, Duration::from_secs(5)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rows(&app.store, &id).await[0].status != "delivered" {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admin.post(&retry, &json!({})).await.status(), 409);
+    assert_eq!(stored(&app.store, &["webhook_requeued"]).await.len(), 1);
 }
