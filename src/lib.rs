@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod outbound;
 pub mod slack;
 pub mod ssrf;
 pub mod startup;

@@ -102,42 +102,14 @@ pub struct HttpTransport {
     client: reqwest::Client,
 }
 
-/// Makes ring the process's TLS provider (the one sqlx already uses), once.
-pub fn install_tls_provider() {
-    // `Err` means a provider is installed already, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::outbound::install_tls_provider;
 
 impl HttpTransport {
     /// A client that never follows redirects and gives up after `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        install_tls_provider();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("Overseer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("could not build the HTTP client: {}", e.without_url()))?;
+        let client = crate::outbound::build(crate::outbound::client_builder(timeout))?;
         Ok(Self { client })
     }
-}
-
-/// A reqwest error's reason without the URL it may carry.
-fn reason(err: reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let err = err.without_url();
-    let source = std::error::Error::source(&err)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    // The source chain of a connect error names the address, not the URL path.
-    format!("{kind}{source}")
 }
 
 impl SlackTransport for HttpTransport {
@@ -148,15 +120,9 @@ impl SlackTransport for HttpTransport {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         Box::pin(async move {
-            let response = request.send().await.map_err(reason)?;
+            let response = request.send().await.map_err(crate::outbound::reason)?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+            let retry_after = crate::outbound::retry_after(response.headers());
             // Slack's error code is a short word; read little of any body.
             let body = match response.text().await {
                 Ok(text) => text.chars().take(200).collect(),

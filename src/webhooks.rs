@@ -141,17 +141,11 @@ pub struct HttpWebhookTransport {
 
 impl HttpWebhookTransport {
     pub fn new(policy: SsrfPolicy, timeout: Duration) -> Result<Self, String> {
-        crate::slack::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("Overseer/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver {
+        let client = crate::outbound::build(
+            crate::outbound::client_builder(timeout).dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
-            }))
-            .build()
-            .map_err(|e| format!("could not build the HTTP client: {}", e.without_url()))?;
+            })),
+        )?;
         Ok(Self { client, policy })
     }
 }
@@ -179,32 +173,8 @@ impl WebhookTransport for HttpWebhookTransport {
             for (name, value) in headers {
                 request = request.header(name, value);
             }
-            let response = request.send().await.map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
-                // The causes name addresses and refusals, never the URL.
-                let e = e.without_url();
-                let mut reason = kind.to_owned();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    reason.push_str(": ");
-                    reason.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                reason
-            })?;
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+            let response = request.send().await.map_err(crate::outbound::reason)?;
+            let retry_after = crate::outbound::retry_after(response.headers());
             Ok(Answer {
                 status: response.status().as_u16(),
                 retry_after,
