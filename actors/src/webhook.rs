@@ -357,8 +357,18 @@ async fn send(shared: Arc<Shared>, job: WebhookJob) {
     let answer = shared.transport.post(&job.url, headers, body).await;
     let elapsed = started.elapsed();
     metrics::histogram!("webhook_delivery_duration_seconds").record(elapsed.as_secs_f64());
+    // Waits count from the answer: the clock when the request went out plus
+    // how long it took (a manual clock moved after the receiver answered
+    // cannot shift them).
+    let answered_at = sent_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    let settlement = decide(
+        &answer,
+        attempt_number,
+        &shared.config,
+        answered_at,
+        rand::random(),
+    );
     let now = shared.clock.now();
-    let settlement = decide(&answer, attempt_number, &shared.config, now, rand::random());
     let attempt = Attempt {
         number: attempt_number,
         status_code: answer.as_ref().ok().map(|a| a.status),

@@ -199,7 +199,7 @@ async fn retries_follow_the_answer_and_credentials_refused_block_the_config(back
     clock.set(t0 + chrono::Duration::milliseconds(1_500));
     receiver.still("/limited", 1, QUIET).await;
     receiver.still("/flaky", 1, Duration::ZERO).await;
-    clock.set(t0 + chrono::Duration::milliseconds(2_500));
+    clock.set(t0 + chrono::Duration::milliseconds(2_900));
     let limited = receiver
         .wait_for("/limited", 2, Duration::from_secs(5))
         .await;
@@ -210,7 +210,7 @@ async fn retries_follow_the_answer_and_credentials_refused_block_the_config(back
     );
     // 503, 503, 200: backoff 2 s then 4 s (±20 %).
     receiver.wait_for("/flaky", 2, Duration::from_secs(5)).await;
-    clock.set(t0 + chrono::Duration::seconds(8));
+    clock.set(t0 + chrono::Duration::seconds(9));
     let flaky = receiver.wait_for("/flaky", 3, Duration::from_secs(5)).await;
     assert_eq!(
         flaky.iter().map(|r| r.answered).collect::<Vec<_>>(),

@@ -804,10 +804,15 @@ async fn send_group(shared: Arc<Shared>, group: Group, digest: bool) -> SendRepo
             continue;
         }
         let body = serde_json::to_vec(&message).unwrap_or_default();
+        let sent_at = shared.clock.now();
         let started = std::time::Instant::now();
         let answer = shared.transport.post(target.url(), body).await;
-        metrics::histogram!("slack_post_duration_seconds").record(started.elapsed().as_secs_f64());
-        let at = shared.clock.now();
+        let elapsed = started.elapsed();
+        metrics::histogram!("slack_post_duration_seconds").record(elapsed.as_secs_f64());
+        // Waits count from when the answer came: the clock when the request
+        // went out plus how long it took (read this way, a manual clock
+        // moved by a test after the receiver answered cannot shift them).
+        let at = sent_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
         let verdict = classify(&answer, config.default_retry_after);
         let result = match &verdict {
             Verdict::Delivered => "sent",
