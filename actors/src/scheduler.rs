@@ -1,8 +1,9 @@
-//! The media-buy status scheduler: every `MEDIA_BUY_STATUS_CHECK_INTERVAL`
-//! it asks the store to run one status cycle (the transitions themselves are
-//! set-based SQL in the service's store), and keeps what `/health` and
-//! `/metrics` show of it. With `SKIP_CRON=true` it runs no timer, and a cycle
-//! still runs on demand (`POST /admin/schedulers/status/run`).
+//! The timer schedulers: every interval each asks the service to run one
+//! cycle — the media-buy status cycle (`MEDIA_BUY_STATUS_CHECK_INTERVAL`;
+//! the transitions are set-based SQL in the service's store) or the delivery
+//! report cycle (`DELIVERY_WEBHOOK_INTERVAL`) — and keeps what `/health` and
+//! `/metrics` show of it. With `SKIP_CRON=true` they run no timer, and a
+//! cycle still runs on demand (`POST /admin/schedulers/{status,delivery}/run`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -75,6 +76,8 @@ pub struct SchedulerStatus {
 }
 
 struct Shared {
+    /// `status` or `delivery`: the metrics' `scheduler` label.
+    label: &'static str,
     cycle: Arc<dyn StatusCycle>,
     clock: Arc<dyn Clock>,
     interval: Option<Duration>,
@@ -92,7 +95,7 @@ impl Shared {
         let started = Instant::now();
         let outcome = self.cycle.run(now).await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        metrics::histogram!("scheduler_run_duration_seconds", "scheduler" => "status")
+        metrics::histogram!("scheduler_run_duration_seconds", "scheduler" => self.label)
             .record(started.elapsed().as_secs_f64());
         let result = match &outcome {
             Ok(o) if o.locked_out => "locked_out",
@@ -100,7 +103,7 @@ impl Shared {
             Ok(_) => "ok",
             Err(_) => "error",
         };
-        metrics::counter!("scheduler_runs_total", "scheduler" => "status", "result" => result)
+        metrics::counter!("scheduler_runs_total", "scheduler" => self.label, "result" => result)
             .increment(1);
         let mut status = self.status();
         status.next_run_at = self
@@ -109,7 +112,7 @@ impl Shared {
             .map(|i| now + i);
         match outcome {
             Ok(outcome) if outcome.locked_out => {
-                tracing::debug!("status cycle: another replica is running one");
+                tracing::debug!(scheduler = self.label, "another replica is running a cycle");
                 Ok(CycleReport {
                     ran: false,
                     transitions: Vec::new(),
@@ -148,7 +151,7 @@ impl Shared {
                 })
             }
             Err(reason) => {
-                tracing::warn!(%reason, "status cycle could not run");
+                tracing::warn!(scheduler = self.label, %reason, "a cycle could not run");
                 status.last_run_at = Some(now);
                 status.last_duration_ms = Some(duration_ms);
                 status.transitions = 0;
@@ -174,11 +177,12 @@ impl std::fmt::Debug for StatusScheduler {
 }
 
 impl StatusScheduler {
-    /// Starts `status_scheduler` under `supervisor`; `interval: None` runs no
-    /// timer (`SKIP_CRON`).
+    /// Starts `<label>_scheduler` under `supervisor`; `interval: None` runs
+    /// no timer (`SKIP_CRON`).
     pub fn start(
         supervisor: &Supervisor,
         policy: RestartPolicy,
+        label: &'static str,
         interval: Option<Duration>,
         cycle: Arc<dyn StatusCycle>,
         clock: Arc<dyn Clock>,
@@ -187,6 +191,7 @@ impl StatusScheduler {
             .and_then(|i| chrono::Duration::from_std(i).ok())
             .map(|i| clock.now() + i);
         let shared = Arc::new(Shared {
+            label,
             cycle,
             clock,
             interval,
@@ -197,11 +202,14 @@ impl StatusScheduler {
             }),
         });
         let for_factory = shared.clone();
-        let actor = supervisor.spawn("status_scheduler", policy, move |child| {
-            StatusSchedulerActor {
-                child: child.clone(),
-                shared: for_factory.clone(),
-            }
+        let name = match label {
+            "status" => "status_scheduler",
+            "delivery" => "delivery_scheduler",
+            _ => "scheduler",
+        };
+        let actor = supervisor.spawn(name, policy, move |child| StatusSchedulerActor {
+            child: child.clone(),
+            shared: for_factory.clone(),
         });
         Self { shared, actor }
     }
