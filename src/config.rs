@@ -86,6 +86,9 @@ pub struct Config {
     /// `MEDIA_BUY_STATUS_CHECK_INTERVAL` (60 s; empty = default): how often
     /// the status scheduler runs (unless `SKIP_CRON`).
     pub status_check_interval: Duration,
+    /// `DELIVERY_WEBHOOK_INTERVAL` (3600 s; empty = default): how often the
+    /// delivery-report cycle runs (unless `SKIP_CRON`).
+    pub delivery_interval: Duration,
     /// `WEBHOOK_ALLOWED_CIDRS`, `WEBHOOK_ALLOWED_HOSTS` (comma-separated):
     /// what buyers' webhooks may reach despite the SSRF rules (`crate::ssrf`).
     pub ssrf: crate::ssrf::SsrfPolicy,
@@ -318,6 +321,8 @@ impl Config {
             slack: slack_settings(&env, environment)?,
             status_check_interval: env
                 .duration("MEDIA_BUY_STATUS_CHECK_INTERVAL", Duration::from_secs(60))?,
+            delivery_interval: env
+                .duration("DELIVERY_WEBHOOK_INTERVAL", Duration::from_secs(3_600))?,
             webhook: {
                 let d = overseer_actors::webhook::WebhookConfig::default();
                 overseer_actors::webhook::WebhookConfig {
@@ -389,6 +394,7 @@ impl Config {
             mock_adapter_interval_ms = self.mock_adapter.interval.as_millis() as u64,
             slack = ?self.slack,
             status_check_interval_ms = self.status_check_interval.as_millis() as u64,
+            delivery_interval_ms = self.delivery_interval.as_millis() as u64,
             webhook_ssrf = ?self.ssrf,
             webhook = ?self.webhook,
             webhook_timeout_ms = self.webhook_timeout.as_millis() as u64,

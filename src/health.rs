@@ -66,6 +66,8 @@ pub struct Components {
 pub struct Schedulers {
     /// The media-buy status scheduler.
     pub status: overseer_actors::scheduler::SchedulerStatus,
+    /// The delivery-report scheduler (`transitions`: reports queued).
+    pub delivery: overseer_actors::scheduler::SchedulerStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,27 +94,28 @@ pub struct Health {
     auditor: Auditor,
     slack: overseer_actors::slack::SlackRouter,
     status_scheduler: overseer_actors::scheduler::StatusScheduler,
+    delivery_scheduler: overseer_actors::scheduler::StatusScheduler,
     started: Instant,
     check_timeout: Duration,
 }
 
 impl Health {
+    /// What `/health` reads: the store, the schema status, and the actors'
+    /// own status handles.
     pub fn new(
         store: Store,
         schema: watch::Receiver<SchemaStatus>,
-        actors: SupervisionBoard,
-        auditor: Auditor,
-        slack: overseer_actors::slack::SlackRouter,
-        status_scheduler: overseer_actors::scheduler::StatusScheduler,
+        actors: &crate::supervision::Actors,
         check_timeout: Duration,
     ) -> Self {
         Self {
             store,
             schema,
-            actors,
-            auditor,
-            slack,
-            status_scheduler,
+            actors: actors.supervisor.board().clone(),
+            auditor: actors.auditor.clone(),
+            slack: actors.slack.clone(),
+            status_scheduler: actors.status_scheduler.clone(),
+            delivery_scheduler: actors.delivery_scheduler.clone(),
             started: Instant::now(),
             check_timeout,
         }
@@ -167,6 +170,7 @@ impl Health {
                 slack: self.slack.status(),
                 schedulers: Schedulers {
                     status: self.status_scheduler.status(),
+                    delivery: self.delivery_scheduler.status(),
                 },
             },
         }

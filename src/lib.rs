@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod outbound;
+pub mod reports;
 pub mod slack;
 pub mod ssrf;
 pub mod startup;

@@ -98,10 +98,7 @@ impl Application {
             health: Health::new(
                 store.clone(),
                 schema_rx,
-                actors.supervisor.board().clone(),
-                actors.auditor.clone(),
-                actors.slack.clone(),
-                actors.status_scheduler.clone(),
+                &actors,
                 config.http.health_check_timeout,
             ),
             admin_token_hash: TokenHash::of_secret(&config.admin_token.token),

@@ -138,6 +138,49 @@ impl StatusCycle for StoreStatusCycle {
     }
 }
 
+/// The delivery-report cycle as the scheduler calls it. Its "transitions"
+/// are the reports queued: `report → scheduled` and `report → final`.
+struct StoreReportCycle {
+    store: Store,
+}
+
+impl StatusCycle for StoreReportCycle {
+    fn run(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Pin<Box<dyn Future<Output = Result<CycleOutcome, String>> + Send + 'static>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let cycle = crate::reports::run_cycle(&store, now, None, false, Effects::default())
+                .await
+                .map_err(|e| e.short_reason())?;
+            let count = |to: &str, count: u64| TransitionCount {
+                from: "report".into(),
+                to: to.into(),
+                count,
+            };
+            Ok(CycleOutcome {
+                locked_out: false,
+                transitions: [
+                    count("scheduled", cycle.scheduled),
+                    count("final", cycle.finals),
+                ]
+                .into_iter()
+                .filter(|t| t.count > 0)
+                .collect(),
+                errors: cycle
+                    .errors
+                    .into_iter()
+                    .map(|(media_buy_id, reason)| RowError {
+                        media_buy_id,
+                        reason,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}
+
 /// The running actors.
 #[derive(Clone)]
 pub struct Actors {
@@ -149,6 +192,7 @@ pub struct Actors {
     pub mock_adapter: Option<ActorHandle<MockAdapter>>,
     pub slack: SlackRouter,
     pub status_scheduler: StatusScheduler,
+    pub delivery_scheduler: StatusScheduler,
     pub webhook_sender: overseer_actors::webhook::WebhookSender,
 }
 
@@ -213,10 +257,22 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
     let status_scheduler = StatusScheduler::start(
         &supervisor,
         policy.clone(),
+        "status",
         (!config.skip_cron).then_some(config.status_check_interval),
         Arc::new(StoreStatusCycle {
             store: store.clone(),
             auditor: auditor.clone(),
+        }),
+        clock.clone(),
+    );
+
+    let delivery_scheduler = StatusScheduler::start(
+        &supervisor,
+        policy.clone(),
+        "delivery",
+        (!config.skip_cron).then_some(config.delivery_interval),
+        Arc::new(StoreReportCycle {
+            store: store.clone(),
         }),
         clock.clone(),
     );
@@ -255,6 +311,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         mock_adapter,
         slack,
         status_scheduler,
+        delivery_scheduler,
         webhook_sender,
     })
 }

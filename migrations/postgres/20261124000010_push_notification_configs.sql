@@ -1,5 +1,6 @@
--- Where a buyer (principal) wants its delivery reports and status changes
--- posted. The token (bearer token or HMAC secret) never leaves the service.
+-- Where a buyer (principal) wants its status changes posted, and (rows with
+-- media_buy_id) a media buy's reporting webhook, where its delivery reports
+-- go. The token (bearer token or HMAC secret) never leaves the service.
 CREATE TABLE push_notification_configs (
     id                    TEXT PRIMARY KEY,
     tenant_id             TEXT NOT NULL REFERENCES tenants (id),
@@ -8,6 +9,7 @@ CREATE TABLE push_notification_configs (
     authentication_type   TEXT NOT NULL CHECK (authentication_type IN ('bearer', 'hmac-sha256', 'none')),
     authentication_token  TEXT,
     status                TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'auth_blocked')),
+    media_buy_id          TEXT,
     created_at            TIMESTAMPTZ NOT NULL,
     updated_at            TIMESTAMPTZ NOT NULL
 );

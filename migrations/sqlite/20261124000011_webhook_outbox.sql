@@ -8,6 +8,13 @@ CREATE TABLE webhook_outbox (
     media_buy_id      TEXT NOT NULL,
     task_type         TEXT NOT NULL,
     idempotency_key   TEXT NOT NULL UNIQUE,
+    -- Delivery reports: `scheduled` or `final`, the buy's sequence number
+    -- (strictly increasing, reserved in the row's transaction) and the key
+    -- of (config, buy, reporting period) that stops a second report for
+    -- the same period (NULL for forced reports).
+    notification_type TEXT,
+    sequence_number   INTEGER,
+    dedup_key         TEXT UNIQUE,
     payload           TEXT NOT NULL,
     status            TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts          INTEGER NOT NULL DEFAULT 0,
@@ -20,6 +27,8 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_pending_idx ON webhook_outbox (id) WHERE status = 'pending';
 CREATE INDEX webhook_outbox_media_buy_idx ON webhook_outbox (media_buy_id, id);
+CREATE UNIQUE INDEX webhook_outbox_sequence_idx ON webhook_outbox (media_buy_id, sequence_number)
+    WHERE sequence_number IS NOT NULL;
 
 -- Every attempt, kept.
 CREATE TABLE webhook_deliveries (

@@ -10,13 +10,16 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::{AppState, Json};
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(run_status_cycle))]
+#[openapi(paths(run_status_cycle, run_delivery_cycle))]
 pub struct Doc;
 
 /// Operator routes that always exist.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/admin/schedulers/status/run").route(web::post().to(run_status_cycle)),
+    )
+    .service(
+        web::resource("/admin/schedulers/delivery/run").route(web::post().to(run_delivery_cycle)),
     );
 }
 
@@ -83,6 +86,37 @@ async fn run_status_cycle(
     state
         .actors
         .status_scheduler
+        .run_now()
+        .await
+        .map(web::Json)
+        .map_err(|_| ApiError::DatabaseUnavailable)
+}
+
+/// `POST /admin/schedulers/delivery/run` (super admin): runs one
+/// delivery-report cycle now (`transitions`: reports queued, `report →
+/// scheduled` and `report → final`).
+#[utoipa::path(
+    post,
+    path = "/admin/schedulers/delivery/run",
+    tag = "operations",
+    operation_id = "run_delivery_cycle",
+    responses(
+        (status = 200, description = "The cycle ran", body = CycleReportDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn run_delivery_cycle(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<overseer_actors::scheduler::CycleReport>, ApiError> {
+    state
+        .actors
+        .delivery_scheduler
         .run_now()
         .await
         .map(web::Json)

@@ -140,6 +140,9 @@ struct ComponentsDoc {
 struct SchedulersDoc {
     #[schema(inline)]
     status: SchedulerDoc,
+    /// `transitions`: delivery reports queued by the last cycle.
+    #[schema(inline)]
+    delivery: SchedulerDoc,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -139,6 +139,8 @@ mod tests {
         "DELETE /api/v1/push-notification-configs/{id}",
         "GET /api/v1/media-buys/{id}/webhooks",
         "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
+        "POST /api/v1/media-buys/{id}/delivery/report",
+        "POST /admin/schedulers/delivery/run",
     ];
 
     #[test]
@@ -274,6 +276,7 @@ mod tests {
                         last_error: None,
                         next_run_at: Some(now),
                     },
+                    delivery: overseer_actors::scheduler::SchedulerStatus::default(),
                 },
             },
         };

@@ -12,7 +12,7 @@ use crate::store::Effects;
 use crate::store::webhooks::WebhookRow;
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, retry))]
+#[openapi(paths(list, retry, report))]
 pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -20,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/media-buys/{id}/webhooks/{webhook_id}/retry")
                 .route(web::post().to(retry)),
-        );
+        )
+        .service(web::resource("/media-buys/{id}/delivery/report").route(web::post().to(report)));
 }
 
 /// A buy's webhook requests, oldest first.
@@ -118,4 +119,89 @@ async fn retry(
         .find(|r| r.id == webhook_id)
         .map(web::Json)
         .ok_or_else(|| ApiError::NotFound("no such webhook request".into()))
+}
+
+/// Any other query parameter is a 400.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ReportQuery {
+    /// `true`: send a report now even if this period's was sent (audited).
+    force: Option<bool>,
+}
+
+/// What a report request did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ReportQueued {
+    /// Whether a report was queued (`false`: this period's is queued
+    /// already, or none is due yet).
+    queued: bool,
+    /// Its sequence number.
+    sequence_number: Option<i64>,
+}
+
+/// `POST /api/v1/media-buys/{id}/delivery/report?force=true` (tenant admin):
+/// queues the buy's due delivery report now; `force=true` bypasses the
+/// duplicate check (and is audited as `delivery_report_forced`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/media-buys/{id}/delivery/report",
+    tag = "media-buys",
+    operation_id = "queue_delivery_report",
+    params(
+        ("id" = String, Path, description = "The media buy's id", pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ReportQuery,
+    ),
+    responses(
+        (status = 200, description = "Queued, or nothing due", body = ReportQueued),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not a tenant admin", body = ErrorBody),
+        (status = 404, description = "No such media buy", body = ErrorBody),
+        (status = 409, description = "The buy has no reporting webhook or is not reporting (not active or recently completed)", body = ErrorBody),
+        (status = 422, description = "The id is malformed", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn report(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ReportQuery>,
+) -> Result<web::Json<ReportQueued>, ApiError> {
+    caller.tenant_admin()?;
+    let buy = visible(&caller, &state, &req, &path).await?;
+    let force = query.force.unwrap_or(false);
+    let now = state.clock.now();
+    let audit = [
+        access::event(&state, &req, &caller, "delivery_report_forced")
+            .with_details(serde_json::json!({"media_buy_id": buy.id})),
+    ];
+    let effects = if force {
+        Effects::audit(&audit)
+    } else {
+        Effects::default()
+    };
+    let mut cycle =
+        crate::reports::run_cycle(&state.store, now, Some(&buy.id), force, effects).await?;
+    access::committed(&state, &req, std::mem::take(&mut cycle.committed));
+    if let Some((_, reason)) = cycle.errors.first() {
+        return Err(ApiError::Conflict(format!(
+            "no report could be queued: {reason}"
+        )));
+    }
+    if cycle.queued.is_empty() && cycle.duplicates == 0 && force {
+        return Err(ApiError::Conflict(
+            "the buy has no reporting webhook, or is neither active nor recently completed".into(),
+        ));
+    }
+    let sequence_number = cycle.queued.first().map(|(_, s)| *s);
+    Ok(web::Json(ReportQueued {
+        queued: sequence_number.is_some(),
+        sequence_number,
+    }))
 }

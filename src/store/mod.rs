@@ -167,6 +167,7 @@ pub mod audit;
 pub mod domain;
 pub mod pg;
 pub mod push;
+pub mod reports;
 pub mod scheduler;
 pub mod slack;
 pub mod sqlite;
@@ -648,6 +649,33 @@ impl Store {
         media_buy_id: &str,
     ) -> Result<Vec<webhooks::WebhookRow>, StoreError> {
         dispatch!(self.webhook_rows(media_buy_id))
+    }
+
+    /// Buys with a reporting webhook that may be due a report (see [`reports`]).
+    pub async fn report_candidates(
+        &self,
+        completed_since: DateTime<Utc>,
+        only: Option<&str>,
+    ) -> Result<Vec<reports::ReportCandidate>, StoreError> {
+        dispatch!(self.report_candidates(completed_since, only))
+    }
+
+    /// Queues a delivery report unless it is a duplicate; its sequence number.
+    pub async fn queue_report(
+        &self,
+        report: &reports::NewReport<'_>,
+        build: &(dyn Fn(i64) -> (String, String) + Send + Sync),
+        effects: Effects<'_>,
+    ) -> Result<Option<(i64, Vec<CommittedEvent>)>, StoreError> {
+        dispatch!(self.queue_report(report, build, effects))
+    }
+
+    /// `(sequence number, notification type, payload)` of a buy's reports.
+    pub async fn reports_of(
+        &self,
+        media_buy_id: &str,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        dispatch!(self.reports_of(media_buy_id))
     }
 
     /// One media-buy status cycle at `now` (see [`scheduler`]).

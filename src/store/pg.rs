@@ -186,6 +186,7 @@ impl PgStore {
     super::scheduler::scheduler_queries!();
     super::push::push_queries!();
     super::webhooks::webhook_queries!();
+    super::reports::report_queries!();
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.

@@ -17,7 +17,8 @@ macro_rules! push_queries {
         ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
             let mut tx = self.begin_write().await?;
             let count: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM push_notification_configs WHERE principal_id = $1",
+                "SELECT COUNT(*) FROM push_notification_configs \
+                 WHERE principal_id = $1 AND media_buy_id IS NULL",
             )
             .persistent(self.persistent)
             .bind(&config.principal_id)
@@ -52,8 +53,8 @@ macro_rules! push_queries {
             principal_id: &str,
         ) -> Result<Vec<crate::domain::push_config::PushConfig>, sqlx::Error> {
             let sql = format!(
-                "SELECT {} FROM push_notification_configs WHERE principal_id = $1 \
-                 ORDER BY created_at, id",
+                "SELECT {} FROM push_notification_configs \
+                 WHERE principal_id = $1 AND media_buy_id IS NULL ORDER BY created_at, id",
                 super::push::PUSH_CONFIG_COLUMNS
             );
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -69,7 +70,7 @@ macro_rules! push_queries {
             id: &str,
         ) -> Result<Option<crate::domain::push_config::PushConfig>, sqlx::Error> {
             let sql = format!(
-                "SELECT {} FROM push_notification_configs WHERE id = $1",
+                "SELECT {} FROM push_notification_configs WHERE id = $1 AND media_buy_id IS NULL",
                 super::push::PUSH_CONFIG_COLUMNS
             );
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -88,7 +89,8 @@ macro_rules! push_queries {
         ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
             let mut tx = self.begin_write().await?;
             let deleted = sqlx::query(
-                "DELETE FROM push_notification_configs WHERE id = $1 AND principal_id = $2",
+                "DELETE FROM push_notification_configs \
+                 WHERE id = $1 AND principal_id = $2 AND media_buy_id IS NULL",
             )
             .persistent(self.persistent)
             .bind(id)

@@ -193,6 +193,7 @@ impl SqliteStore {
     super::scheduler::scheduler_queries!();
     super::push::push_queries!();
     super::webhooks::webhook_queries!();
+    super::reports::report_queries!();
 
     /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
     /// cycle's statements only move rows still in the state they match: no

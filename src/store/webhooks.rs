@@ -119,7 +119,7 @@ macro_rules! webhook_queries {
             }
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "SELECT id, principal_id FROM push_notification_configs \
-                 WHERE status = 'active' AND principal_id IN (",
+                 WHERE status = 'active' AND media_buy_id IS NULL AND principal_id IN (",
             );
             let mut list = qb.separated(", ");
             for id in principal_ids {

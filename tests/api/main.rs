@@ -16,6 +16,7 @@ mod health;
 mod outage;
 mod push_configs;
 mod receiver;
+mod reports;
 mod scheduler;
 mod slack;
 mod store;

@@ -353,4 +353,8 @@ fn empty_intervals_mean_the_defaults() {
     assert_eq!(config.status_check_interval, Duration::from_secs(60));
     let config = config_from(&[("MEDIA_BUY_STATUS_CHECK_INTERVAL", "5m")]);
     assert_eq!(config.status_check_interval, Duration::from_secs(300));
+    let config = config_from(&[("DELIVERY_WEBHOOK_INTERVAL", "")]);
+    assert_eq!(config.delivery_interval, Duration::from_secs(3_600));
+    let config = config_from(&[("DELIVERY_WEBHOOK_INTERVAL", "90")]);
+    assert_eq!(config.delivery_interval, Duration::from_secs(90));
 }

@@ -221,6 +221,7 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
         [
             "audit",
             "database_watch",
+            "delivery_scheduler",
             "security_monitor",
             "slack_router",
             "status_scheduler",
