@@ -93,8 +93,9 @@ pub struct Config {
     /// what buyers' webhooks may reach despite the SSRF rules (`crate::ssrf`).
     pub ssrf: crate::ssrf::SsrfPolicy,
     /// `WEBHOOK_MAX_ATTEMPTS` (6), `WEBHOOK_RETRY_BASE` (2 s),
-    /// `WEBHOOK_DEFAULT_RETRY_AFTER` (30 s), `WEBHOOK_POLL_INTERVAL` (250 ms):
-    /// the buyers' webhook sender.
+    /// `WEBHOOK_DEFAULT_RETRY_AFTER` (30 s), `WEBHOOK_POLL_INTERVAL` (250 ms),
+    /// `WEBHOOK_LEASE` (60 s: how long a claimed request stays claimed if
+    /// its sender dies): the buyers' webhook sender.
     pub webhook: overseer_actors::webhook::WebhookConfig,
     /// `WEBHOOK_TIMEOUT` (10 s): one request to a buyer, connection included.
     pub webhook_timeout: Duration,
@@ -331,6 +332,7 @@ impl Config {
                     retry_base: env.duration("WEBHOOK_RETRY_BASE", d.retry_base)?,
                     default_retry_after: env
                         .duration("WEBHOOK_DEFAULT_RETRY_AFTER", d.default_retry_after)?,
+                    lease: env.duration("WEBHOOK_LEASE", d.lease)?,
                     ..d
                 }
             },

@@ -22,6 +22,7 @@ on_both_backends!(
     retries_follow_the_answer_and_credentials_refused_block_the_config,
     the_guard_refuses_at_send_time_too,
     a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried,
+    queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -395,4 +396,148 @@ async fn a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried(backen
     }
     assert_eq!(admin.post(&retry, &json!({})).await.status(), 409);
     assert_eq!(stored(&app.store, &["webhook_requeued"]).await.len(), 1);
+}
+
+/// The real binary, killed with status-change webhooks queued (the receiver
+/// answering 503): after a restart each is delivered, and no idempotency key
+/// is acknowledged twice or sent with two different payloads.
+async fn queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once(backend: Backend) {
+    let receiver = Receiver::start();
+    receiver.set_default("/status", Reply::status(503, "down"));
+    let db = crate::helpers::TestDatabase::new(backend).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let token = "a-test-admin-token-of-at-least-32-characters";
+    let vars = [
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("ADMIN_TOKEN", token),
+        ("SKIP_CRON", "true"),
+        ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
+        ("WEBHOOK_POLL_INTERVAL", "50ms"),
+        ("WEBHOOK_RETRY_BASE", "100ms"),
+        ("WEBHOOK_MAX_ATTEMPTS", "100"),
+        // A request cut off by the kill holds its lease this long.
+        ("WEBHOOK_LEASE", "1s"),
+    ];
+    let mut service = crate::helpers::ServiceProcess::start(workdir.path(), &vars);
+    let base = service.base_url().await;
+    let client = crate::helpers::http_client();
+    let call = |method: reqwest::Method, path: &str, bearer: &str, body: Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+    };
+    let post = reqwest::Method::POST;
+    let ok = |r: reqwest::Response| async move {
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json::<Value>().await.unwrap_or(Value::Null)
+    };
+    ok(call(
+        post.clone(),
+        "/api/v1/tenants",
+        token,
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap())
+    .await;
+    let admin = ok(call(
+        post.clone(),
+        "/api/v1/tenants/acme/admin-tokens",
+        token,
+        json!({}),
+    )
+    .await
+    .unwrap())
+    .await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let buyer = ok(call(
+        post.clone(),
+        "/api/v1/principals",
+        &admin,
+        json!({"name": "Buyer"}),
+    )
+    .await
+    .unwrap())
+    .await;
+    let buyer = buyer["token"].as_str().unwrap().to_owned();
+    ok(call(
+        post.clone(),
+        "/api/v1/push-notification-configs",
+        &buyer,
+        json!({"url": receiver.url("/status"), "authentication_type": "bearer", "authentication_token": TOKEN}),
+    )
+    .await
+    .unwrap())
+    .await;
+    for _ in 0..3 {
+        let mut body = media_buy(1_000.0, &[]);
+        body["flight_start"] = json!("2026-01-01T00:00:00Z");
+        body["flight_end"] = json!("2030-01-01T00:00:00Z");
+        ok(call(post.clone(), "/api/v1/media-buys", &buyer, body)
+            .await
+            .unwrap())
+        .await;
+    }
+    let cycle = ok(call(
+        post.clone(),
+        "/admin/schedulers/status/run",
+        token,
+        json!({}),
+    )
+    .await
+    .unwrap())
+    .await;
+    assert_eq!(cycle["transitions"][0]["count"], 3, "{cycle}");
+    receiver
+        .wait_for("/status", 4, Duration::from_secs(10))
+        .await;
+    service.send_sigkill();
+    service
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+
+    receiver.set_default("/status", Reply::ok());
+    let mut restarted = crate::helpers::ServiceProcess::start(workdir.path(), &vars);
+    restarted.base_url().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let acknowledged: Vec<String> = receiver
+            .received("/status")
+            .iter()
+            .filter(|r| r.answered == 200)
+            .map(|r| r.json()["idempotency_key"].as_str().unwrap().to_owned())
+            .collect();
+        if acknowledged.len() >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 3 delivered",
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut by_key: std::collections::HashMap<String, (Vec<Vec<u8>>, usize)> = Default::default();
+    for r in &receiver.received("/status") {
+        let key = r.json()["idempotency_key"].as_str().unwrap().to_owned();
+        let entry = by_key.entry(key).or_default();
+        if !entry.0.contains(&r.raw) {
+            entry.0.push(r.raw.clone());
+        }
+        entry.1 += usize::from(r.answered == 200);
+    }
+    assert_eq!(by_key.len(), 3, "three status changes");
+    for (key, (payloads, acknowledged)) in &by_key {
+        assert_eq!(payloads.len(), 1, "{key} was sent with two payloads");
+        assert_eq!(*acknowledged, 1, "{key} acknowledged {acknowledged} times");
+    }
+    assert!(
+        !restarted.all_output().contains(TOKEN),
+        "a webhook token in the logs"
+    );
 }
