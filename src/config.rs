@@ -333,6 +333,10 @@ impl Config {
                     default_retry_after: env
                         .duration("WEBHOOK_DEFAULT_RETRY_AFTER", d.default_retry_after)?,
                     lease: env.duration("WEBHOOK_LEASE", d.lease)?,
+                    breaker_threshold: env
+                        .positive_int("WEBHOOK_BREAKER_THRESHOLD", d.breaker_threshold)?,
+                    breaker_cooldown: env
+                        .duration("WEBHOOK_BREAKER_COOLDOWN", d.breaker_cooldown)?,
                     ..d
                 }
             },

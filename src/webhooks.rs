@@ -103,6 +103,16 @@ impl WebhookStore for Store {
         })
     }
 
+    fn defer(&self, id: i64, at: DateTime<Utc>) -> BoxFuture<()> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .webhook_defer(id, at)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+
     fn depth(&self) -> BoxFuture<u64> {
         let store = self.clone();
         Box::pin(async move {

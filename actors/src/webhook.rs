@@ -113,6 +113,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> BoxFuture<()>;
     /// Requests waiting, due or not.
     fn depth(&self) -> BoxFuture<u64>;
+    /// Puts a claimed row back, due at `at`, with no attempt recorded (its
+    /// endpoint's breaker is open).
+    fn defer(&self, id: i64, at: DateTime<Utc>) -> BoxFuture<()>;
 }
 
 /// What the receiver answered.
@@ -179,6 +182,10 @@ pub struct WebhookConfig {
     pub lease: Duration,
     /// Rows sent at once per poll.
     pub batch: u32,
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker leaves the endpoint alone.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -191,6 +198,8 @@ impl Default for WebhookConfig {
             default_retry_after: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             batch: 50,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(60),
         }
     }
 }
@@ -228,6 +237,54 @@ pub fn decide(
     }
 }
 
+/// A per-endpoint circuit breaker: after `threshold` consecutive failures
+/// (timeouts, connection errors, 408, 429, 5xx) the endpoint is left alone
+/// for `cooldown`; then one request probes it (half-open): success closes
+/// the breaker, failure opens it again. Answers of other kinds (2xx, 4xx)
+/// show the endpoint is up and reset the count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breaker {
+    failures: u32,
+    open_until: Option<DateTime<Utc>>,
+    probing: bool,
+}
+
+/// What the breaker lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Send,
+    /// Open (or a probe is out): try again at this time.
+    Wait(DateTime<Utc>),
+}
+
+impl Breaker {
+    pub fn gate(&mut self, now: DateTime<Utc>) -> Gate {
+        match self.open_until {
+            Some(until) if now < until => Gate::Wait(until),
+            Some(_) if self.probing => Gate::Wait(now + chrono::Duration::seconds(1)),
+            Some(_) => {
+                self.probing = true;
+                Gate::Send
+            }
+            None => Gate::Send,
+        }
+    }
+
+    /// Books an attempt's outcome (`failed`: it counts against the endpoint).
+    pub fn record(&mut self, failed: bool, now: DateTime<Utc>, threshold: u32, cooldown: Duration) {
+        self.probing = false;
+        if !failed {
+            *self = Breaker::default();
+            return;
+        }
+        self.failures += 1;
+        if self.open_until.is_some() || self.failures >= threshold {
+            self.open_until =
+                Some(now + chrono::Duration::from_std(cooldown).unwrap_or(chrono::Duration::MAX));
+        }
+    }
+}
+
 struct Shared {
     config: WebhookConfig,
     store: Arc<dyn WebhookStore>,
@@ -236,6 +293,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// When `webhook_outbox_depth` was last read.
     depth_read: std::sync::Mutex<Option<Instant>>,
+    /// Circuit breakers by endpoint (`scheme://host/path`).
+    breakers: std::sync::Mutex<std::collections::HashMap<String, Breaker>>,
 }
 
 /// The running sender.
@@ -268,6 +327,7 @@ impl WebhookSender {
             auditor,
             clock,
             depth_read: std::sync::Mutex::new(None),
+            breakers: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let actor = supervisor.spawn("webhook_sender", policy, move |child| WebhookSenderActor {
             child: child.clone(),
@@ -338,12 +398,44 @@ async fn poll(shared: Arc<Shared>) {
             return;
         }
     };
-    // Concurrently: one slow receiver does not hold up the others.
-    let mut sends = tokio::task::JoinSet::new();
+    // Endpoints concurrently (one slow receiver does not hold up the
+    // others); each endpoint's requests in order, through its breaker.
+    let mut by_endpoint: Vec<(String, Vec<WebhookJob>)> = Vec::new();
     for job in jobs.into_iter().filter(|j| claimed.contains(&j.id)) {
-        sends.spawn(send(shared.clone(), job));
+        match by_endpoint.iter_mut().find(|(e, _)| *e == job.endpoint) {
+            Some((_, queue)) => queue.push(job),
+            None => by_endpoint.push((job.endpoint.clone(), vec![job])),
+        }
+    }
+    let mut sends = tokio::task::JoinSet::new();
+    for (endpoint, queue) in by_endpoint {
+        sends.spawn(send_in_order(shared.clone(), endpoint, queue));
     }
     while sends.join_next().await.is_some() {}
+}
+
+/// One endpoint's requests, one after another, while its breaker allows.
+async fn send_in_order(shared: Arc<Shared>, endpoint: String, queue: Vec<WebhookJob>) {
+    for job in queue {
+        let now = shared.clock.now();
+        let gate = shared
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(endpoint.clone())
+            .or_default()
+            .gate(now);
+        match gate {
+            Gate::Send => send(shared.clone(), job).await,
+            Gate::Wait(at) => {
+                metrics::counter!("webhook_deliveries_total", "result" => "breaker_open")
+                    .increment(1);
+                if let Err(reason) = shared.store.defer(job.id, at).await {
+                    tracing::warn!(outbox_id = job.id, %reason, "webhooks: could not defer a request");
+                }
+            }
+        }
+    }
 }
 
 /// One attempt at one row.
@@ -369,6 +461,27 @@ async fn send(shared: Arc<Shared>, job: WebhookJob) {
         rand::random(),
     );
     let now = shared.clock.now();
+    let endpoint_failed = match &answer {
+        Ok(a) => a.status == 408 || a.status == 429 || a.status >= 500,
+        Err(_) => true,
+    };
+    {
+        let mut breakers = shared
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let breaker = breakers.entry(job.endpoint.clone()).or_default();
+        let was_open = breaker.open_until.is_some();
+        breaker.record(
+            endpoint_failed,
+            answered_at,
+            shared.config.breaker_threshold,
+            shared.config.breaker_cooldown,
+        );
+        if breaker.open_until.is_some() && !was_open {
+            tracing::warn!(endpoint = %job.endpoint, "webhook endpoint failing: circuit breaker open");
+        }
+    }
     let attempt = Attempt {
         number: attempt_number,
         status_code: answer.as_ref().ok().map(|a| a.status),
@@ -451,6 +564,36 @@ mod tests {
         let bearer = auth_headers(&WebhookAuth::Bearer(SecretString::from("t")), 0, b"");
         assert_eq!(bearer, [("authorization", "Bearer t".to_owned())]);
         assert!(auth_headers(&WebhookAuth::None, 0, b"").is_empty());
+    }
+
+    #[test]
+    fn the_breaker_opens_after_five_failures_and_probes_after_the_cooldown() {
+        let t0 = Utc::now();
+        let cooldown = Duration::from_secs(60);
+        let mut b = Breaker::default();
+        for _ in 0..4 {
+            assert_eq!(b.gate(t0), Gate::Send);
+            b.record(true, t0, 5, cooldown);
+        }
+        assert_eq!(b.gate(t0), Gate::Send);
+        b.record(true, t0, 5, cooldown);
+        let reopen = t0 + chrono::Duration::seconds(60);
+        assert_eq!(
+            b.gate(t0 + chrono::Duration::seconds(59)),
+            Gate::Wait(reopen)
+        );
+        // Half-open: one probe; the others wait for it.
+        assert_eq!(b.gate(reopen), Gate::Send);
+        assert!(matches!(b.gate(reopen), Gate::Wait(_)));
+        b.record(true, reopen, 5, cooldown);
+        assert!(
+            matches!(b.gate(reopen), Gate::Wait(_)),
+            "a failed probe opens it again"
+        );
+        let later = reopen + chrono::Duration::seconds(60);
+        assert_eq!(b.gate(later), Gate::Send);
+        b.record(false, later, 5, cooldown);
+        assert_eq!(b, Breaker::default(), "a success closes it");
     }
 
     #[test]

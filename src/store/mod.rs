@@ -638,6 +638,11 @@ impl Store {
         dispatch!(self.requeue_webhook(id, media_buy_id, effects))
     }
 
+    /// Puts a claimed webhook request back, due at `at`, with no attempt.
+    pub async fn webhook_defer(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        dispatch!(self.webhook_defer(id, at))
+    }
+
     /// Webhook requests waiting to be sent.
     pub async fn webhook_depth(&self) -> Result<i64, StoreError> {
         dispatch!(self.webhook_depth())

@@ -278,6 +278,24 @@ macro_rules! webhook_queries {
             self.commit_with(tx, effects).await.map(Some)
         }
 
+        /// Releases a claimed row, due at `at`, recording no attempt.
+        pub(super) async fn webhook_defer(
+            &self,
+            id: i64,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "UPDATE webhook_outbox SET next_attempt_at = $2, locked_until = NULL \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .persistent(self.persistent)
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+        }
+
         /// Requests waiting (pending), for the depth gauge.
         pub(super) async fn webhook_depth(&self) -> Result<i64, sqlx::Error> {
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'")

@@ -23,6 +23,7 @@ on_both_backends!(
     the_guard_refuses_at_send_time_too,
     a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried,
     queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once,
+    an_endpoint_failing_five_times_is_left_alone_until_its_cooldown,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -540,4 +541,44 @@ async fn queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once(bac
         !restarted.all_output().contains(TOKEN),
         "a webhook token in the logs"
     );
+}
+
+/// The circuit breaker: five failures in a row and the endpoint is left
+/// alone for a minute; then one probe; a failed probe waits another minute,
+/// a good one lets the rest through.
+async fn an_endpoint_failing_five_times_is_left_alone_until_its_cooldown(backend: Backend) {
+    let (app, clock) = app_on_clock_with(backend, &[("WEBHOOK_MAX_ATTEMPTS", "1")]).await;
+    let receiver = Receiver::start();
+    receiver.set_default("/down", Reply::status(503, "down"));
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    register(&buyer, receiver.url("/down"), "bearer", Some(TOKEN)).await;
+    for _ in 0..7 {
+        buyer
+            .expect(
+                201,
+                buyer
+                    .post("/api/v1/media-buys", &media_buy(1_000.0, &[]))
+                    .await,
+            )
+            .await;
+    }
+    // The eighth buy, and the cycle that moves all eight.
+    goes_live(&app, &clock, &buyer).await;
+    receiver.wait_for("/down", 5, Duration::from_secs(5)).await;
+    receiver.still("/down", 5, QUIET).await;
+
+    clock.advance(Duration::from_secs(61));
+    receiver.wait_for("/down", 6, Duration::from_secs(5)).await;
+    receiver.still("/down", 6, QUIET).await;
+
+    receiver.set_default("/down", Reply::ok());
+    clock.advance(Duration::from_secs(61));
+    let all = receiver.wait_for("/down", 8, Duration::from_secs(5)).await;
+    receiver.still("/down", 8, QUIET).await;
+    assert_eq!(
+        all.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [503, 503, 503, 503, 503, 503, 200, 200]
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("webhook_deliveries_total{result=\"breaker_open\"}"));
 }
