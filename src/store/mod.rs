@@ -685,11 +685,24 @@ impl Store {
 
     /// One media-buy status cycle at `now` (see [`scheduler`]).
     #[tracing::instrument(skip_all)]
+    ///
+    /// Not bounded by the query timeout as a whole (a cycle that falls back
+    /// to one transaction per buy may take longer than one query may); on
+    /// PostgreSQL each statement still is (`statement_timeout`).
     pub async fn run_status_cycle(
         &self,
         now: DateTime<Utc>,
     ) -> Result<scheduler::StatusCycle, StoreError> {
-        dispatch!(self.run_status_cycle(now))
+        match self {
+            Store::Postgres(s) => s
+                .run_status_cycle(now)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, s.query_timeout())),
+            Store::Sqlite(s) => s
+                .run_status_cycle(now)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, s.query_timeout())),
+        }
     }
 
     /// Pending outbox rows due at `now` and not leased, oldest first.

@@ -190,27 +190,42 @@ impl PgStore {
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.
-    async fn scheduler_lock(
-        &self,
-    ) -> Result<Option<sqlx::pool::PoolConnection<Postgres>>, sqlx::Error> {
+    async fn scheduler_lock(&self) -> Result<Option<SchedulerLock>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .persistent(self.persistent)
             .bind(SCHEDULER_LOCK_KEY)
             .fetch_one(&mut *conn)
             .await?;
-        Ok(locked.then_some(conn))
+        Ok(locked.then(|| SchedulerLock(Some(conn))))
     }
 
-    /// Releases the lock; a connection that cannot say so is closed (which
-    /// releases it too) instead of going back to the pool still locked.
-    async fn scheduler_unlock(&self, mut conn: sqlx::pool::PoolConnection<Postgres>) {
+    /// Releases the lock and returns the connection to the pool; a
+    /// connection that cannot say so is closed (which releases it too).
+    async fn scheduler_unlock(&self, mut lock: SchedulerLock) {
+        let Some(mut conn) = lock.0.take() else {
+            return;
+        };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .persistent(self.persistent)
             .bind(SCHEDULER_LOCK_KEY)
             .execute(&mut *conn)
             .await;
         if unlocked.is_err() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The connection holding the scheduler's session lock. Dropped without
+/// [`PgStore::scheduler_unlock`] (the cycle was cancelled or panicked), it
+/// closes the connection, which ends the session and so releases the lock,
+/// instead of going back to the pool still holding it.
+struct SchedulerLock(Option<sqlx::pool::PoolConnection<Postgres>>);
+
+impl Drop for SchedulerLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
             drop(conn.detach());
         }
     }
