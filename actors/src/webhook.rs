@@ -180,7 +180,8 @@ pub struct WebhookConfig {
     /// Wait after a 429 without `Retry-After`.
     pub default_retry_after: Duration,
     pub lease: Duration,
-    /// Rows sent at once per poll.
+    /// Rows read per poll (`WEBHOOK_BATCH`); a full batch is followed by
+    /// another poll at once.
     pub batch: u32,
     /// Consecutive failures that open an endpoint's circuit breaker.
     pub breaker_threshold: u32,
@@ -197,7 +198,7 @@ impl Default for WebhookConfig {
             retry_cap: Duration::from_secs(600),
             default_retry_after: Duration::from_secs(30),
             lease: Duration::from_secs(60),
-            batch: 50,
+            batch: 200,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(60),
         }
@@ -351,18 +352,42 @@ impl Actor for WebhookSenderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| {
-            if act.child.trip(ctx) {
-                return;
-            }
-            let poll = poll(act.shared.clone());
-            ctx.wait(poll.into_actor(act));
-        });
+        ctx.run_interval(self.shared.config.poll_interval, |act, ctx| act.poll(ctx));
     }
 }
 
-/// Claims the due rows and sends them, concurrently.
-async fn poll(shared: Arc<Shared>) {
+/// Poll again now (the last poll found a full batch).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PollAgain;
+
+impl Handler<PollAgain> for WebhookSenderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: PollAgain, ctx: &mut Context<Self>) {
+        self.poll(ctx);
+    }
+}
+
+impl WebhookSenderActor {
+    /// One poll at a time (`wait`); a full batch means more may be due, so
+    /// the next poll follows at once instead of at the next tick.
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.child.trip(ctx) {
+            return;
+        }
+        let batch = self.shared.config.batch as usize;
+        let poll = poll(self.shared.clone());
+        ctx.wait(poll.into_actor(self).map(move |taken, _, ctx| {
+            if taken >= batch {
+                ctx.notify(PollAgain);
+            }
+        }));
+    }
+}
+
+/// Claims the due rows and sends them; answers how many it read.
+async fn poll(shared: Arc<Shared>) -> usize {
     let read_depth = {
         let mut last = shared
             .depth_read
@@ -382,20 +407,21 @@ async fn poll(shared: Arc<Shared>) {
     }
     let now = shared.clock.now();
     let jobs = match shared.store.due(now, shared.config.batch).await {
-        Ok(jobs) if jobs.is_empty() => return,
+        Ok(jobs) if jobs.is_empty() => return 0,
         Ok(jobs) => jobs,
         Err(reason) => {
             tracing::warn!(%reason, "webhooks: could not read the outbox");
-            return;
+            return 0;
         }
     };
     let lease = chrono::Duration::from_std(shared.config.lease).unwrap_or(chrono::Duration::MAX);
+    let read = jobs.len();
     let ids = jobs.iter().map(|j| j.id).collect();
     let claimed = match shared.store.claim(ids, now, now + lease).await {
         Ok(claimed) => claimed,
         Err(reason) => {
             tracing::warn!(%reason, "webhooks: could not claim deliveries");
-            return;
+            return 0;
         }
     };
     // Endpoints concurrently (one slow receiver does not hold up the
@@ -412,6 +438,7 @@ async fn poll(shared: Arc<Shared>) {
         sends.spawn(send_in_order(shared.clone(), endpoint, queue));
     }
     while sends.join_next().await.is_some() {}
+    read
 }
 
 /// One endpoint's requests, one after another, while its breaker allows.
