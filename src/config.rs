@@ -99,6 +99,9 @@ pub struct Config {
     pub webhook: overseer_actors::webhook::WebhookConfig,
     /// `WEBHOOK_TIMEOUT` (10 s): one request to a buyer, connection included.
     pub webhook_timeout: Duration,
+    /// `WEBHOOK_DOCKER_LOCALHOST_REWRITE` (false): send buyers' `localhost`
+    /// URLs to `host.docker.internal`.
+    pub webhook_docker_rewrite: bool,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -342,6 +345,7 @@ impl Config {
                 }
             },
             webhook_timeout: env.duration("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            webhook_docker_rewrite: env.bool("WEBHOOK_DOCKER_LOCALHOST_REWRITE", false)?,
             ssrf: crate::ssrf::SsrfPolicy {
                 allowed_cidrs: env.parse_with(
                     "WEBHOOK_ALLOWED_CIDRS",
@@ -405,6 +409,7 @@ impl Config {
             webhook_ssrf = ?self.ssrf,
             webhook = ?self.webhook,
             webhook_timeout_ms = self.webhook_timeout.as_millis() as u64,
+            webhook_docker_rewrite = self.webhook_docker_rewrite,
             "effective configuration"
         );
     }

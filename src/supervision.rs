@@ -283,8 +283,12 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         config.webhook.clone(),
         Arc::new(store.clone()),
         Arc::new(
-            crate::webhooks::HttpWebhookTransport::new(config.ssrf.clone(), config.webhook_timeout)
-                .map_err(std::io::Error::other)?,
+            crate::webhooks::HttpWebhookTransport::new(
+                config.ssrf.clone(),
+                config.webhook_timeout,
+                config.webhook_docker_rewrite,
+            )
+            .map_err(std::io::Error::other)?,
         ),
         auditor.clone(),
         clock.clone(),

@@ -142,21 +142,40 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// `WEBHOOK_DOCKER_LOCALHOST_REWRITE`: a buyer's `localhost` (or
+/// `127.0.0.1`) means the Docker host, `host.docker.internal`. Only when
+/// the operator turns it on; the rewritten URL still passes the SSRF guard.
+pub fn docker_rewrite(url: &mut url::Url) -> bool {
+    if matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) {
+        return url.set_host(Some("host.docker.internal")).is_ok();
+    }
+    false
+}
+
 /// Posts to buyers' webhooks.
 #[derive(Clone)]
 pub struct HttpWebhookTransport {
     client: reqwest::Client,
     policy: SsrfPolicy,
+    docker_rewrite: bool,
 }
 
 impl HttpWebhookTransport {
-    pub fn new(policy: SsrfPolicy, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        policy: SsrfPolicy,
+        timeout: Duration,
+        docker_rewrite: bool,
+    ) -> Result<Self, String> {
         let client = crate::outbound::build(
             crate::outbound::client_builder(timeout).dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
             })),
         )?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            docker_rewrite,
+        })
     }
 }
 
@@ -170,8 +189,12 @@ impl WebhookTransport for HttpWebhookTransport {
         let client = self.client.clone();
         let policy = self.policy.clone();
         let url = url.expose_secret().to_owned();
+        let rewrite = self.docker_rewrite;
         Box::pin(async move {
-            let parsed = url::Url::parse(&url).map_err(|_| "not a URL".to_owned())?;
+            let mut parsed = url::Url::parse(&url).map_err(|_| "not a URL".to_owned())?;
+            if rewrite {
+                docker_rewrite(&mut parsed);
+            }
             // Address literals never reach the resolver: check them here.
             if let Some(host) = parsed.host_str() {
                 let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -190,5 +213,31 @@ impl WebhookTransport for HttpWebhookTransport {
                 retry_after,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_hosts_are_rewritten_for_docker() {
+        let rewritten = |u: &str| {
+            let mut url = url::Url::parse(u).expect("a URL");
+            docker_rewrite(&mut url);
+            url.to_string()
+        };
+        assert_eq!(
+            rewritten("http://localhost:8080/hook?a=1"),
+            "http://host.docker.internal:8080/hook?a=1"
+        );
+        assert_eq!(
+            rewritten("http://127.0.0.1/x"),
+            "http://host.docker.internal/x"
+        );
+        assert_eq!(
+            rewritten("https://buyer.example/x"),
+            "https://buyer.example/x"
+        );
     }
 }

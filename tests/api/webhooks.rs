@@ -24,6 +24,7 @@ on_both_backends!(
     a_receiver_down_past_the_budget_fails_visibly_and_can_be_retried,
     queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once,
     an_endpoint_failing_five_times_is_left_alone_until_its_cooldown,
+    localhost_means_the_docker_host_only_when_asked,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -581,4 +582,40 @@ async fn an_endpoint_failing_five_times_is_left_alone_until_its_cooldown(backend
     );
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("webhook_deliveries_total{result=\"breaker_open\"}"));
+}
+
+/// `WEBHOOK_DOCKER_LOCALHOST_REWRITE=true`: a buyer's `localhost` is sent to
+/// `host.docker.internal` (which does not resolve on this machine), so the
+/// local receiver gets nothing; without it (every other test) it does.
+async fn localhost_means_the_docker_host_only_when_asked(backend: Backend) {
+    let (app, clock) = app_on_clock_with(
+        backend,
+        &[
+            ("WEBHOOK_DOCKER_LOCALHOST_REWRITE", "true"),
+            ("WEBHOOK_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let receiver = Receiver::start();
+    let port = receiver.base.rsplit(':').next().unwrap().to_owned();
+    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+    register(
+        &buyer,
+        format!("http://localhost:{port}/docker"),
+        "bearer",
+        Some(TOKEN),
+    )
+    .await;
+    let id = goes_live(&app, &clock, &buyer).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let rows = rows(&app.store, &id).await;
+        if rows.first().is_some_and(|r| r.status != "pending") {
+            break rows[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(row.status, "failed");
+    assert!(receiver.all().is_empty(), "the local receiver was reached");
 }
