@@ -104,8 +104,29 @@ const REFUSE_POSTGRES: &str = "CREATE FUNCTION refuse_bad_row() RETURNS trigger 
 
 async fn the_status_matrix_moves_what_is_due_and_nothing_else(backend: Backend) {
     let clock = ManualClock::new(at(2026, 11, 24));
-    let app = spawn_app_with_clock(backend, &[("SKIP_CRON", "true")], clock.clone()).await;
+    let app = spawn_app_with_clock(
+        backend,
+        &[
+            ("SKIP_CRON", "true"),
+            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let receiver = crate::receiver::Receiver::start();
     let (admin, buyer, _) = tenant_with_principal(&app, "acme").await;
+    buyer
+        .expect(
+            201,
+            buyer
+                .post(
+                    "/api/v1/push-notification-configs",
+                    &json!({"url": receiver.url("/status"), "authentication_type": "bearer",
+                            "authentication_token": "buyer-token"}),
+                )
+                .await,
+        )
+        .await;
     admin
         .expect(
             200,
@@ -266,6 +287,25 @@ async fn the_status_matrix_moves_what_is_due_and_nothing_else(backend: Backend) 
         ("pending_activation".into(), "failed".into())
     );
     assert_eq!(seen[&ends_in_feb], ("active".into(), "completed".into()));
+    // ... and its buyer webhook: one status change per move, to the config.
+    for (id, moves) in [
+        (&ends_in_feb, 2),
+        (&runs_all_year, 1),
+        (&paused, 1),
+        (&approved, 1),
+        (&no_creatives, 1),
+        (&never_started, 1),
+        (&in_review, 0),
+        (&bad, 0),
+        (&future, 0),
+    ] {
+        let hooks = app.store.webhook_rows(id).await.unwrap();
+        assert_eq!(hooks.len(), moves, "{id}");
+        assert!(hooks.iter().all(|h| h.task_type == "update_media_buy"));
+    }
+    receiver
+        .wait_for("/status", 7, Duration::from_secs(10))
+        .await;
     assert_eq!(outbox_count(&app.store, "media_buy_activated").await, 5);
     assert_eq!(outbox_count(&app.store, "media_buy_completed").await, 1);
     assert_eq!(outbox_count(&app.store, "media_buy_failed").await, 1);
@@ -304,10 +344,26 @@ async fn two_replicas_move_and_announce_each_buy_once(backend: Backend) {
     let clock = ManualClock::new(at(2026, 11, 24));
     let db = TestDatabase::new(backend).await;
     let url = db.url.clone();
-    let vars = [("SKIP_CRON", "true")];
+    let vars = [
+        ("SKIP_CRON", "true"),
+        ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
+    ];
     let first = spawn_app_on_with_clock(db, &url, &vars, clock.clone()).await;
     let second = first.replica_with_clock(&url, &vars, clock.clone()).await;
+    let receiver = crate::receiver::Receiver::start();
     let (_, buyer, _) = tenant_with_principal(&first, "acme").await;
+    buyer
+        .expect(
+            201,
+            buyer
+                .post(
+                    "/api/v1/push-notification-configs",
+                    &json!({"url": receiver.url("/status"), "authentication_type": "bearer",
+                            "authentication_token": "buyer-token"}),
+                )
+                .await,
+        )
+        .await;
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.push(
@@ -344,6 +400,21 @@ async fn two_replicas_move_and_announce_each_buy_once(backend: Backend) {
     assert!(once.values().all(|n| *n == 1));
     assert_eq!(once.len(), ids.len());
     assert_eq!(outbox_count(&first.store, "media_buy_activated").await, 40);
+    // One buyer webhook per buy, delivered once (two senders, one outbox).
+    for id in &ids {
+        assert_eq!(first.store.webhook_rows(id).await.unwrap().len(), 1);
+    }
+    receiver
+        .wait_for("/status", 40, Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = receiver.received("/status");
+    let keys: std::collections::HashSet<String> = sent
+        .iter()
+        .map(|r| r.json()["idempotency_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 40);
+    assert_eq!(sent.len(), 40, "each sent once by one of the two senders");
     assert_eq!(verify(&first, "acme").await["ok"], true);
 }
 
