@@ -83,9 +83,14 @@ async fn run_status_cycle(
     _: SuperAdmin,
     state: web::Data<AppState>,
 ) -> Result<web::Json<overseer_actors::scheduler::CycleReport>, ApiError> {
-    state
-        .actors
-        .status_scheduler
+    run_now(&state.actors.status_scheduler).await
+}
+
+/// Runs one cycle of `scheduler` now; a cycle that could not run is a 503.
+async fn run_now(
+    scheduler: &overseer_actors::scheduler::StatusScheduler,
+) -> Result<web::Json<overseer_actors::scheduler::CycleReport>, ApiError> {
+    scheduler
         .run_now()
         .await
         .map(web::Json)
@@ -114,13 +119,7 @@ async fn run_delivery_cycle(
     _: SuperAdmin,
     state: web::Data<AppState>,
 ) -> Result<web::Json<overseer_actors::scheduler::CycleReport>, ApiError> {
-    state
-        .actors
-        .delivery_scheduler
-        .run_now()
-        .await
-        .map(web::Json)
-        .map_err(|_| ApiError::DatabaseUnavailable)
+    run_now(&state.actors.delivery_scheduler).await
 }
 
 /// Registers the fault-injection endpoint; call only when

@@ -581,3 +581,48 @@ pub fn http_client() -> reqwest::Client {
     overseer::slack::install_tls_provider();
     reqwest::Client::new()
 }
+
+/// Calls to a running binary: JSON in, a 2xx expected, JSON out.
+pub struct BinaryClient {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl BinaryClient {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            client: http_client(),
+        }
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        self.send(reqwest::Method::POST, path, bearer, body).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -787,60 +787,34 @@ async fn queued_notifications_survive_a_sigkill_and_urls_stay_out_of_the_logs(ba
     ];
     let mut service = ServiceProcess::start(workdir.path(), &vars);
     let base = service.base_url().await;
-    let client = crate::helpers::http_client();
-    let call = |method: reqwest::Method, path: &str, bearer: &str, body: Value| {
-        client
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
-    };
-    assert_eq!(
-        call(
-            reqwest::Method::POST,
-            "/api/v1/tenants",
-            token,
-            json!({"id": "acme", "name": "Acme"})
+    let api = crate::helpers::BinaryClient::new(&base);
+    api.post(
+        "/api/v1/tenants",
+        token,
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await;
+    let admin = api
+        .post("/api/v1/tenants/acme/admin-tokens", token, json!({}))
+        .await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let settings = api
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/tenant/settings",
+            &admin,
+            json!({"slack_audit_webhook_url": receiver.url(&hooks.audit)}),
         )
         .await
-        .unwrap()
-        .status(),
-        201
-    );
-    let admin: Value = call(
-        reqwest::Method::POST,
-        "/api/v1/tenants/acme/admin-tokens",
-        token,
-        json!({}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let admin = admin["token"].as_str().unwrap().to_owned();
-    let settings = call(
-        reqwest::Method::PATCH,
-        "/api/v1/tenant/settings",
-        &admin,
-        json!({"slack_audit_webhook_url": receiver.url(&hooks.audit)}),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+        .to_string();
     // Five principals: five configuration changes for the audit webhook.
     for i in 0..5 {
-        let response = call(
-            reqwest::Method::POST,
+        api.post(
             "/api/v1/principals",
             &admin,
             json!({"name": format!("Buyer {i}")}),
         )
-        .await
-        .unwrap();
-        assert_eq!(response.status(), 201);
+        .await;
     }
     // The first message is tried again and again (the ones after it wait
     // their turn, in order); kill the service in the middle of that.

@@ -418,80 +418,45 @@ async fn queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once(bac
         ("WEBHOOK_POLL_INTERVAL", "50ms"),
         ("WEBHOOK_RETRY_BASE", "100ms"),
         ("WEBHOOK_MAX_ATTEMPTS", "100"),
+        // This test is about the crash, not the breaker (whose deferrals
+        // would outlast it).
+        ("WEBHOOK_BREAKER_THRESHOLD", "1000"),
         // A request cut off by the kill holds its lease this long.
         ("WEBHOOK_LEASE", "1s"),
     ];
     let mut service = crate::helpers::ServiceProcess::start(workdir.path(), &vars);
     let base = service.base_url().await;
-    let client = crate::helpers::http_client();
-    let call = |method: reqwest::Method, path: &str, bearer: &str, body: Value| {
-        client
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
-    };
-    let post = reqwest::Method::POST;
-    let ok = |r: reqwest::Response| async move {
-        assert!(r.status().is_success(), "{}", r.status());
-        r.json::<Value>().await.unwrap_or(Value::Null)
-    };
-    ok(call(
-        post.clone(),
+    let api = crate::helpers::BinaryClient::new(&base);
+    api.post(
         "/api/v1/tenants",
         token,
         json!({"id": "acme", "name": "Acme"}),
     )
-    .await
-    .unwrap())
     .await;
-    let admin = ok(call(
-        post.clone(),
-        "/api/v1/tenants/acme/admin-tokens",
-        token,
-        json!({}),
-    )
-    .await
-    .unwrap())
-    .await;
+    let admin = api
+        .post("/api/v1/tenants/acme/admin-tokens", token, json!({}))
+        .await;
     let admin = admin["token"].as_str().unwrap().to_owned();
-    let buyer = ok(call(
-        post.clone(),
-        "/api/v1/principals",
-        &admin,
-        json!({"name": "Buyer"}),
-    )
-    .await
-    .unwrap())
-    .await;
+    let buyer = api
+        .post("/api/v1/principals", &admin, json!({"name": "Buyer"}))
+        .await;
     let buyer = buyer["token"].as_str().unwrap().to_owned();
-    ok(call(
-        post.clone(),
+    api.post(
         "/api/v1/push-notification-configs",
         &buyer,
-        json!({"url": receiver.url("/status"), "authentication_type": "bearer", "authentication_token": TOKEN}),
+        json!({"url": receiver.url("/status"), "authentication_type": "bearer",
+                "authentication_token": TOKEN}),
     )
-    .await
-    .unwrap())
     .await;
     for _ in 0..3 {
         let mut body = media_buy(1_000.0, &[]);
         body["flight_start"] = json!("2026-01-01T00:00:00Z");
         body["flight_end"] = json!("2030-01-01T00:00:00Z");
-        ok(call(post.clone(), "/api/v1/media-buys", &buyer, body)
-            .await
-            .unwrap())
-        .await;
+        api.post("/api/v1/media-buys", &buyer, body).await;
     }
-    let cycle = ok(call(
-        post.clone(),
-        "/admin/schedulers/status/run",
-        token,
-        json!({}),
-    )
-    .await
-    .unwrap())
-    .await;
+    let cycle = api
+        .post("/admin/schedulers/status/run", token, json!({}))
+        .await;
     assert_eq!(cycle["transitions"][0]["count"], 3, "{cycle}");
     receiver
         .wait_for("/status", 4, Duration::from_secs(10))
