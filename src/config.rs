@@ -337,6 +337,7 @@ impl Config {
                         .duration("WEBHOOK_DEFAULT_RETRY_AFTER", d.default_retry_after)?,
                     lease: env.duration("WEBHOOK_LEASE", d.lease)?,
                     batch: env.positive_int("WEBHOOK_BATCH", d.batch)?,
+                    allow_unauthenticated: environment != Environment::Production,
                     breaker_threshold: env
                         .positive_int("WEBHOOK_BREAKER_THRESHOLD", d.breaker_threshold)?,
                     breaker_cooldown: env

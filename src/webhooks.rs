@@ -33,11 +33,17 @@ impl WebhookStore for Store {
             Ok(rows
                 .into_iter()
                 .map(|r| {
-                    let token = r.authentication_token.map(SecretString::from);
+                    let token = r
+                        .authentication_token
+                        .filter(|t| !t.is_empty())
+                        .map(SecretString::from);
                     let auth = match (r.authentication_type.as_str(), token) {
                         ("bearer", Some(t)) => WebhookAuth::Bearer(t),
                         ("hmac-sha256", Some(t)) => WebhookAuth::HmacSha256(t),
-                        _ => WebhookAuth::None,
+                        ("bearer", None) => WebhookAuth::Missing("bearer"),
+                        ("hmac-sha256", None) => WebhookAuth::Missing("hmac-sha256"),
+                        ("none", _) => WebhookAuth::None,
+                        _ => WebhookAuth::Missing("known"),
                     };
                     WebhookJob {
                         id: r.id,

@@ -16,8 +16,10 @@
 //! the attempt budget, then `failed`. 401 / 403 fail the row and mark the
 //! config `auth_blocked` (until the buyer registers new credentials); any
 //! other 4xx fails it at once. A failed row stays visible, and can be queued
-//! again. Every attempt is recorded, every outcome audited
-//! (`webhook_delivered`, `webhook_failed`).
+//! again. Every attempt is recorded (`webhook_deliveries`) and audited
+//! (`webhook_delivered`, or `webhook_failed` saying whether it will be
+//! retried). A config that asks for a token it does not have, or `none` in
+//! production, is never sent to.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +45,9 @@ pub enum WebhookAuth {
     Bearer(SecretString),
     HmacSha256(SecretString),
     None,
+    /// The config asks for a token or secret it does not have: such a
+    /// request is never sent (never unsigned where a signature was asked).
+    Missing(&'static str),
 }
 
 impl std::fmt::Debug for WebhookAuth {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for WebhookAuth {
             WebhookAuth::Bearer(_) => "bearer",
             WebhookAuth::HmacSha256(_) => "hmac-sha256",
             WebhookAuth::None => "none",
+            WebhookAuth::Missing(kind) => kind,
         })
     }
 }
@@ -165,7 +171,7 @@ pub fn auth_headers(
                 signature(secret.expose_secret().as_bytes(), timestamp, body),
             ),
         ],
-        WebhookAuth::None => Vec::new(),
+        WebhookAuth::None | WebhookAuth::Missing(_) => Vec::new(),
     }
 }
 
@@ -187,6 +193,8 @@ pub struct WebhookConfig {
     pub breaker_threshold: u32,
     /// How long an open breaker leaves the endpoint alone.
     pub breaker_cooldown: Duration,
+    /// Whether `none` configs may be sent to (not in production).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for WebhookConfig {
@@ -201,6 +209,7 @@ impl Default for WebhookConfig {
             batch: 200,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(60),
+            allow_unauthenticated: true,
         }
     }
 }
@@ -465,9 +474,82 @@ async fn send_in_order(shared: Arc<Shared>, endpoint: String, queue: Vec<Webhook
     }
 }
 
+/// Every attempt is audited: `webhook_delivered`, or `webhook_failed` with
+/// whether it will be retried.
+fn audit_attempt(
+    shared: &Shared,
+    job: &WebhookJob,
+    attempt: u32,
+    status_code: Option<u16>,
+    error: Option<&str>,
+    settlement: &Settlement,
+    now: DateTime<Utc>,
+) {
+    let delivered = *settlement == Settlement::Delivered;
+    let mut event = AuditEvent::new(
+        if delivered {
+            "webhook_delivered"
+        } else {
+            "webhook_failed"
+        },
+        now,
+    )
+    .with_tenant(job.tenant_id.clone())
+    .with_principal("system", Some("System".to_owned()))
+    .with_details(serde_json::json!({
+        "config_id": job.config_id,
+        "media_buy_id": job.media_buy_id,
+        "task_type": job.task_type,
+        "endpoint": job.endpoint,
+        "attempt": attempt,
+        "status_code": status_code,
+        "will_retry": matches!(settlement, Settlement::Retry { .. }),
+        "auth_blocked": *settlement == Settlement::AuthBlocked,
+    }));
+    if !delivered {
+        event = event.failed(error.unwrap_or("failed").to_owned());
+    }
+    shared.auditor.record(Source::Internal, event);
+}
+
 /// One attempt at one row.
 async fn send(shared: Arc<Shared>, job: WebhookJob) {
     let attempt_number = job.attempts + 1;
+    let refusal = match &job.auth {
+        WebhookAuth::Missing(kind) => Some(format!("the config has no {kind} credentials")),
+        WebhookAuth::None if !shared.config.allow_unauthenticated => {
+            Some("authentication none is not allowed in production".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(error) = refusal {
+        tracing::warn!(endpoint = %job.endpoint, %error, "webhook not sent");
+        metrics::counter!("webhook_deliveries_total", "result" => "refused").increment(1);
+        let now = shared.clock.now();
+        audit_attempt(
+            &shared,
+            &job,
+            attempt_number,
+            None,
+            Some(&error),
+            &Settlement::Failed,
+            now,
+        );
+        let attempt = Attempt {
+            number: attempt_number,
+            status_code: None,
+            duration_ms: 0,
+            error: Some(error),
+        };
+        if let Err(reason) = shared
+            .store
+            .settle(job, attempt, Settlement::Failed, now)
+            .await
+        {
+            tracing::warn!(%reason, "webhooks: could not record a refusal");
+        }
+        return;
+    }
     let sent_at = shared.clock.now();
     let body = job.body.clone().into_bytes();
     let mut headers = auth_headers(&job.auth, sent_at.timestamp(), &body);
@@ -537,31 +619,15 @@ async fn send(shared: Arc<Shared>, job: WebhookJob) {
         ),
         Settlement::Delivered => {}
     }
-    if !matches!(settlement, Settlement::Retry { .. }) {
-        let operation = if settlement == Settlement::Delivered {
-            "webhook_delivered"
-        } else {
-            "webhook_failed"
-        };
-        let mut event = AuditEvent::new(operation, now)
-            .with_tenant(job.tenant_id.clone())
-            .with_principal("system", Some("System".to_owned()))
-            .with_details(serde_json::json!({
-                "config_id": job.config_id,
-                "media_buy_id": job.media_buy_id,
-                "task_type": job.task_type,
-                "endpoint": job.endpoint,
-                "attempts": attempt_number,
-                "status_code": attempt.status_code,
-                "auth_blocked": settlement == Settlement::AuthBlocked,
-            }));
-        if let Some(error) = &attempt.error
-            && settlement != Settlement::Delivered
-        {
-            event = event.failed(error.clone());
-        }
-        shared.auditor.record(Source::Internal, event);
-    }
+    audit_attempt(
+        &shared,
+        &job,
+        attempt_number,
+        attempt.status_code,
+        attempt.error.as_deref(),
+        &settlement,
+        now,
+    );
     let id = job.id;
     if let Err(reason) = shared.store.settle(job, attempt, settlement, now).await {
         // The lease runs out and the row is sent again: a duplicate the

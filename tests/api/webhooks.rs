@@ -25,6 +25,7 @@ on_both_backends!(
     queued_webhooks_survive_a_sigkill_and_each_key_is_acknowledged_once,
     an_endpoint_failing_five_times_is_left_alone_until_its_cooldown,
     localhost_means_the_docker_host_only_when_asked,
+    a_config_without_its_credentials_or_unauthenticated_in_production_is_never_sent_to,
 );
 
 const SECRET: &str = "a-shared-hmac-secret-of-32-chars-or-more";
@@ -280,7 +281,15 @@ async fn retries_follow_the_answer_and_credentials_refused_block_the_config(back
         };
         assert_eq!(status, expected, "{url}");
     }
-    assert_eq!(stored(&app.store, &["webhook_failed"]).await.len(), 3);
+    // Every attempt is audited; three of the failures were final.
+    let failures = stored(&app.store, &["webhook_failed"]).await;
+    assert_eq!(failures.len(), 6, "503, 503, 429, 400, 404, 401");
+    let finals = failures
+        .iter()
+        .filter(|f| f.event.details["will_retry"] == false)
+        .count();
+    assert_eq!(finals, 3);
+    assert_eq!(stored(&app.store, &["webhook_delivered"]).await.len(), 2);
 }
 
 /// A URL that was fine at registration (or was changed behind the API's
@@ -583,4 +592,58 @@ async fn localhost_means_the_docker_host_only_when_asked(backend: Backend) {
     };
     assert_eq!(row.status, "failed");
     assert!(receiver.all().is_empty(), "the local receiver was reached");
+}
+
+/// A config asking for HMAC without a secret (or bearer without a token), and
+/// an unauthenticated config in production (both put there behind the API's
+/// back), are never sent to: nothing unsigned leaves.
+async fn a_config_without_its_credentials_or_unauthenticated_in_production_is_never_sent_to(
+    backend: Backend,
+) {
+    let (app, clock) = app_on_clock_with(backend, &[("ENVIRONMENT", "production")]).await;
+    let receiver = Receiver::start();
+    let (_, buyer, principal) = tenant_with_principal(&app, "acme").await;
+    for (id, path, auth, token) in [
+        ("pnc_nosecret", "/hmac", "hmac-sha256", "NULL"),
+        ("pnc_empty", "/bearer", "bearer", "''"),
+        ("pnc_none", "/none", "none", "NULL"),
+    ] {
+        crate::audit::raw_sql(
+            &app,
+            backend,
+            &format!(
+                "INSERT INTO push_notification_configs (id, tenant_id, principal_id, url, \
+                 authentication_type, authentication_token, status, created_at, updated_at) \
+                 VALUES ('{id}', 'acme', '{principal}', '{}', '{auth}', {token}, 'active', \
+                 '2026-11-24T00:00:00+00:00', '2026-11-24T00:00:00+00:00')",
+                receiver.url(path)
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let id = goes_live(&app, &clock, &buyer).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let settled = loop {
+        let rows = rows(&app.store, &id).await;
+        if rows.len() == 3 && rows.iter().all(|r| r.status != "pending") {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for row in &settled {
+        assert_eq!(row.status, "failed", "{row:?}");
+        let error = row.last_error.as_deref().unwrap_or_default();
+        let expected = if row.config_id == "pnc_none" {
+            "not allowed in production"
+        } else {
+            "credentials"
+        };
+        assert!(error.contains(expected), "{}: {error}", row.config_id);
+    }
+    assert!(receiver.all().is_empty(), "something was sent");
 }
