@@ -137,20 +137,43 @@ macro_rules! webhook_queries {
             now: chrono::DateTime<chrono::Utc>,
             limit: u32,
         ) -> Result<Vec<super::webhooks::DueWebhook>, sqlx::Error> {
-            sqlx::query_as(
-                "SELECT w.id, w.tenant_id, w.config_id, w.media_buy_id, w.task_type, w.payload, \
-                 w.attempts, c.url, c.authentication_type, c.authentication_token \
-                 FROM webhook_outbox w JOIN push_notification_configs c ON c.id = w.config_id \
-                 WHERE w.status = 'pending' AND c.status = 'active' \
-                 AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= $1) \
-                 AND (w.locked_until IS NULL OR w.locked_until <= $1) \
-                 ORDER BY w.id LIMIT $2",
+            // Two statements, so the plan does not hang on statistics (right
+            // after a bulk enqueue the planner thought the table empty and
+            // scanned the pending rows once per config): the due ids in id
+            // order from the partial index, skipping configs that are not
+            // active (a handful, hashed); then those rows and their configs
+            // by primary key.
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM webhook_outbox WHERE status = 'pending' \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+                 AND (locked_until IS NULL OR locked_until <= $1) \
+                 AND config_id NOT IN \
+                     (SELECT id FROM push_notification_configs WHERE status <> 'active') \
+                 ORDER BY id LIMIT $2",
             )
             .persistent(self.persistent)
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await
+            .await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT w.id, w.tenant_id, w.config_id, w.media_buy_id, w.task_type, w.payload, \
+                 w.attempts, c.url, c.authentication_type, c.authentication_token \
+                 FROM webhook_outbox w JOIN push_notification_configs c ON c.id = w.config_id \
+                 WHERE w.id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            qb.push(") ORDER BY w.id");
+            qb.build_query_as()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await
         }
 
         pub(super) async fn webhooks_claim(
