@@ -31,6 +31,9 @@
     reason = "a benchmark binary: it reports on stdout/stderr and stops at the first failure"
 )]
 
+mod common;
+
+use common::{BenchDatabase, postgres_admin_url};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -53,9 +56,7 @@ use overseer_actors::supervisor::Supervisor;
 use overseer_actors::{Clock, SystemClock};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use sqlx::{
-    AssertSqlSafe, Connection, Executor, PgConnection, PgPool, QueryBuilder, Sqlite, SqlitePool,
-};
+use sqlx::{AssertSqlSafe, Connection, PgPool, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 /// (a): events inserted one by one, per variant (each half stops after half of
@@ -363,7 +364,10 @@ struct Report {
 // One backend, all cases, one database
 
 async fn run_backend(backend: Backend) -> Report {
-    let db = BenchDatabase::new(backend).await;
+    let db = match backend {
+        Backend::Postgres => BenchDatabase::postgres().await,
+        Backend::Sqlite => BenchDatabase::sqlite(),
+    };
     let files = tempfile::tempdir().unwrap();
     let config = config_for(&db.url, files.path(), "bench", true);
     let store = Store::open(&config.database).unwrap();
@@ -1364,100 +1368,6 @@ impl RunningApp {
 
 // ---------------------------------------------------------------------------
 // Databases
-
-/// A database for one backend's run: a fresh PostgreSQL database (dropped
-/// WITH (FORCE) at the end, or on a panic), or a SQLite file in a temporary
-/// folder.
-struct BenchDatabase {
-    url: String,
-    _folder: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-impl BenchDatabase {
-    async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let folder = tempfile::tempdir().unwrap();
-                Self {
-                    url: format!("sqlite://{}/bench.db", folder.path().display()),
-                    _folder: Some(folder),
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("overseer_bench_{}", Uuid::new_v4().simple());
-                let mut conn = PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
-                conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-                    .await
-                    .unwrap();
-                let _ = conn.close().await;
-                let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
-                // BENCH_PG_SOCKET_DIR (e.g. /var/run/postgresql): the store
-                // and the service reach the database over its Unix socket
-                // instead of TCP.
-                let url = match std::env::var("BENCH_PG_SOCKET_DIR") {
-                    Ok(dir) if !dir.is_empty() => format!("{server}/{name}?host={dir}"),
-                    _ => format!("{server}/{name}"),
-                };
-                eprintln!("database {name} ({url})");
-                Self {
-                    url,
-                    _folder: None,
-                    pg: Some((admin, name)),
-                }
-            }
-        }
-    }
-
-    async fn drop_now(mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let mut conn = PgConnection::connect(&admin).await.unwrap();
-            conn.execute(AssertSqlSafe(format!(
-                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-            )))
-            .await
-            .unwrap();
-            let _ = conn.close().await;
-        }
-    }
-}
-
-impl Drop for BenchDatabase {
-    /// After a panic: drop the database from a thread with a runtime of its
-    /// own (the System may be gone).
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let _ = conn
-                        .execute(AssertSqlSafe(format!(
-                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                        )))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // CPU accounting (Linux /proc): where the cores went during a case

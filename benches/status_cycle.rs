@@ -33,6 +33,9 @@
     reason = "a benchmark binary: it reports on stdout/stderr and stops at the first failure"
 )]
 
+mod common;
+
+use common::{BenchDatabase, postgres_admin_url};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -43,8 +46,7 @@ use chrono::{DateTime, Utc};
 use overseer::config::Config;
 use overseer::store::Store;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::{AssertSqlSafe, Executor, PgPool};
 
 const BUYS: i64 = 100_000;
 const TENANTS: i64 = 10;
@@ -142,7 +144,7 @@ fn main() {
 // One measurement
 
 async fn measure(run: usize, case: Case, now: DateTime<Utc>) -> Measurement {
-    let db = BenchDatabase::new().await;
+    let db = BenchDatabase::postgres().await;
     let store = Store::open(&config_for(&db.url).database).unwrap();
     store.migrate().await.unwrap();
     let pool = PgPoolOptions::new()
@@ -387,7 +389,7 @@ async fn load(pool: &PgPool, now: DateTime<Utc>, push_configs: bool) {
 /// `explain`: the plans of the three UPDATEs on a freshly loaded database,
 /// each run for real inside one transaction that is rolled back.
 async fn explain_updates(now: DateTime<Utc>) {
-    let db = BenchDatabase::new().await;
+    let db = BenchDatabase::postgres().await;
     let store = Store::open(&config_for(&db.url).database).unwrap();
     store.migrate().await.unwrap();
     store.close().await;
@@ -450,7 +452,7 @@ async fn explain_updates(now: DateTime<Utc>) {
 async fn fallback(now: DateTime<Utc>) {
     let mut out = String::new();
     for timeout in [None, Some("10m")] {
-        let db = BenchDatabase::new().await;
+        let db = BenchDatabase::postgres().await;
         let more: Vec<(&'static str, &str)> = timeout
             .map(|t| ("DATABASE_QUERY_TIMEOUT", t))
             .into_iter()
@@ -549,83 +551,6 @@ fn config_with(database_url: &str, more: &[(&'static str, &str)]) -> Config {
 
 // ---------------------------------------------------------------------------
 // Databases
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh PostgreSQL database, dropped WITH (FORCE) at the end or after a
-/// panic.
-struct BenchDatabase {
-    url: String,
-    pg: Option<(String, String)>,
-}
-
-impl BenchDatabase {
-    async fn new() -> Self {
-        let admin = postgres_admin_url();
-        let name = format!("overseer_bench_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
-        conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .await
-            .unwrap();
-        let _ = conn.close().await;
-        let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
-        let url = format!("{server}/{name}");
-        eprintln!("database {name}");
-        Self {
-            url,
-            pg: Some((admin, name)),
-        }
-    }
-
-    fn name(&self) -> &str {
-        self.pg.as_ref().map_or("", |(_, name)| name)
-    }
-
-    async fn drop_now(mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let mut conn = PgConnection::connect(&admin).await.unwrap();
-            conn.execute(AssertSqlSafe(format!(
-                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-            )))
-            .await
-            .unwrap();
-            let _ = conn.close().await;
-        }
-    }
-}
-
-impl Drop for BenchDatabase {
-    /// After a panic: drop the database from a thread with a runtime of its
-    /// own.
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let _ = conn
-                        .execute(AssertSqlSafe(format!(
-                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                        )))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // CPU (Linux /proc): this process, and every `postgres` process

@@ -39,6 +39,9 @@
     reason = "a benchmark binary: it reports on stdout/stderr and stops at the first failure"
 )]
 
+mod common;
+
+use common::BenchDatabase;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -51,7 +54,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use overseer::Application;
 use overseer::config::Config;
 use overseer::store::Store;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, SqlitePool};
+use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use uuid::Uuid;
 
 /// Requests queued per measurement.
@@ -308,7 +311,10 @@ fn raw_http(receiver: &Receiver) -> Duration {
 async fn measure(case: Case, receiver: &Receiver) -> Duration {
     let backend = case.backend;
     receiver.reset();
-    let db = BenchDatabase::new(backend).await;
+    let db = match backend {
+        Backend::Postgres => BenchDatabase::postgres().await,
+        Backend::Sqlite => BenchDatabase::sqlite(),
+    };
     let files = tempfile::tempdir().unwrap();
     let config = config_for(&db.url, files.path());
     let store = Store::open(&config.database).unwrap();
@@ -580,88 +586,3 @@ fn print_report(
 
 // ---------------------------------------------------------------------------
 // Databases
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh PostgreSQL database (dropped WITH (FORCE) at the end, or after a
-/// panic), or a SQLite file in a temporary folder.
-struct BenchDatabase {
-    url: String,
-    _folder: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl BenchDatabase {
-    async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let folder = tempfile::tempdir().unwrap();
-                Self {
-                    url: format!("sqlite://{}/bench.db?mode=rwc", folder.path().display()),
-                    _folder: Some(folder),
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("overseer_bench_{}", Uuid::new_v4().simple());
-                let mut conn = PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
-                conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-                    .await
-                    .unwrap();
-                let _ = conn.close().await;
-                let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
-                Self {
-                    url: format!("{server}/{name}"),
-                    _folder: None,
-                    pg: Some((admin, name)),
-                }
-            }
-        }
-    }
-
-    async fn drop_now(mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            let mut conn = PgConnection::connect(&admin).await.unwrap();
-            conn.execute(AssertSqlSafe(format!(
-                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-            )))
-            .await
-            .unwrap();
-            let _ = conn.close().await;
-        }
-    }
-}
-
-impl Drop for BenchDatabase {
-    /// After a panic: drop the database from a thread with a runtime of its
-    /// own (the System may be gone).
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let _ = conn
-                        .execute(AssertSqlSafe(format!(
-                            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                        )))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
