@@ -102,6 +102,28 @@ pub struct Config {
     /// `WEBHOOK_DOCKER_LOCALHOST_REWRITE` (false): send buyers' `localhost`
     /// URLs to `host.docker.internal`.
     pub webhook_docker_rewrite: bool,
+    pub sse: SseSettings,
+}
+
+/// The live activity stream (`crate::activity`).
+#[derive(Debug, Clone)]
+pub struct SseSettings {
+    /// `SSE_CLIENT_BUFFER` (1,024 events): how many events a client may
+    /// have waiting before it is sent `resync` and dropped (a client with
+    /// nothing waiting always takes the next committed batch whole); `SSE_MAX_STREAMS_PER_TENANT`
+    /// (50) and `SSE_MAX_STREAMS` (10,000): open streams allowed.
+    pub hub: overseer_actors::activity::SseConfig,
+    /// `SSE_HEARTBEAT_INTERVAL` (15 s): a comment on an idle stream, which
+    /// also finds dead peers.
+    pub heartbeat: Duration,
+    /// `SSE_BACKFILL` (50): events a new connection without `Last-Event-ID`
+    /// receives first.
+    pub backfill: u32,
+    /// `SSE_MAX_REPLAY` (10,000): beyond this many events to replay, a
+    /// resuming client gets `resync` and the newest `SSE_BACKFILL` instead.
+    pub max_replay: u32,
+    /// `SSE_RETRY_MS` (3,000): the reconnection delay the stream asks for.
+    pub retry_ms: u64,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -346,6 +368,17 @@ impl Config {
                 }
             },
             webhook_timeout: env.duration("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            sse: SseSettings {
+                hub: overseer_actors::activity::SseConfig {
+                    client_buffer: env.positive_int("SSE_CLIENT_BUFFER", 1_024)?,
+                    max_per_tenant: env.positive_int("SSE_MAX_STREAMS_PER_TENANT", 50)?,
+                    max_total: env.positive_int("SSE_MAX_STREAMS", 10_000)?,
+                },
+                heartbeat: env.duration("SSE_HEARTBEAT_INTERVAL", Duration::from_secs(15))?,
+                backfill: env.positive_int("SSE_BACKFILL", 50)?,
+                max_replay: env.positive_int("SSE_MAX_REPLAY", 10_000)?,
+                retry_ms: env.positive_int("SSE_RETRY_MS", 3_000)?,
+            },
             webhook_docker_rewrite: env.bool("WEBHOOK_DOCKER_LOCALHOST_REWRITE", false)?,
             ssrf: crate::ssrf::SsrfPolicy {
                 allowed_cidrs: env.parse_with(

@@ -33,6 +33,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many failed authentications from this address; retry later")]
     TooManyRequests { retry_after_secs: u64 },
+    /// An activity stream over the per-tenant or total limit.
+    #[error("{0}")]
+    TooManyStreams(String),
     #[error("{0}")]
     Conflict(String),
     #[error("the database is unavailable, try again later")]
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::Conflict(_) => "conflict",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::DatabaseTimeout => "database_timeout",
@@ -120,7 +124,9 @@ impl ResponseError for ApiError {
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyStreams(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::DatabaseUnavailable
             | ApiError::DatabaseTimeout
@@ -152,7 +158,7 @@ impl ResponseError for ApiError {
             | ApiError::AuditUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
-            ApiError::AuditQueueFull => {
+            ApiError::AuditQueueFull | ApiError::TooManyStreams(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::TooManyRequests { retry_after_secs } => {

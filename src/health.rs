@@ -59,6 +59,13 @@ pub struct Components {
     /// marked failing (masked).
     pub slack: overseer_actors::slack::SlackStatus,
     pub schedulers: Schedulers,
+    /// The live activity stream: streams open now.
+    pub sse: SseHealth,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SseHealth {
+    pub connections: usize,
 }
 
 /// The timer actors' last and next runs.
@@ -95,6 +102,7 @@ pub struct Health {
     slack: overseer_actors::slack::SlackRouter,
     status_scheduler: overseer_actors::scheduler::StatusScheduler,
     delivery_scheduler: overseer_actors::scheduler::StatusScheduler,
+    sse: overseer_actors::activity::SseHub,
     started: Instant,
     check_timeout: Duration,
 }
@@ -116,6 +124,7 @@ impl Health {
             slack: actors.slack.clone(),
             status_scheduler: actors.status_scheduler.clone(),
             delivery_scheduler: actors.delivery_scheduler.clone(),
+            sse: actors.sse.clone(),
             started: Instant::now(),
             check_timeout,
         }
@@ -171,6 +180,9 @@ impl Health {
                 schedulers: Schedulers {
                     status: self.status_scheduler.status(),
                     delivery: self.delivery_scheduler.status(),
+                },
+                sse: SseHealth {
+                    connections: self.sse.connections(),
                 },
             },
         }

@@ -3,6 +3,7 @@
 //! The map is `shared/design/ARCHITECTURE.md`; the entry point for a running
 //! service is [`Application::build`].
 
+pub mod activity;
 pub mod audit;
 pub mod auth;
 pub mod config;

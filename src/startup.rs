@@ -40,6 +40,7 @@ pub struct Application {
     server: Server,
     store: Store,
     auditor: overseer_actors::audit::Auditor,
+    sse: overseer_actors::activity::SseHub,
     schema_task: Option<JoinHandle<()>>,
 }
 
@@ -92,6 +93,7 @@ impl Application {
         let actors =
             supervision::start(&config, &store, clock.clone()).map_err(StartupError::AuditFiles)?;
         let auditor = actors.auditor.clone();
+        let sse = actors.sse.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -108,6 +110,7 @@ impl Application {
             environment: config.environment,
             trust_forwarded_for: config.security.trust_forwarded_for,
             ssrf: config.ssrf.clone(),
+            sse: config.sse.clone(),
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;
@@ -140,6 +143,7 @@ impl Application {
             server,
             store,
             auditor,
+            sse,
             schema_task,
         })
     }
@@ -164,6 +168,7 @@ impl Application {
             server,
             store,
             auditor,
+            sse,
             schema_task,
             ..
         } = self;
@@ -171,6 +176,9 @@ impl Application {
         let trigger = actix_web::rt::spawn(async move {
             let signal = shutdown.await;
             tracing::info!(signal, "shutdown requested; draining in-flight requests");
+            // Activity streams never finish by themselves: end them now, or
+            // the graceful stop would wait its whole timeout on them.
+            sse.close_all();
             handle.stop(true).await;
         });
 

@@ -194,6 +194,7 @@ pub struct Actors {
     pub status_scheduler: StatusScheduler,
     pub delivery_scheduler: StatusScheduler,
     pub webhook_sender: overseer_actors::webhook::WebhookSender,
+    pub sse: overseer_actors::activity::SseHub,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -296,6 +297,13 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
 
     let transport =
         crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
+    let sse = overseer_actors::activity::SseHub::start(
+        &supervisor,
+        policy.clone(),
+        config.sse.hub.clone(),
+        crate::activity::feed(store, &auditor),
+    );
+
     let slack = SlackRouter::start(
         &supervisor,
         policy,
@@ -317,5 +325,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         status_scheduler,
         delivery_scheduler,
         webhook_sender,
+        sse,
     })
 }

@@ -130,6 +130,18 @@ struct ComponentsDoc {
     slack: SlackDoc,
     #[schema(inline)]
     schedulers: SchedulersDoc,
+    #[schema(inline)]
+    sse: SseDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct SseDoc {
+    /// Activity streams open now.
+    connections: u64,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -2,6 +2,7 @@
 //! everything (including actix's own 404/405/413), request ids.
 
 pub mod access;
+pub mod activity;
 pub mod admin;
 pub mod audit;
 pub mod creatives;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Which hosts buyers' webhooks may reach.
     pub ssrf: crate::ssrf::SsrfPolicy,
+    /// The activity stream's settings.
+    pub sse: crate::config::SseSettings,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
@@ -64,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
         .configure(metrics::routes)
         .configure(openapi::routes)
         .configure(admin::routes)
+        .configure(activity::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(

@@ -12,8 +12,8 @@ use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::{
-    admin, audit, creatives, health, media_buys, principals, push_configs, settings, tenants,
-    webhooks, workflows,
+    activity, admin, audit, creatives, health, media_buys, principals, push_configs, settings,
+    tenants, webhooks, workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -39,6 +39,7 @@ media buys, creatives, workflows and the audit trail. Every list is paginated (`
         (name = "audit", description = "The audit trail: ingest, query, verify"),
         (name = "health", description = "Liveness and readiness"),
         (name = "operations", description = "Operator actions (super admin)"),
+        (name = "activity", description = "The live activity stream (Server-Sent Events)"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +81,7 @@ pub fn document() -> Document {
         admin::Doc::openapi(),
         push_configs::Doc::openapi(),
         webhooks::Doc::openapi(),
+        activity::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -278,6 +280,7 @@ mod tests {
                     },
                     delivery: overseer_actors::scheduler::SchedulerStatus::default(),
                 },
+                sse: crate::health::SseHealth { connections: 2 },
             },
         };
         describes(&doc, "HealthReport", &serde_json::json!(report));

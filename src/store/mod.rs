@@ -163,6 +163,7 @@ macro_rules! shared_queries {
 }
 use shared_queries;
 
+pub mod activity;
 pub mod audit;
 pub mod domain;
 pub mod pg;
@@ -192,6 +193,7 @@ use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use overseer_actors::mock_adapter::ActiveBuy;
 use overseer_actors::notify::Notification;
 
+pub use activity::ActivityQuery;
 pub use audit::{AuditPosition, AuditQuery};
 pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner, Parts};
 
@@ -489,6 +491,56 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn audit_logs(&self, query: &AuditQuery) -> Result<Vec<CommittedEvent>, StoreError> {
         dispatch!(self.audit_logs(query))
+    }
+
+    /// Matching audit events after the cursor `after`, oldest first.
+    pub async fn activity_after(
+        &self,
+        after: i64,
+        query: &ActivityQuery,
+        limit: u32,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.activity_after(after, query, limit))
+    }
+
+    /// The newest `limit` matching audit events up to `upto`, newest first.
+    pub async fn activity_latest(
+        &self,
+        upto: i64,
+        query: &ActivityQuery,
+        limit: u32,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.activity_latest(upto, query, limit))
+    }
+
+    /// How many matching audit events follow `after`, counting to `cap` at most.
+    pub async fn activity_count_after(
+        &self,
+        after: i64,
+        query: &ActivityQuery,
+        cap: u32,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self.activity_count_after(after, query, cap))
+    }
+
+    /// The newest audit id, 0 for an empty trail.
+    pub async fn max_audit_id(&self) -> Result<i64, StoreError> {
+        dispatch!(self.max_audit_id())
+    }
+
+    /// Audit events with ids in `from..=to`, oldest first.
+    pub async fn audit_range(&self, from: i64, to: i64) -> Result<Vec<CommittedEvent>, StoreError> {
+        dispatch!(self.audit_range(from, to))
+    }
+
+    /// A listener on the `overseer_audit` channel (PostgreSQL; `None` on
+    /// SQLite, whose one instance hears of commits in-process). It holds one
+    /// of the pool's connections for as long as it lives.
+    pub async fn audit_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.audit_listener().await.map(Some),
+            Store::Sqlite(_) => Ok(None),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %token.tenant_id))]

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod activity;
 mod audit;
 mod audit_query;
 mod audit_resilience;
@@ -19,6 +20,7 @@ mod receiver;
 mod reports;
 mod scheduler;
 mod slack;
+mod sse;
 mod store;
 mod supervision;
 mod tenants;

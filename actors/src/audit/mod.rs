@@ -265,7 +265,10 @@ impl Auditor {
 
     /// Subscribes to every committed event.
     pub fn subscribe(&self, recipient: Recipient<AuditCommitted>) {
-        lock(&self.shared.subscribers).committed.push(recipient);
+        let mut subscribers = lock(&self.shared.subscribers);
+        // A restarted subscriber subscribes again; its old address is gone.
+        subscribers.committed.retain(Recipient::connected);
+        subscribers.committed.push(recipient);
     }
 
     /// Subscribes to notable committed events.

@@ -1,0 +1,467 @@
+//! The activity stream's service side: the PostgreSQL feed that carries
+//! committed events from every instance to this one's hub, and the stream a
+//! connection reads (replay from the trail, then live frames from the hub).
+//!
+//! How a connection gets every matching event exactly once: it subscribes to
+//! the hub *first*, then reads the trail after its cursor in pages until it
+//! has caught up, then sends what the hub queued, skipping ids it has already
+//! sent. An event committed before a page was read is in that page; one
+//! committed after it reaches the hub after the subscription, so it is queued.
+//! Ids are the commit order (every audit append holds the trail's lock until
+//! it commits), so "after the cursor" never skips a late commit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Recipient;
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use overseer_actors::activity::{
+    ActivityFeed, ActivityFilter, Batch, Category, Frame, Slot, SseHub, Subscription,
+};
+use overseer_actors::audit::{AuditCommitted, CommittedEvent};
+use tokio::sync::watch;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::store::{ActivityQuery, Store, StoreError};
+
+/// Rows read from the trail per query while replaying.
+const PAGE: u32 = 500;
+
+/// Waiting batches are gathered into one write up to about this size.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The PostgreSQL feed: `LISTEN overseer_audit` (migration 14), then the rows
+/// each notification names, in order. Survives a lost connection: it
+/// reconnects with backoff and reads what it missed.
+pub struct PgFeed {
+    pub store: Store,
+}
+
+impl ActivityFeed for PgFeed {
+    fn attach(
+        &self,
+        hub: Recipient<AuditCommitted>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
+        let store = self.store.clone();
+        Box::pin(async move { listen(store, hub).await })
+    }
+}
+
+async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), String> {
+    let mut last: Option<i64> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match store.audit_listener().await {
+            Ok(Some(listener)) => Listening(Some(listener)),
+            Ok(None) => return Err("LISTEN needs PostgreSQL".into()),
+            Err(e) => {
+                tracing::warn!(reason = %e.short_reason(), "activity feed cannot listen yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        // Listening first, then the catch-up read: nothing falls between.
+        match catch_up(&store, &hub, &mut last).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(reason = %e.short_reason(), "activity feed catch-up failed; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
+        while let Some(l) = listener.0.as_mut() {
+            match l.try_recv().await {
+                Ok(Some(first)) => {
+                    let mut hi = parse_range(first.payload()).map_or(0, |(_, hi)| hi);
+                    // Coalesce what is already waiting into one read.
+                    while let Some(next) = l.next_buffered() {
+                        if let Some((_, h)) = parse_range(next.payload()) {
+                            hi = hi.max(h);
+                        }
+                    }
+                    let from = last.unwrap_or(0) + 1;
+                    if hi < from {
+                        continue;
+                    }
+                    match store.audit_range(from, hi).await {
+                        Ok(events) => deliver(&hub, &mut last, events)?,
+                        Err(e) => {
+                            tracing::warn!(reason = %e.short_reason(), "activity feed read failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                // The connection was lost and re-established: notifications
+                // may have been missed.
+                Ok(None) => {
+                    if let Err(e) = catch_up(&store, &hub, &mut last).await {
+                        tracing::warn!(reason = %e.short_reason(), "activity feed catch-up failed; reconnecting");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(reason = %StoreError::from_sqlx(e, Duration::from_secs(5)).short_reason(), "activity feed lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A `PgListener` that is let go without cleaning up when there is no runtime
+/// left to clean up on (the process is ending): its drop would spawn
+/// `UNLISTEN` and the connection's return to the pool, which panics there.
+struct Listening(Option<sqlx::postgres::PgListener>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err()
+            && let Some(listener) = self.0.take()
+        {
+            std::mem::forget(listener);
+        }
+    }
+}
+
+/// Reads everything after `last` (or, the first time, starts from the newest
+/// id: the hub's subscribers replay older events themselves).
+async fn catch_up(
+    store: &Store,
+    hub: &Recipient<AuditCommitted>,
+    last: &mut Option<i64>,
+) -> Result<(), StoreError> {
+    let Some(after) = *last else {
+        *last = Some(store.max_audit_id().await?);
+        return Ok(());
+    };
+    let mut after = after;
+    loop {
+        let events = store
+            .activity_after(after, &ActivityQuery::default(), PAGE)
+            .await?;
+        let full = events.len() == PAGE as usize;
+        if let Some(e) = events.last() {
+            after = e.id;
+        }
+        deliver(hub, last, events).map_err(StoreError::Unavailable)?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+fn deliver(
+    hub: &Recipient<AuditCommitted>,
+    last: &mut Option<i64>,
+    events: Vec<CommittedEvent>,
+) -> Result<(), String> {
+    let Some(newest) = events.last().map(|e| e.id) else {
+        return Ok(());
+    };
+    hub.try_send(AuditCommitted(events.into()))
+        .map_err(|e| format!("the SSE hub is not taking events: {e}"))?;
+    *last = Some(newest);
+    Ok(())
+}
+
+fn parse_range(payload: &str) -> Option<(i64, i64)> {
+    let (lo, hi) = payload.split_once(':')?;
+    Some((lo.parse().ok()?, hi.parse().ok()?))
+}
+
+/// How a connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The newest `n` matching events, then live ones.
+    Backfill(u32),
+    /// Every matching event after this id.
+    After(i64),
+}
+
+/// What a connection asked for and the limits it runs under.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub filter: ActivityFilter,
+    pub start: Start,
+    pub backfill: u32,
+    pub max_replay: u32,
+    pub heartbeat: Duration,
+    pub retry_ms: u64,
+}
+
+/// A prepared stream: where replay starts (for the `Overseer-Replay-From`
+/// header) and the body.
+pub struct Prepared {
+    pub replay_from: i64,
+    pub body: Pin<Box<dyn Stream<Item = Result<Bytes, std::convert::Infallible>>>>,
+}
+
+/// Why a stream could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the activity hub is restarting")]
+    HubRestarting,
+}
+
+/// Subscribes, decides where replay starts and builds the body. `slot` is
+/// held by the body: it is given back when the client goes away.
+pub async fn prepare(
+    store: Store,
+    hub: SseHub,
+    slot: Slot,
+    spec: StreamSpec,
+) -> Result<Prepared, StreamError> {
+    let subscription = hub
+        .subscribe(spec.filter.clone())
+        .await
+        .ok_or(StreamError::HubRestarting)?;
+    let query = sql_filter(&spec.filter);
+    let mut head = BytesMut::new();
+    head.extend_from_slice(format!("retry: {}\n\n", spec.retry_ms).as_bytes());
+    let mut sent = 0u64;
+
+    let after = match spec.start {
+        Start::After(id) => {
+            let pending = store
+                .activity_count_after(id, &query, spec.max_replay.saturating_add(1))
+                .await?;
+            if pending > i64::from(spec.max_replay) {
+                head.extend_from_slice(&resync_frame("replay_limit", Some(id)));
+                None
+            } else {
+                Some(id)
+            }
+        }
+        Start::Backfill(_) => None,
+    };
+    let (cursor, replay_from) = match after {
+        Some(id) => (id, id),
+        None => {
+            let n = match spec.start {
+                Start::Backfill(n) => n,
+                Start::After(_) => spec.backfill,
+            };
+            // Everything up to `floor` is considered; later events come from
+            // the replay below and the hub.
+            let floor = store.max_audit_id().await?;
+            let mut newest = store.activity_latest(floor, &query, n).await?;
+            newest.retain(|e| category_matches(&spec.filter, e));
+            newest.reverse();
+            let replay_from = newest.first().map_or(floor, |e| e.id - 1);
+            for event in &newest {
+                head.extend_from_slice(&Frame::encode(event).bytes);
+                sent += 1;
+            }
+            (floor, replay_from)
+        }
+    };
+    metrics::counter!("sse_events_sent_total").increment(sent);
+
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + spec.heartbeat, spec.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let state = State {
+        store,
+        shutdown: hub.shutdown_signal(),
+        hub,
+        _slot: slot,
+        query,
+        filter: spec.filter,
+        subscription: Some(subscription),
+        cursor,
+        replaying: true,
+        head: Some(head.freeze()),
+        heartbeat,
+        done: false,
+    };
+    Ok(Prepared {
+        replay_from,
+        body: Box::pin(futures_util::stream::unfold(state, step)),
+    })
+}
+
+struct State {
+    store: Store,
+    hub: SseHub,
+    _slot: Slot,
+    shutdown: watch::Receiver<bool>,
+    query: ActivityQuery,
+    filter: ActivityFilter,
+    subscription: Option<Subscription>,
+    /// Every matching event up to here has been sent (or skipped on purpose).
+    cursor: i64,
+    replaying: bool,
+    head: Option<Bytes>,
+    heartbeat: Interval,
+    done: bool,
+}
+
+type Item = Result<Bytes, std::convert::Infallible>;
+
+async fn step(mut st: State) -> Option<(Item, State)> {
+    if let Some(head) = st.head.take() {
+        return Some((Ok(head), st));
+    }
+    if st.done || *st.shutdown.borrow() {
+        return None;
+    }
+    while st.replaying {
+        if st.subscription.as_ref().is_none_or(Subscription::lagged) {
+            // Dropped by the hub while reading the trail (a burst filled the
+            // queue): subscribe again, then read on; nothing falls between.
+            st.subscription = st.hub.subscribe(st.filter.clone()).await;
+            st.subscription.as_ref()?;
+        }
+        let page = match st.store.activity_after(st.cursor, &st.query, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(reason = %e.short_reason(), "activity replay failed; ending the stream");
+                return None;
+            }
+        };
+        if page.len() < PAGE as usize {
+            st.replaying = false;
+        }
+        let Some(last) = page.last().map(|e| e.id) else {
+            continue;
+        };
+        st.cursor = last;
+        let mut chunk = BytesMut::new();
+        let mut n = 0;
+        for event in page.iter().filter(|e| category_matches(&st.filter, e)) {
+            chunk.extend_from_slice(&Frame::encode(event).bytes);
+            n += 1;
+        }
+        if n > 0 {
+            metrics::counter!("sse_events_sent_total").increment(n);
+            return Some((Ok(chunk.freeze()), st));
+        }
+    }
+
+    enum Next {
+        Shutdown,
+        Batch(Option<Batch>),
+        Beat,
+    }
+    let next = {
+        let State {
+            subscription,
+            heartbeat,
+            shutdown,
+            ..
+        } = &mut st;
+        let subscription = subscription.as_mut()?;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => Next::Shutdown,
+            batch = subscription.recv() => Next::Batch(batch),
+            _ = heartbeat.tick() => Next::Beat,
+        }
+    };
+    match next {
+        Next::Shutdown => {
+            metrics::counter!("sse_clients_dropped_total", "reason" => "shutdown").increment(1);
+            None
+        }
+        Next::Beat => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
+        Next::Batch(batch) => {
+            let subscription = st.subscription.as_mut()?;
+            if subscription.lagged() {
+                return lagged(st);
+            }
+            // `None`: the hub restarted; the client reconnects and resumes.
+            let mut batch = batch?;
+            let mut chunk = BytesMut::new();
+            let mut n = 0u64;
+            loop {
+                for frame in subscription.take(&batch) {
+                    if frame.id > st.cursor {
+                        st.cursor = frame.id;
+                        chunk.extend_from_slice(&frame.bytes);
+                        n += 1;
+                    }
+                }
+                if chunk.len() >= CHUNK_BYTES {
+                    break;
+                }
+                match subscription.try_recv() {
+                    Some(next) => batch = next,
+                    None => break,
+                }
+            }
+            metrics::counter!("sse_events_sent_total").increment(n);
+            Some((Ok(chunk.freeze()), st))
+        }
+    }
+}
+
+/// The hub dropped this client for falling behind: say so and end.
+fn lagged(mut st: State) -> Option<(Item, State)> {
+    st.done = true;
+    let frame = resync_frame("slow_client", Some(st.cursor));
+    Some((Ok(frame), st))
+}
+
+/// `event: resync`: the client should reconnect with its `Last-Event-ID`
+/// (after `slow_client`) or accept the gap (`replay_limit`).
+fn resync_frame(reason: &str, last_event_id: Option<i64>) -> Bytes {
+    let data = serde_json::json!({ "reason": reason, "last_event_id": last_event_id });
+    Bytes::from(format!("event: resync\ndata: {data}\n\n"))
+}
+
+fn sql_filter(filter: &ActivityFilter) -> ActivityQuery {
+    ActivityQuery {
+        tenant_id: filter.tenant.clone(),
+        operations: filter.operations.clone(),
+        principal_id: filter.principal_id.clone(),
+        success: filter.success,
+    }
+}
+
+fn category_matches(filter: &ActivityFilter, event: &CommittedEvent) -> bool {
+    filter.categories.is_empty() || {
+        let e = &event.event;
+        let category: Category =
+            Category::of(&e.operation, e.security_violation, e.tenant_id.as_deref());
+        filter.categories.contains(&category)
+    }
+}
+
+/// The hub fed from the right place for `store`.
+pub fn feed(store: &Store, auditor: &overseer_actors::audit::Auditor) -> Arc<dyn ActivityFeed> {
+    match store.backend() {
+        crate::config::Backend::Postgres => Arc::new(PgFeed {
+            store: store.clone(),
+        }),
+        crate::config::Backend::Sqlite => {
+            Arc::new(overseer_actors::activity::LocalFeed(auditor.clone()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_are_id_ranges() {
+        assert_eq!(parse_range("12:40"), Some((12, 40)));
+        assert_eq!(parse_range("x:1"), None);
+        assert_eq!(parse_range(""), None);
+    }
+
+    #[test]
+    fn resync_frames_are_one_event() {
+        let frame = resync_frame("slow_client", Some(7));
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("event: resync\ndata: {"));
+        assert!(text.ends_with("\n\n"));
+        assert!(text.contains("\"last_event_id\":7"));
+    }
+}
