@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -37,8 +37,15 @@ impl TokenHash {
         hex::encode(self.0)
     }
 
+    /// A digest given as 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+
     /// Compares digests in constant time.
-    fn matches(&self, other: &TokenHash) -> bool {
+    pub fn matches(&self, other: &TokenHash) -> bool {
         self.0
             .iter()
             .zip(other.0.iter())
@@ -240,61 +247,81 @@ impl FromRequest for Caller {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            let ip = client_ip(&req);
-            let security = &state.actors.security;
-            if let Some(ip) = &ip
-                && let Some(remaining) = security.blocked(ip)
-            {
-                return Err(ApiError::TooManyRequests {
-                    retry_after_secs: remaining.as_secs().max(1),
-                });
-            }
-            let hash = TokenHash::of(bearer_token(&req).ok_or(ApiError::Unauthorized)?);
-            let outcome = if hash.matches(&state.admin_token_hash) {
-                Ok(Caller::SuperAdmin)
-            } else {
-                match state.store.api_token(&hash.to_hex()).await? {
-                    None => Err((Refusal::Rejected("unknown token"), None)),
-                    Some(token) => {
-                        let caller = Caller::Tenant {
-                            tenant_id: token.tenant_id.clone(),
-                            kind: token.kind,
-                            token_id: token.id.clone(),
-                        };
-                        if token.revoked_at.is_some() {
-                            Err((Refusal::Rejected("revoked token"), Some(caller)))
-                        } else if !token.tenant_active {
-                            Err((Refusal::Rejected("tenant deactivated"), Some(caller)))
-                        } else if token.expires_at.is_some_and(|at| at <= state.clock.now()) {
-                            Err((Refusal::Expired, Some(caller)))
-                        } else {
-                            Ok(caller)
-                        }
-                    }
+            let hash = match bearer_token(&req) {
+                Some(token) => TokenHash::of(token),
+                // The dashboard's session stands in for the token, for
+                // reading only (its cookie is SameSite=Strict).
+                None if matches!(*req.method(), Method::GET | Method::HEAD) => {
+                    crate::http::dashboard::session_token(&req, state)
+                        .ok_or(ApiError::Unauthorized)?
                 }
+                None => return Err(ApiError::Unauthorized),
             };
-            audit_decision(state, &req, ip.as_deref(), &outcome);
-            match outcome {
-                Ok(caller) => {
-                    if let Caller::Tenant {
-                        tenant_id,
-                        kind: TokenKind::Principal,
-                        token_id,
-                    } = &caller
-                    {
-                        security.request(token_id, Some(tenant_id.as_str()));
-                    }
-                    req.extensions_mut().insert(caller.clone());
+            authenticate(state, &req, hash).await
+        })
+    }
+}
+
+/// Who holds the token whose digest is `hash`: the checks, the audit row and
+/// the security monitor's bookkeeping of [`Caller`]'s extractor, for a token
+/// however it arrived (header, or the dashboard's sign-in form and session).
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    hash: TokenHash,
+) -> Result<Caller, ApiError> {
+    let ip = client_ip(req);
+    let security = &state.actors.security;
+    if let Some(ip) = &ip
+        && let Some(remaining) = security.blocked(ip)
+    {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: remaining.as_secs().max(1),
+        });
+    }
+    let outcome = if hash.matches(&state.admin_token_hash) {
+        Ok(Caller::SuperAdmin)
+    } else {
+        match state.store.api_token(&hash.to_hex()).await? {
+            None => Err((Refusal::Rejected("unknown token"), None)),
+            Some(token) => {
+                let caller = Caller::Tenant {
+                    tenant_id: token.tenant_id.clone(),
+                    kind: token.kind,
+                    token_id: token.id.clone(),
+                };
+                if token.revoked_at.is_some() {
+                    Err((Refusal::Rejected("revoked token"), Some(caller)))
+                } else if !token.tenant_active {
+                    Err((Refusal::Rejected("tenant deactivated"), Some(caller)))
+                } else if token.expires_at.is_some_and(|at| at <= state.clock.now()) {
+                    Err((Refusal::Expired, Some(caller)))
+                } else {
                     Ok(caller)
                 }
-                Err(_) => {
-                    if let Some(ip) = &ip {
-                        security.failed_auth(ip);
-                    }
-                    Err(ApiError::Unauthorized)
-                }
             }
-        })
+        }
+    };
+    audit_decision(state, req, ip.as_deref(), &outcome);
+    match outcome {
+        Ok(caller) => {
+            if let Caller::Tenant {
+                tenant_id,
+                kind: TokenKind::Principal,
+                token_id,
+            } = &caller
+            {
+                security.request(token_id, Some(tenant_id.as_str()));
+            }
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
+        }
+        Err(_) => {
+            if let Some(ip) = &ip {
+                security.failed_auth(ip);
+            }
+            Err(ApiError::Unauthorized)
+        }
     }
 }
 

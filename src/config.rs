@@ -124,6 +124,13 @@ pub struct SseSettings {
     pub max_replay: u32,
     /// `SSE_RETRY_MS` (3,000): the reconnection delay the stream asks for.
     pub retry_ms: u64,
+    /// `SESSION_SECRET` (at least 32 characters): the key of the dashboard's
+    /// session cookies. Unset, the key is derived from `ADMIN_TOKEN`, so
+    /// replicas sharing that token accept each other's sessions and a new
+    /// admin token ends every session.
+    pub session_secret: Option<SecretString>,
+    /// `SESSION_TTL` (12 h): how long a dashboard sign-in lasts.
+    pub session_ttl: Duration,
 }
 
 /// The Slack router (see `overseer_actors::slack::router`).
@@ -378,6 +385,14 @@ impl Config {
                 backfill: env.positive_int("SSE_BACKFILL", 50)?,
                 max_replay: env.positive_int("SSE_MAX_REPLAY", 10_000)?,
                 retry_ms: env.positive_int("SSE_RETRY_MS", 3_000)?,
+                session_secret: env.parse_with("SESSION_SECRET", None, |v| {
+                    if v.chars().count() < 32 {
+                        Err("must be at least 32 characters".into())
+                    } else {
+                        Ok(Some(SecretString::from(v.to_owned())))
+                    }
+                })?,
+                session_ttl: env.duration("SESSION_TTL", Duration::from_secs(12 * 3_600))?,
             },
             webhook_docker_rewrite: env.bool("WEBHOOK_DOCKER_LOCALHOST_REWRITE", false)?,
             ssrf: crate::ssrf::SsrfPolicy {

@@ -111,6 +111,7 @@ impl Application {
             trust_forwarded_for: config.security.trust_forwarded_for,
             ssrf: config.ssrf.clone(),
             sse: config.sse.clone(),
+            sessions: http::dashboard::Sessions::new(&config),
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;

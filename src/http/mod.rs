@@ -6,6 +6,7 @@ pub mod activity;
 pub mod admin;
 pub mod audit;
 pub mod creatives;
+pub mod dashboard;
 mod extract;
 pub mod health;
 pub mod media_buys;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub ssrf: crate::ssrf::SsrfPolicy,
     /// The activity stream's settings.
     pub sse: crate::config::SseSettings,
+    /// The dashboard's session key and lifetime.
+    pub sessions: dashboard::Sessions,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
@@ -68,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
         .configure(openapi::routes)
         .configure(admin::routes)
         .configure(activity::routes)
+        .configure(dashboard::routes)
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(

@@ -11,6 +11,7 @@ mod audit;
 mod audit_query;
 mod audit_resilience;
 mod binary;
+mod dashboard;
 mod domain;
 mod errors;
 mod health;

@@ -1,0 +1,301 @@
+//! The admin dashboard at `/admin`: one page of plain HTML, CSS and
+//! JavaScript embedded in the binary (no build step, no CDN), its sign-in and
+//! sign-out, and the session cookie that lets the page read the API.
+//!
+//! Signing in exchanges an admin token (the super admin's, or a tenant
+//! admin's) for a session cookie: encrypted and authenticated (actix-web's
+//! private cookie jar, AES-256-GCM), `HttpOnly`, `SameSite=Strict`, `Secure`
+//! when the page is served over https. It holds the token's digest and an
+//! expiry (`SESSION_TTL`), never the token; every request re-checks the token
+//! behind it, so revoking the token ends the session. The session
+//! authenticates `GET` requests only (the activity stream, audit search,
+//! alerts): anything that changes state still needs the bearer token.
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Caller, TokenHash, authenticate};
+use crate::domain::TokenKind;
+use crate::error::ApiError;
+use crate::http::AppState;
+use overseer_actors::audit::{AuditEvent, Source};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "overseer_session";
+
+const INDEX: &str = include_str!("dashboard/index.html");
+const SCRIPT: &str = include_str!("dashboard/app.js");
+const STYLE: &str = include_str!("dashboard/app.css");
+
+/// Nothing but this origin: no inline script, no third party.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The key and lifetime of dashboard sessions.
+#[derive(Clone)]
+pub struct Sessions {
+    key: Key,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// From `SESSION_SECRET`, or derived from the admin token.
+    pub fn new(config: &crate::config::Config) -> Self {
+        let master: [u8; 32] = match &config.sse.session_secret {
+            Some(secret) => Sha256::digest(secret.expose_secret().as_bytes()).into(),
+            None => {
+                let mut hasher = Sha256::new();
+                hasher.update(b"overseer dashboard sessions\0");
+                hasher.update(config.admin_token.token.expose_secret().as_bytes());
+                hasher.finalize().into()
+            }
+        };
+        Self {
+            key: Key::derive_from(&master),
+            ttl: config.sse.session_ttl,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Session {
+    /// The token's digest, hex.
+    h: String,
+    /// Expiry, Unix seconds.
+    exp: i64,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/admin").route(web::get().to(index)))
+        .service(web::resource("/admin/").route(web::get().to(index)))
+        .service(
+            web::resource("/admin/session")
+                .route(web::get().to(whoami))
+                .route(web::post().to(sign_in)),
+        )
+        .service(web::resource("/admin/session/end").route(web::post().to(sign_out)))
+        .service(web::resource("/admin/assets/{file}").route(web::get().to(asset)))
+        .service(
+            web::resource("/admin/activity/stream")
+                .route(web::get().to(crate::http::activity::api_stream)),
+        );
+}
+
+/// The digest of the token behind the request's session, if it has a valid,
+/// unexpired one.
+pub fn session_token(req: &HttpRequest, state: &AppState) -> Option<TokenHash> {
+    let cookie = req.cookie(COOKIE)?;
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie);
+    let opened = jar.private(&state.sessions.key).get(COOKIE)?;
+    let session: Session = serde_json::from_str(opened.value()).ok()?;
+    if session.exp <= state.clock.now().timestamp() {
+        return None;
+    }
+    TokenHash::from_hex(&session.h)
+}
+
+fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .insert_header((
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .insert_header((
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .body(body)
+}
+
+async fn index() -> HttpResponse {
+    page(INDEX, "text/html; charset=utf-8")
+}
+
+async fn asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    match file.as_str() {
+        "app.js" => Ok(page(SCRIPT, "text/javascript; charset=utf-8")),
+        "app.css" => Ok(page(STYLE, "text/css; charset=utf-8")),
+        _ => Err(ApiError::NotFound("no such asset".into())),
+    }
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    /// `super_admin` or `tenant_admin`.
+    role: &'static str,
+    tenant_id: Option<String>,
+}
+
+/// `GET /admin/session`: who the session is, or 401.
+async fn whoami(caller: Caller) -> Result<HttpResponse, ApiError> {
+    let (role, tenant_id) = admin_role(&caller)?;
+    Ok(HttpResponse::Ok().json(WhoAmI { role, tenant_id }))
+}
+
+fn admin_role(caller: &Caller) -> Result<(&'static str, Option<String>), ApiError> {
+    match caller {
+        Caller::SuperAdmin => Ok(("super_admin", None)),
+        Caller::Tenant {
+            tenant_id,
+            kind: TokenKind::Admin,
+            ..
+        } => Ok(("tenant_admin", Some(tenant_id.as_str().to_owned()))),
+        Caller::Tenant { .. } => Err(ApiError::Forbidden(
+            "the dashboard is for the super admin and tenant admins".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// A form posted from another site is refused (login CSRF).
+fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let info = req.connection_info();
+    let expected = format!("{}://{}", info.scheme(), info.host());
+    if origin.to_str().ok() == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("cross-origin sign-in refused".into()))
+    }
+}
+
+/// `POST /admin/session` (form `token=`): signs in and goes back to `/admin`
+/// with the cookie set; a refused token goes back with `?error=`.
+async fn sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SignIn>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req)?;
+    let token = form.token.trim();
+    let redirect = |to: &str| {
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, to.to_owned()))
+            .finish()
+    };
+    if token.is_empty() {
+        return Ok(redirect("/admin?error=missing"));
+    }
+    let hash = TokenHash::of(token);
+    let caller = match authenticate(&state, &req, hash.clone()).await {
+        Ok(caller) => caller,
+        Err(ApiError::TooManyRequests { .. }) => return Ok(redirect("/admin?error=blocked")),
+        Err(ApiError::Unauthorized) => return Ok(redirect("/admin?error=invalid")),
+        Err(other) => return Err(other),
+    };
+    let Ok((role, tenant)) = admin_role(&caller) else {
+        return Ok(redirect("/admin?error=not_admin"));
+    };
+    let now = state.clock.now();
+    let ttl = chrono::Duration::from_std(state.sessions.ttl).unwrap_or(chrono::Duration::hours(12));
+    let expires: DateTime<Utc> = now + ttl;
+    let session = Session {
+        h: hash.to_hex(),
+        exp: expires.timestamp(),
+    };
+    let mut jar = CookieJar::new();
+    let value = serde_json::to_string(&session).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    jar.private_mut(&state.sessions.key)
+        .add(cookie(&req, value, state.sessions.ttl));
+    let sealed = jar
+        .delta()
+        .next()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("session cookie not sealed".into()))?;
+    record(
+        &state,
+        &req,
+        &caller,
+        "admin_session_started",
+        role,
+        tenant.as_deref(),
+    );
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin"))
+        .cookie(sealed)
+        .finish())
+}
+
+/// `POST /admin/session/end`: signs out (the cookie is removed) and goes
+/// back to `/admin`.
+async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Some(hash) = session_token(&req, &state)
+        && let Ok(caller) = authenticate(&state, &req, hash).await
+        && let Ok((role, tenant)) = admin_role(&caller)
+    {
+        record(
+            &state,
+            &req,
+            &caller,
+            "admin_session_ended",
+            role,
+            tenant.as_deref(),
+        );
+    }
+    let mut gone = cookie(&req, String::new(), Duration::ZERO);
+    gone.make_removal();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin"))
+        .cookie(gone)
+        .finish()
+}
+
+fn cookie(req: &HttpRequest, value: String, ttl: Duration) -> Cookie<'static> {
+    let secure = req.connection_info().scheme() == "https";
+    Cookie::build(COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .finish()
+}
+
+fn record(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    operation: &str,
+    role: &str,
+    tenant: Option<&str>,
+) {
+    let mut event = AuditEvent::new(operation, state.clock.now())
+        .with_principal(
+            caller.principal_id(),
+            Some(caller.display_name().to_owned()),
+        )
+        .with_details(serde_json::json!({ "role": role }));
+    event.tenant_id = tenant.map(str::to_owned);
+    event.ip_address = crate::auth::client_ip(req);
+    state.actors.auditor.record(Source::Internal, event);
+}
