@@ -123,7 +123,7 @@ fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
         ))
         .insert_header((
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .body(body)
