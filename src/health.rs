@@ -59,6 +59,8 @@ pub struct Components {
     /// marked failing (masked).
     pub slack: overseer_actors::slack::SlackStatus,
     pub schedulers: Schedulers,
+    /// The alert rules: firing and pending alerts, the last evaluation.
+    pub alerts: overseer_actors::alerts::AlertsStatus,
 }
 
 /// The timer actors' last and next runs.
@@ -95,6 +97,7 @@ pub struct Health {
     slack: overseer_actors::slack::SlackRouter,
     status_scheduler: overseer_actors::scheduler::StatusScheduler,
     delivery_scheduler: overseer_actors::scheduler::StatusScheduler,
+    alerts: overseer_actors::alerts::Alerts,
     started: Instant,
     check_timeout: Duration,
 }
@@ -116,6 +119,7 @@ impl Health {
             slack: actors.slack.clone(),
             status_scheduler: actors.status_scheduler.clone(),
             delivery_scheduler: actors.delivery_scheduler.clone(),
+            alerts: actors.alerts.clone(),
             started: Instant::now(),
             check_timeout,
         }
@@ -172,6 +176,7 @@ impl Health {
                     status: self.status_scheduler.status(),
                     delivery: self.delivery_scheduler.status(),
                 },
+                alerts: self.alerts.status(),
             },
         }
     }

@@ -9,6 +9,7 @@
 //!
 //! Every actor of the service is started through [`supervisor::Supervisor`].
 
+pub mod alerts;
 pub mod audit;
 pub mod clock;
 pub mod db_watch;

@@ -130,6 +130,25 @@ struct ComponentsDoc {
     slack: SlackDoc,
     #[schema(inline)]
     schedulers: SchedulersDoc,
+    #[schema(inline)]
+    alerts: AlertsDoc,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct AlertsDoc {
+    /// `false` with `SKIP_CRON=true`: evaluations on demand only.
+    enabled: bool,
+    /// Alerts firing (`database_unhealthy` included, known in memory).
+    firing: u64,
+    pending: u64,
+    #[schema(required = true)]
+    last_evaluation_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_error: Option<String>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod creatives;
 mod extract;
@@ -77,7 +78,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                 .configure(workflows::routes)
                 .configure(push_configs::routes)
                 .configure(webhooks::routes)
-                .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
+                .configure(|cfg| audit::routes(cfg, ingest_body_limit))
+                .configure(alerts::routes),
         );
     if fault_injection {
         cfg.configure(admin::fault_routes);

@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
+use crate::http::alerts;
 use crate::http::{
     admin, audit, creatives, health, media_buys, principals, push_configs, settings, tenants,
     webhooks, workflows,
@@ -39,6 +40,7 @@ media buys, creatives, workflows and the audit trail. Every list is paginated (`
         (name = "audit", description = "The audit trail: ingest, query, verify"),
         (name = "health", description = "Liveness and readiness"),
         (name = "operations", description = "Operator actions (super admin)"),
+        (name = "alerts", description = "Alert rules' current and recent alerts"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +82,7 @@ pub fn document() -> Document {
         admin::Doc::openapi(),
         push_configs::Doc::openapi(),
         webhooks::Doc::openapi(),
+        alerts::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -141,6 +144,8 @@ mod tests {
         "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
         "POST /api/v1/media-buys/{id}/delivery/report",
         "POST /admin/schedulers/delivery/run",
+        "GET /api/v1/alerts",
+        "POST /admin/alerts/run",
     ];
 
     #[test]
@@ -277,6 +282,13 @@ mod tests {
                         next_run_at: Some(now),
                     },
                     delivery: overseer_actors::scheduler::SchedulerStatus::default(),
+                },
+                alerts: overseer_actors::alerts::AlertsStatus {
+                    enabled: true,
+                    firing: 1,
+                    pending: 0,
+                    last_evaluation_at: Some(now),
+                    last_error: Some("database check failed".into()),
                 },
             },
         };

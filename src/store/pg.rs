@@ -187,6 +187,7 @@ impl PgStore {
     super::push::push_queries!();
     super::webhooks::webhook_queries!();
     super::reports::report_queries!();
+    super::alerts::alert_queries!();
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.
