@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod alerts;
 mod audit;
 mod audit_query;
 mod audit_resilience;
