@@ -277,9 +277,9 @@ pub struct Breach {
 
 fn minutes(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs % 3_600 == 0 && secs >= 3_600 {
+    if secs.is_multiple_of(3_600) && secs >= 3_600 {
         format!("{} h", secs / 3_600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")
