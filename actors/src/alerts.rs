@@ -1026,7 +1026,12 @@ impl Shared {
         }
         let database_firing = lock(&self.database).is_firing();
         if let Err(reason) = ping {
-            self.set_gauges(&[], database_firing, report);
+            // The other rules' alerts cannot be read: their gauges keep
+            // their last values, and the report counts what is known.
+            let rule = Rule::DatabaseUnhealthy;
+            metrics::gauge!("alerts_firing", "rule" => rule.as_str(), "severity" => rule.severity())
+                .set(f64::from(u8::from(database_firing)));
+            report.firing = u64::from(database_firing);
             return Err(format!("database check failed: {reason}"));
         }
 
@@ -1231,7 +1236,8 @@ impl Handler<Evaluate> for AlertActor {
         if self.child.trip(ctx) {
             return Box::pin(fut::ready(Err("the alert actor failed".to_owned())));
         }
-        // `wait`-like: the mailbox is not read while this evaluation runs.
+        // May overlap a timer evaluation; their writes are conditional on
+        // each episode's revision, as two replicas' are.
         Box::pin(
             self.shared
                 .clone()
