@@ -31,6 +31,7 @@ on_both_backends!(
     a_restart_between_firing_and_resolving_neither_repages_nor_loses_the_resolved_notice,
     the_database_alert_is_recorded_and_announced_when_the_database_is_back,
     a_tenant_admin_sees_only_its_own_tenants_alerts,
+    a_restarted_alert_actor_neither_repages_nor_forgets,
 );
 
 const REPEAT: Duration = Duration::from_secs(4 * 3_600);
@@ -776,4 +777,68 @@ async fn a_tenant_admin_sees_only_its_own_tenants_alerts(backend: Backend) {
         .await;
     assert_eq!(globex["current"][0]["scope"], "globex");
     assert_eq!(globex["current"].as_array().unwrap().len(), 1);
+}
+
+async fn a_restarted_alert_actor_neither_repages_nor_forgets(backend: Backend) {
+    let receiver = Receiver::start();
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(0));
+    let db = TestDatabase::new(backend).await;
+    let url = db.url.clone();
+    let mut vars = vars(&receiver);
+    vars.push(("ENABLE_FAULT_INJECTION", "true".into()));
+    let app = spawn_app_on_with_clock(db, &url, &as_pairs(&vars), clock.clone()).await;
+    {
+        let (admin, _, _) = tenant_with_principal(&app, "acme").await;
+        set_hooks(&admin, &receiver, "acme").await;
+    }
+    clock.advance(Duration::from_secs(3_600));
+    let f = Fixture {
+        app: &app,
+        clock,
+        receiver,
+    };
+    Case::Auth(Some("acme")).hold(&f).await;
+    assert_eq!(
+        f.run().await,
+        [notice("auth_failure_spike", "acme", "fired")]
+    );
+
+    // The actor panics on its next message and is restarted fresh.
+    let armed = app
+        .post_json_as_admin(
+            "/admin/debug/faults",
+            &json!({"actor": "alerts", "kind": "panic", "times": 1}),
+        )
+        .await;
+    assert_eq!(armed.status().as_u16(), 202);
+    let failed = app
+        .client
+        .post(app.url("/admin/alerts/run"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status().as_u16(), 503);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = app.health().await;
+        if health["components"]["actors"]["alerts"]["status"] == "running"
+            && health["components"]["actors"]["alerts"]["restarts"] == 1
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert!(f.run().await.is_empty(), "no page again after the restart");
+    f.advance(Duration::from_secs(5 * 60));
+    assert_eq!(
+        f.run().await,
+        [notice("auth_failure_spike", "acme", "resolved")]
+    );
+    assert_eq!(
+        f.expect_alerts("/acme/audit", 2).await,
+        ["fired", "resolved"]
+    );
 }

@@ -219,6 +219,7 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
     assert_eq!(
         actors.keys().collect::<Vec<_>>(),
         [
+            "alerts",
             "audit",
             "database_watch",
             "delivery_scheduler",
