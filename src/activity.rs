@@ -26,6 +26,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::store::{ActivityQuery, Store, StoreError};
 
+/// The channel migration 14's trigger notifies of appended audit ids.
+const AUDIT_CHANNEL: &str = "overseer_audit";
+
 /// Rows read from the trail per query while replaying.
 const PAGE: u32 = 500;
 
@@ -57,12 +60,22 @@ async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), Stri
             Ok(Some(listener)) => Listening(Some(listener)),
             Ok(None) => return Err("LISTEN needs PostgreSQL".into()),
             Err(e) => {
-                tracing::warn!(reason = %e.short_reason(), "activity feed cannot listen yet; retrying");
+                tracing::warn!(reason = %e.short_reason(), "activity feed cannot connect yet; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
+        let listening = match listener.0.as_mut() {
+            Some(l) => l.listen(AUDIT_CHANNEL).await,
+            None => continue,
+        };
+        if let Err(e) = listening {
+            tracing::warn!(reason = %StoreError::from_sqlx(e, Duration::from_secs(5)).short_reason(), "activity feed cannot listen yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
         // Listening first, then the catch-up read: nothing falls between.
         match catch_up(&store, &hub, &mut last).await {
             Ok(()) => backoff = Duration::from_millis(100),

@@ -102,6 +102,9 @@ pub struct Config {
     /// `WEBHOOK_DOCKER_LOCALHOST_REWRITE` (false): send buyers' `localhost`
     /// URLs to `host.docker.internal`.
     pub webhook_docker_rewrite: bool,
+    /// `ALERT_*`: the alert rules' interval, thresholds and windows (no timer
+    /// with `SKIP_CRON`).
+    pub alerts: overseer_actors::alerts::AlertConfig,
     pub sse: SseSettings,
 }
 
@@ -395,6 +398,7 @@ impl Config {
                 session_ttl: env.duration("SESSION_TTL", Duration::from_secs(12 * 3_600))?,
             },
             webhook_docker_rewrite: env.bool("WEBHOOK_DOCKER_LOCALHOST_REWRITE", false)?,
+            alerts: alert_config(&env, env.bool("SKIP_CRON", false)?)?,
             ssrf: crate::ssrf::SsrfPolicy {
                 allowed_cidrs: env.parse_with(
                     "WEBHOOK_ALLOWED_CIDRS",
@@ -459,6 +463,7 @@ impl Config {
             webhook = ?self.webhook,
             webhook_timeout_ms = self.webhook_timeout.as_millis() as u64,
             webhook_docker_rewrite = self.webhook_docker_rewrite,
+            alerts = ?self.alerts,
             "effective configuration"
         );
     }
@@ -492,6 +497,48 @@ fn database_config(env: &Env<'_>) -> Result<DatabaseConfig, ConfigError> {
         max_connections: env.positive_int("DATABASE_MAX_CONNECTIONS", 10)?,
         use_pgbouncer: env.bool("USE_PGBOUNCER", false)?,
         auto_migrate: env.bool("AUTO_MIGRATE", true)?,
+    })
+}
+
+/// The alert rules (`ALERT_*`); see `overseer_actors::alerts::AlertConfig`.
+fn alert_config(
+    env: &Env<'_>,
+    skip_cron: bool,
+) -> Result<overseer_actors::alerts::AlertConfig, ConfigError> {
+    let d = overseer_actors::alerts::AlertConfig::default();
+    let percent = |var: &'static str, default: f64| {
+        env.parse_with(var, default, |v| match v.parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+            _ => Err("expected a percentage above 0 and at most 100".into()),
+        })
+    };
+    let interval = env.duration("ALERT_EVAL_INTERVAL", Duration::from_secs(30))?;
+    Ok(overseer_actors::alerts::AlertConfig {
+        interval: (!skip_cron).then_some(interval),
+        repeat_interval: env.duration("ALERT_REPEAT_INTERVAL", d.repeat_interval)?,
+        pending_for: env.parse_with("ALERT_PENDING_FOR", d.pending_for, |v| {
+            if v == "0" {
+                Ok(Duration::ZERO)
+            } else {
+                parse_duration(v)
+            }
+        })?,
+        error_rate_percent: percent("ALERT_ERROR_RATE_PERCENT", d.error_rate_percent)?,
+        error_rate_min_operations: env.positive_int(
+            "ALERT_ERROR_RATE_MIN_OPERATIONS",
+            d.error_rate_min_operations,
+        )?,
+        operations_window: env.duration("ALERT_ERROR_RATE_WINDOW", d.operations_window)?,
+        media_buy_failures: env.positive_int("ALERT_MEDIA_BUY_FAILURES", d.media_buy_failures)?,
+        auth_failures: env.positive_int("ALERT_AUTH_FAILURES", d.auth_failures)?,
+        auth_window: env.duration("ALERT_AUTH_FAILURE_WINDOW", d.auth_window)?,
+        approval_max_age: env.duration("ALERT_APPROVAL_MAX_AGE", d.approval_max_age)?,
+        database_failures: env.positive_int("ALERT_DATABASE_FAILURES", d.database_failures)?,
+        agent_slow_after: env.duration("ALERT_AGENT_SLOW_AFTER", d.agent_slow_after)?,
+        agent_slow_window: env.duration("ALERT_AGENT_SLOW_WINDOW", d.agent_slow_window)?,
+        agent_success_percent: percent("ALERT_AGENT_SUCCESS_PERCENT", d.agent_success_percent)?,
+        agent_min_runs: env.positive_int("ALERT_AGENT_MIN_RUNS", d.agent_min_runs)?,
+        agent_window: env.duration("ALERT_AGENT_WINDOW", d.agent_window)?,
     })
 }
 

@@ -59,6 +59,8 @@ pub struct Components {
     /// marked failing (masked).
     pub slack: overseer_actors::slack::SlackStatus,
     pub schedulers: Schedulers,
+    /// The alert rules: firing and pending alerts, the last evaluation.
+    pub alerts: overseer_actors::alerts::AlertsStatus,
     /// The live activity stream: streams open now.
     pub sse: SseHealth,
 }
@@ -103,6 +105,7 @@ pub struct Health {
     status_scheduler: overseer_actors::scheduler::StatusScheduler,
     delivery_scheduler: overseer_actors::scheduler::StatusScheduler,
     sse: overseer_actors::activity::SseHub,
+    alerts: overseer_actors::alerts::Alerts,
     started: Instant,
     check_timeout: Duration,
 }
@@ -125,6 +128,7 @@ impl Health {
             status_scheduler: actors.status_scheduler.clone(),
             delivery_scheduler: actors.delivery_scheduler.clone(),
             sse: actors.sse.clone(),
+            alerts: actors.alerts.clone(),
             started: Instant::now(),
             check_timeout,
         }
@@ -184,6 +188,7 @@ impl Health {
                 sse: SseHealth {
                     connections: self.sse.connections(),
                 },
+                alerts: self.alerts.status(),
             },
         }
     }

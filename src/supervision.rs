@@ -181,6 +181,64 @@ impl StatusCycle for StoreReportCycle {
     }
 }
 
+/// The alert rules' port: the store's counts and `alerts` table.
+struct StoreAlerts {
+    store: Store,
+}
+
+impl overseer_actors::alerts::AlertStore for StoreAlerts {
+    fn read(
+        &self,
+        windows: overseer_actors::alerts::Windows,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<overseer_actors::alerts::Readings, String>> + Send + 'static,
+        >,
+    > {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.alert_readings(&windows).await) })
+    }
+
+    fn current(
+        &self,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<Vec<overseer_actors::alerts::Alert>, String>>
+                + Send
+                + 'static,
+        >,
+    > {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .current_alerts(None)
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+
+    fn apply(
+        &self,
+        change: overseer_actors::alerts::AlertChange,
+        audit: Vec<overseer_actors::audit::AuditEvent>,
+        notifications: Vec<Notification>,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, String>>
+                + Send
+                + 'static,
+        >,
+    > {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .apply_alert(&change, Effects::with(&audit, &notifications))
+                .await
+                .map_err(|e| e.short_reason())
+        })
+    }
+}
+
 /// The running actors.
 #[derive(Clone)]
 pub struct Actors {
@@ -195,6 +253,7 @@ pub struct Actors {
     pub delivery_scheduler: StatusScheduler,
     pub webhook_sender: overseer_actors::webhook::WebhookSender,
     pub sse: overseer_actors::activity::SseHub,
+    pub alerts: overseer_actors::alerts::Alerts,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -295,6 +354,18 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     );
 
+    let alerts = overseer_actors::alerts::Alerts::start(
+        &supervisor,
+        policy.clone(),
+        config.alerts.clone(),
+        Arc::new(StoreAlerts {
+            store: store.clone(),
+        }),
+        Arc::new(store.clone()),
+        auditor.clone(),
+        clock.clone(),
+    );
+
     let transport =
         crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
     let sse = overseer_actors::activity::SseHub::start(
@@ -326,5 +397,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         delivery_scheduler,
         webhook_sender,
         sse,
+        alerts,
     })
 }

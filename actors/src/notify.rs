@@ -142,6 +142,10 @@ pub enum NotificationEvent {
         summary: String,
         value: f64,
         threshold: f64,
+        /// A reminder that the alert is still firing (every
+        /// `ALERT_REPEAT_INTERVAL`), not its first notice.
+        #[serde(default)]
+        reminder: bool,
     },
     /// An alert rule stopped firing (same channel as it fired on).
     AlertResolved {
@@ -335,6 +339,7 @@ pub(crate) mod tests {
                 summary: s("7.5% of operations failed in the last 15 minutes"),
                 value: 7.5,
                 threshold: 5.0,
+                reminder: false,
             },
             AlertResolved {
                 rule: s("high_error_rate"),

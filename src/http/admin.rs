@@ -10,7 +10,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::{AppState, Json};
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(run_status_cycle, run_delivery_cycle))]
+#[openapi(paths(run_status_cycle, run_delivery_cycle, run_alerts))]
 pub struct Doc;
 
 /// Operator routes that always exist.
@@ -20,7 +20,73 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/admin/schedulers/delivery/run").route(web::post().to(run_delivery_cycle)),
-    );
+    )
+    .service(web::resource("/admin/alerts/run").route(web::post().to(run_alerts)));
+}
+
+// `overseer_actors::alerts::EvaluationReport` as the OpenAPI document describes it.
+/// What one evaluation of the alert rules did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = EvaluationReport)]
+#[allow(
+    dead_code,
+    reason = "describes EvaluationReport's JSON in the OpenAPI document"
+)]
+struct EvaluationReportDoc {
+    /// Each notice queued: `kind` is `fired`, `reminder` or `resolved`.
+    #[schema(inline)]
+    notified: Vec<NotifiedDoc>,
+    firing: u64,
+    pending: u64,
+    /// Rules that could not be evaluated (their alerts stay as they were).
+    #[schema(inline)]
+    errors: Vec<RuleErrorDoc>,
+    duration_ms: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes EvaluationReport's JSON")]
+struct NotifiedDoc {
+    rule: String,
+    scope: String,
+    kind: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes EvaluationReport's JSON")]
+struct RuleErrorDoc {
+    rule: String,
+    reason: String,
+}
+
+/// `POST /admin/alerts/run` (super admin): evaluates every alert rule now
+/// and answers what it did.
+#[utoipa::path(
+    post,
+    path = "/admin/alerts/run",
+    tag = "operations",
+    operation_id = "run_alerts",
+    responses(
+        (status = 200, description = "The rules were evaluated (`errors` names rules that could not be)", body = EvaluationReportDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 503, description = "The alert actor is restarting", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all)]
+async fn run_alerts(
+    _: SuperAdmin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<overseer_actors::alerts::EvaluationReport>, ApiError> {
+    state
+        .actors
+        .alerts
+        .run_now()
+        .await
+        .map(web::Json)
+        .map_err(|_| ApiError::DatabaseUnavailable)
 }
 
 // `overseer_actors::scheduler::CycleReport` as the OpenAPI document describes it.

@@ -132,6 +132,7 @@ struct ComponentsDoc {
     schedulers: SchedulersDoc,
     #[schema(inline)]
     sse: SseDoc,
+    alerts: AlertsDoc,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -142,6 +143,23 @@ struct ComponentsDoc {
 struct SseDoc {
     /// Activity streams open now.
     connections: u64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the health report in the OpenAPI document"
+)]
+struct AlertsDoc {
+    /// `false` with `SKIP_CRON=true`: evaluations on demand only.
+    enabled: bool,
+    /// Alerts firing (`database_unhealthy` included, known in memory).
+    firing: u64,
+    pending: u64,
+    #[schema(required = true)]
+    last_evaluation_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_error: Option<String>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod activity;
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod creatives;
 pub mod dashboard;
@@ -85,7 +86,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                 .configure(workflows::routes)
                 .configure(push_configs::routes)
                 .configure(webhooks::routes)
-                .configure(|cfg| audit::routes(cfg, ingest_body_limit)),
+                .configure(|cfg| audit::routes(cfg, ingest_body_limit))
+                .configure(alerts::routes),
         );
     if fault_injection {
         cfg.configure(admin::fault_routes);

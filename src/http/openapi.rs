@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
+use crate::http::alerts;
 use crate::http::{
     activity, admin, audit, creatives, health, media_buys, principals, push_configs, settings,
     tenants, webhooks, workflows,
@@ -40,6 +41,7 @@ media buys, creatives, workflows and the audit trail. Every list is paginated (`
         (name = "health", description = "Liveness and readiness"),
         (name = "operations", description = "Operator actions (super admin)"),
         (name = "activity", description = "The live activity stream (Server-Sent Events)"),
+        (name = "alerts", description = "Alert rules' current and recent alerts"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +84,7 @@ pub fn document() -> Document {
         push_configs::Doc::openapi(),
         webhooks::Doc::openapi(),
         activity::Doc::openapi(),
+        alerts::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -143,6 +146,9 @@ mod tests {
         "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
         "POST /api/v1/media-buys/{id}/delivery/report",
         "POST /admin/schedulers/delivery/run",
+        "GET /api/v1/alerts",
+        "POST /admin/alerts/run",
+        "GET /api/activity-stream",
     ];
 
     #[test]
@@ -281,6 +287,13 @@ mod tests {
                     delivery: overseer_actors::scheduler::SchedulerStatus::default(),
                 },
                 sse: crate::health::SseHealth { connections: 2 },
+                alerts: overseer_actors::alerts::AlertsStatus {
+                    enabled: true,
+                    firing: 1,
+                    pending: 0,
+                    last_evaluation_at: Some(now),
+                    last_error: Some("database check failed".into()),
+                },
             },
         };
         describes(&doc, "HealthReport", &serde_json::json!(report));

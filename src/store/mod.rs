@@ -164,6 +164,7 @@ macro_rules! shared_queries {
 use shared_queries;
 
 pub mod activity;
+pub mod alerts;
 pub mod audit;
 pub mod domain;
 pub mod pg;
@@ -533,9 +534,10 @@ impl Store {
         dispatch!(self.audit_range(from, to))
     }
 
-    /// A listener on the `overseer_audit` channel (PostgreSQL; `None` on
-    /// SQLite, whose one instance hears of commits in-process). It holds one
-    /// of the pool's connections for as long as it lives.
+    /// A listener for the audit channel (PostgreSQL; `None` on SQLite, whose
+    /// one instance hears of commits in-process), connected but not yet
+    /// listening. It holds one of the pool's connections for as long as it
+    /// lives.
     pub async fn audit_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
         match self {
             Store::Postgres(s) => s.audit_listener().await.map(Some),
@@ -1095,6 +1097,95 @@ impl Store {
         effects: Effects<'_>,
     ) -> Result<Option<(WorkflowTask, Vec<CommittedEvent>)>, StoreError> {
         dispatch!(self.decide_workflow(tenant, id, decision, comment, by, now, effects))
+    }
+}
+
+/// The alert rules' counts and the `alerts` table (see [`alerts`]).
+impl Store {
+    /// What every rule counts at `w`; each reading fails on its own.
+    #[tracing::instrument(skip_all)]
+    pub async fn alert_readings(
+        &self,
+        w: &overseer_actors::alerts::Windows,
+    ) -> overseer_actors::alerts::Readings {
+        use overseer_actors::alerts::Tally;
+        let reason = |e: StoreError| e.short_reason();
+        let count = |rows: Vec<(String, i64)>| {
+            rows.into_iter()
+                .map(|(key, n)| Tally::new(key, n.max(0) as u64, n.max(0) as u64))
+                .collect::<Vec<_>>()
+        };
+        let of = |rows: Vec<(String, i64, i64)>| {
+            rows.into_iter()
+                .map(|(key, n, total)| Tally::new(key, n.max(0) as u64, total.max(0) as u64))
+                .collect::<Vec<_>>()
+        };
+        let (since, now) = (w.operations_since, w.now);
+        overseer_actors::alerts::Readings {
+            operations: Some(
+                dispatch!(self.alert_operations(since, now))
+                    .map(of)
+                    .map_err(reason),
+            ),
+            media_buy_failures: Some(
+                dispatch!(self.alert_media_buy_failures(since, now))
+                    .map(count)
+                    .map_err(reason),
+            ),
+            auth_failures: Some(
+                dispatch!(self.alert_auth_failures(w.auth_since, now))
+                    .map(count)
+                    .map_err(reason),
+            ),
+            pending_approvals: Some(
+                dispatch!(self.alert_pending_approvals(w.approvals_before))
+                    .map(count)
+                    .map_err(reason),
+            ),
+            slow_runs: Some(
+                dispatch!(self.alert_slow_runs(
+                    w.slow_started_before,
+                    w.slow_finished_since,
+                    now,
+                    w.slow_ms
+                ))
+                .map(|rows| alerts::slow_runs(rows, now))
+                .map_err(reason),
+            ),
+            agent_runs: Some(
+                dispatch!(self.alert_agent_runs(w.agent_since, now))
+                    .map(of)
+                    .map_err(reason),
+            ),
+        }
+    }
+
+    /// Unresolved alerts (of `tenant` only, if given), oldest first.
+    pub async fn current_alerts(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<overseer_actors::alerts::Alert>, StoreError> {
+        dispatch!(self.current_alerts(tenant))
+    }
+
+    /// The `limit` most recently resolved alerts (of `tenant` only, if given).
+    pub async fn resolved_alerts(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<overseer_actors::alerts::Alert>, StoreError> {
+        dispatch!(self.resolved_alerts(tenant, limit))
+    }
+
+    /// Applies an alert change with its audit rows and notices in one
+    /// transaction; `None` when the alert changed meanwhile.
+    #[tracing::instrument(skip_all)]
+    pub async fn apply_alert(
+        &self,
+        change: &overseer_actors::alerts::AlertChange,
+        effects: Effects<'_>,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.apply_alert(change, effects))
     }
 }
 

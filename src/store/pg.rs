@@ -189,17 +189,15 @@ impl PgStore {
     super::reports::report_queries!();
     super::activity::activity_queries!();
 
-    /// A `LISTEN overseer_audit` on a connection of the pool's (see
-    /// migration 14). PgBouncer in transaction mode cannot carry LISTEN; the
-    /// listener needs a direct connection.
+    /// A listener on a connection of the pool's, not yet listening (see
+    /// [`Store::audit_listener`]). PgBouncer in transaction mode cannot carry
+    /// LISTEN; the listener needs a direct connection.
     pub(super) async fn audit_listener(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
-        let classify = |e| StoreError::from_sqlx(e, self.query_timeout);
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+        sqlx::postgres::PgListener::connect_with(&self.pool)
             .await
-            .map_err(classify)?;
-        listener.listen(AUDIT_CHANNEL).await.map_err(classify)?;
-        Ok(listener)
+            .map_err(|e| StoreError::from_sqlx(e, self.query_timeout))
     }
+    super::alerts::alert_queries!();
 
     /// The status scheduler's session lock, on a connection of its own held
     /// for the cycle; `None` when another session (replica) holds it.
@@ -261,9 +259,6 @@ const AUDIT_SELECT: &str = concat!(
 const TIMESTAMP_CAST: &str = "::timestamptz";
 
 type Db = sqlx::Postgres;
-
-/// The channel migration 14's trigger notifies of appended audit ids.
-const AUDIT_CHANNEL: &str = "overseer_audit";
 
 /// The advisory lock every audit append takes ("overseer" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod activity;
+mod alerts;
 mod audit;
 mod audit_query;
 mod audit_resilience;

@@ -711,6 +711,7 @@ async fn a_storm_becomes_a_few_digests_that_account_for_every_event(backend: Bac
                 summary: format!("error rate {i}"),
                 value: 7.5,
                 threshold: 5.0,
+                reminder: false,
             }
         };
         ids.insert(
@@ -983,6 +984,7 @@ fn one_of_each() -> Vec<NotificationEvent> {
             summary: s("2 approvals pending > 24 h"),
             value: 2.0,
             threshold: 0.0,
+            reminder: false,
         },
         NotificationEvent::AlertResolved {
             rule: s("high_error_rate"),

@@ -219,11 +219,13 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
     assert_eq!(
         actors.keys().collect::<Vec<_>>(),
         [
+            "alerts",
             "audit",
             "database_watch",
             "delivery_scheduler",
             "security_monitor",
             "slack_router",
+            "sse_hub",
             "status_scheduler",
             "webhook_sender"
         ]

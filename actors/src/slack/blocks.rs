@@ -797,18 +797,26 @@ fn describe(event: &NotificationEvent) -> Description<'_> {
             summary,
             value,
             threshold,
+            reminder,
         } => Description {
             fact: format!(
-                "{rule} at {} (threshold {})",
+                "{}{rule} at {} (threshold {})",
+                if *reminder { "still firing: " } else { "" },
                 number(*value),
                 number(*threshold)
             ),
-            fields: vec![
-                Field::new("Rule", rule),
-                Field::new("Value", number(*value)),
-                Field::new("Threshold", number(*threshold)),
-                Field::new("Channel", channel),
-            ],
+            fields: {
+                let mut fields = vec![
+                    Field::new("Rule", rule),
+                    Field::new("Value", number(*value)),
+                    Field::new("Threshold", number(*threshold)),
+                    Field::new("Channel", channel),
+                ];
+                if *reminder {
+                    fields.push(Field::new("Reminder", "still firing"));
+                }
+                fields
+            },
             details: Some(Details::Labelled("Summary", summary.clone())),
             page: Page::Alerts,
         },

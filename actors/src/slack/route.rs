@@ -326,6 +326,7 @@ mod tests {
             summary: "3 approvals pending for more than 24 h".into(),
             value: 3.0,
             threshold: 0.0,
+            reminder: false,
         };
         assert_eq!(route(&alert).channel, Channel::Hitl);
         assert_eq!(route(&alert).severity, Severity::Warning);

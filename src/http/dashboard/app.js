@@ -195,13 +195,16 @@ async function refreshHealth() {
 }
 
 async function refreshAlerts() {
-  const response = await fetch("/api/v1/alerts", { credentials: "same-origin" });
+  const response = await fetch("/api/v1/alerts?limit=5", { credentials: "same-origin" });
   if (!response.ok) { $("alerts-panel").hidden = true; return; }
   const body = await response.json();
-  const alerts = Array.isArray(body) ? body : (body.items || body.alerts || []);
   $("alerts-panel").hidden = false;
-  const items = alerts.map((a) => text("li",
-    `${a.state ?? ""} · ${a.severity ?? ""} · ${a.rule ?? ""}${a.scope ? ` (${a.scope})` : ""}: ${a.summary ?? ""}`));
+  const line = (a) => {
+    const li = text("li", `${a.state} · ${a.severity} · ${a.rule}${a.scope ? ` (${a.scope})` : ""}: ${a.summary}`);
+    li.className = a.state === "firing" ? "fail" : "";
+    return li;
+  };
+  const items = [...body.current.map(line), ...body.resolved.slice(0, 5).map(line)];
   if (!items.length) items.push(text("li", "No alerts."));
   $("alerts").replaceChildren(...items);
 }
