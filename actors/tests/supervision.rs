@@ -237,8 +237,10 @@ async fn a_panic_in_a_handler_restarts_the_actor_and_the_next_message_is_handled
     // The next message waits for the new instance (backoff 20–40 ms) and is handled.
     let answered = worker.send(Ping).await.unwrap();
     assert_eq!(answered, Ok(1), "handled by the restarted instance");
+    // Generous: capturing the panic's backtrace takes a while on a loaded
+    // 2-core machine; a missed restart would hang, not take 2 s.
     assert!(
-        asked.elapsed() < Duration::from_millis(500),
+        asked.elapsed() < Duration::from_secs(2),
         "back within its backoff"
     );
 
