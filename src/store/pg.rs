@@ -188,6 +188,7 @@ impl PgStore {
     super::webhooks::webhook_queries!();
     super::reports::report_queries!();
     super::activity::activity_queries!();
+    super::agent_runs::agent_run_queries!();
 
     /// A `LISTEN overseer_audit` on a connection of the pool's (see
     /// migration 14). PgBouncer in transaction mode cannot carry LISTEN; the
