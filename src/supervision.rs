@@ -195,6 +195,8 @@ pub struct Actors {
     pub delivery_scheduler: StatusScheduler,
     pub webhook_sender: overseer_actors::webhook::WebhookSender,
     pub sse: overseer_actors::activity::SseHub,
+    /// Agent runs: what the API and the actors record runs through.
+    pub agent_runs: crate::agent_runs::AgentRuns,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -234,6 +236,18 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     )?;
 
+    // Agent runs: the API's recording path, and the recorder the timer
+    // actors (and the alert evaluator) record their cycles through.
+    let agent_runs = crate::agent_runs::AgentRuns::new(
+        store.clone(),
+        auditor.clone(),
+        clock.clone(),
+        config.agent_audit_enabled,
+        Redactor {
+            max_value_chars: audit.max_value_chars,
+        },
+    );
+
     let mock_adapter = config.mock_adapter.enabled.then(|| {
         let store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
         let clock = clock.clone();
@@ -255,7 +269,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
     if config.skip_cron {
         tracing::info!("SKIP_CRON=true: the schedulers run no timer (cycles on demand only)");
     }
-    let status_scheduler = StatusScheduler::start(
+    let status_scheduler = StatusScheduler::start_recorded(
         &supervisor,
         policy.clone(),
         "status",
@@ -265,9 +279,10 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
             auditor: auditor.clone(),
         }),
         clock.clone(),
+        agent_runs.recorder(),
     );
 
-    let delivery_scheduler = StatusScheduler::start(
+    let delivery_scheduler = StatusScheduler::start_recorded(
         &supervisor,
         policy.clone(),
         "delivery",
@@ -276,6 +291,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
             store: store.clone(),
         }),
         clock.clone(),
+        agent_runs.recorder(),
     );
 
     let webhook_sender = overseer_actors::webhook::WebhookSender::start(
@@ -326,5 +342,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         delivery_scheduler,
         webhook_sender,
         sse,
+        agent_runs,
     })
 }
