@@ -12,8 +12,8 @@ use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::{
-    activity, admin, audit, creatives, health, media_buys, principals, push_configs, settings,
-    tenants, webhooks, workflows,
+    activity, admin, agent_runs, audit, creatives, health, media_buys, principals, push_configs,
+    settings, tenants, webhooks, workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -82,6 +82,7 @@ pub fn document() -> Document {
         push_configs::Doc::openapi(),
         webhooks::Doc::openapi(),
         activity::Doc::openapi(),
+        agent_runs::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -143,6 +144,10 @@ mod tests {
         "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
         "POST /api/v1/media-buys/{id}/delivery/report",
         "POST /admin/schedulers/delivery/run",
+        "POST /api/v1/agent-runs",
+        "GET /api/v1/agent-runs",
+        "GET /api/v1/agent-runs/{run_id}",
+        "POST /api/v1/agent-runs/{run_id}/finish",
     ];
 
     #[test]
