@@ -198,6 +198,15 @@ impl AgentRuns {
         enabled: bool,
         redactor: Redactor,
     ) -> Self {
+        metrics::describe_counter!(
+            "agent_runs_total",
+            "Agent runs finished, by agent and status (succeeded, failed, canceled)"
+        );
+        metrics::describe_histogram!(
+            "agent_run_latency_ms",
+            metrics::Unit::Milliseconds,
+            "How long agent runs took, in milliseconds, by agent"
+        );
         Self {
             inner: Arc::new(Inner {
                 store,

@@ -116,11 +116,9 @@ pub struct AgentRun {
     pub duration_ms: Option<i64>,
     /// A JSON object or array, redacted.
     #[sqlx(json(nullable))]
-    #[schema(value_type = Option<Object>)]
     pub plan: Option<Value>,
     /// A JSON object or array, redacted.
     #[sqlx(json(nullable))]
-    #[schema(value_type = Option<Object>)]
     pub artifacts: Option<Value>,
     /// At most 2,048 characters.
     pub error: Option<String>,
@@ -143,7 +141,6 @@ pub struct StartAgentRun {
     #[schema(min_length = 1, max_length = 512)]
     pub objective: String,
     /// A JSON object or array of at most 64 KiB; secret-named keys are redacted.
-    #[schema(value_type = Option<Object>)]
     pub plan: Option<Value>,
     #[schema(max_length = 254)]
     pub user_email: Option<String>,
@@ -163,7 +160,6 @@ fn default_dry_run() -> bool {
 pub struct FinishAgentRun {
     pub status: FinishStatus,
     /// A JSON object or array of at most 64 KiB; secret-named keys are redacted.
-    #[schema(value_type = Option<Object>)]
     pub artifacts: Option<Value>,
     /// Cut to 2,048 characters.
     pub error: Option<String>,
