@@ -144,6 +144,7 @@ mod tests {
         "POST /api/v1/media-buys/{id}/webhooks/{webhook_id}/retry",
         "POST /api/v1/media-buys/{id}/delivery/report",
         "POST /admin/schedulers/delivery/run",
+        "GET /api/activity-stream",
         "POST /api/v1/agent-runs",
         "GET /api/v1/agent-runs",
         "GET /api/v1/agent-runs/{run_id}",
