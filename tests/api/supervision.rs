@@ -224,6 +224,7 @@ async fn health_lists_every_supervised_actor(backend: Backend) {
             "delivery_scheduler",
             "security_monitor",
             "slack_router",
+            "sse_hub",
             "status_scheduler",
             "webhook_sender"
         ]
