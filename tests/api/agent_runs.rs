@@ -1,6 +1,7 @@
 //! Agent runs end to end: start and finish through the API, what is stored,
 //! audited and counted; the recent-runs query; recording turned off; the
-//! database away; the service's own scheduler cycles as runs; the errors.
+//! database away; the service's own scheduler cycles as runs; the errors;
+//! starts and finishes on the activity stream.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ on_both_backends!(
     the_database_away_does_not_fail_the_caller,
     each_scheduler_cycle_is_recorded_as_an_agent_run,
     refusals_are_json_errors_with_the_right_status,
+    a_run_start_and_finish_appear_on_the_activity_stream,
 );
 
 const RUNS: &str = "/api/v1/agent-runs";
@@ -669,6 +671,12 @@ async fn the_database_away_does_not_fail_the_caller(backend: Backend) {
         proxy.restore();
     }
     if let Some(mut conn) = lock {
+        // A statement SQLite is running cannot be interrupted: the caller
+        // was answered at the query timeout, and the statement itself gives
+        // up at the busy timeout (the same 1 s). Released before that, the
+        // lock would let the "not recorded" start land after all (the
+        // finish below would then find it: 200).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
         sqlx::Executor::execute(&mut *conn, "ROLLBACK")
             .await
             .unwrap();
@@ -968,4 +976,48 @@ async fn refusals_are_json_errors_with_the_right_status(backend: Backend) {
     )
     .await;
     assert_json_error(root.get(&format!("{RUNS}/a%20b")).await, 404, "not_found").await;
+}
+
+async fn a_run_start_and_finish_appear_on_the_activity_stream(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let root = As::admin(&app);
+    let url = format!(
+        "{}?operation=agent_run_started,agent_run_finished",
+        app.url("/api/activity-stream")
+    );
+    let mut stream = crate::sse::open(&url, Some(&app.admin_token), None)
+        .await
+        .unwrap();
+
+    start(
+        &root,
+        json!({"agent": "streamed", "objective": "o", "run_id": "live-1"}),
+    )
+    .await;
+    finish(
+        &root,
+        "live-1",
+        json!({"status": "failed", "error": "boom", "duration_ms": 9}),
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let item = stream
+            .next_event(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{} of 2 agent-run events on the stream", seen.len()));
+        if let Some((_, data)) = item.activity() {
+            seen.push(data);
+        }
+    }
+    assert_eq!(seen[0]["operation"], "agent_run_started", "{seen:?}");
+    assert_eq!(seen[0]["details"]["run_id"], "live-1");
+    assert_eq!(seen[0]["details"]["agent"], "streamed");
+    assert_eq!(seen[0]["success"], true);
+    assert_eq!(seen[1]["operation"], "agent_run_finished");
+    assert_eq!(seen[1]["details"]["status"], "failed");
+    assert_eq!(seen[1]["details"]["duration_ms"], 9);
+    assert_eq!(seen[1]["success"], false);
+    assert_eq!(seen[1]["error"], "boom");
 }
