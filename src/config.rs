@@ -77,6 +77,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `SKIP_CRON=true`: no scheduler starts.
     pub skip_cron: bool,
+    /// `AGENT_AUDIT_ENABLED` (true): agent runs are stored and audited;
+    /// `false` stores and audits none (the API still answers, `202` with
+    /// `recorded: false`, and the metrics still count).
+    pub agent_audit_enabled: bool,
     pub admin_token: AdminToken,
     pub supervision: SupervisionConfig,
     pub audit: AuditSettings,
@@ -349,6 +353,7 @@ impl Config {
             database,
             log,
             skip_cron: env.bool("SKIP_CRON", false)?,
+            agent_audit_enabled: env.bool("AGENT_AUDIT_ENABLED", true)?,
             admin_token,
             supervision,
             audit,
@@ -452,6 +457,7 @@ impl Config {
             audit_max_body_bytes = self.audit.max_body_bytes,
             audit_spool_dir = %self.audit.spool_dir.display(),
             audit_requests = self.audit.record_requests,
+            agent_audit_enabled = self.agent_audit_enabled,
             log_retention_days = self.audit.retention_days,
             security = ?self.security,
             mock_adapter = self.mock_adapter.enabled,
@@ -804,6 +810,7 @@ mod tests {
         assert!(!c.database.use_pgbouncer);
         assert!(c.database.auto_migrate);
         assert!(!c.skip_cron);
+        assert!(c.agent_audit_enabled);
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.log.filter, "info");
         assert_eq!(c.log.dir, PathBuf::from("logs"));
@@ -915,6 +922,7 @@ mod tests {
             ("SUPERVISOR_BACKOFF_MAX", "-3s"),
             ("ENABLE_FAULT_INJECTION", "sometimes"),
             ("DATABASE_WATCH_INTERVAL", "never"),
+            ("AGENT_AUDIT_ENABLED", "sometimes"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");

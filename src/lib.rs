@@ -4,6 +4,7 @@
 //! service is [`Application::build`].
 
 pub mod activity;
+pub mod agent_runs;
 pub mod audit;
 pub mod auth;
 pub mod config;

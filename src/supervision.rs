@@ -254,6 +254,8 @@ pub struct Actors {
     pub webhook_sender: overseer_actors::webhook::WebhookSender,
     pub sse: overseer_actors::activity::SseHub,
     pub alerts: overseer_actors::alerts::Alerts,
+    /// Agent runs: what the API and the actors record runs through.
+    pub agent_runs: crate::agent_runs::AgentRuns,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only
@@ -293,6 +295,18 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     )?;
 
+    // Agent runs: the API's recording path, and the recorder the timer
+    // actors (and the alert evaluator) record their cycles through.
+    let agent_runs = crate::agent_runs::AgentRuns::new(
+        store.clone(),
+        auditor.clone(),
+        clock.clone(),
+        config.agent_audit_enabled,
+        Redactor {
+            max_value_chars: audit.max_value_chars,
+        },
+    );
+
     let mock_adapter = config.mock_adapter.enabled.then(|| {
         let store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
         let clock = clock.clone();
@@ -314,7 +328,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
     if config.skip_cron {
         tracing::info!("SKIP_CRON=true: the schedulers run no timer (cycles on demand only)");
     }
-    let status_scheduler = StatusScheduler::start(
+    let status_scheduler = StatusScheduler::start_recorded(
         &supervisor,
         policy.clone(),
         "status",
@@ -324,9 +338,10 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
             auditor: auditor.clone(),
         }),
         clock.clone(),
+        agent_runs.recorder(),
     );
 
-    let delivery_scheduler = StatusScheduler::start(
+    let delivery_scheduler = StatusScheduler::start_recorded(
         &supervisor,
         policy.clone(),
         "delivery",
@@ -335,6 +350,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
             store: store.clone(),
         }),
         clock.clone(),
+        agent_runs.recorder(),
     );
 
     let webhook_sender = overseer_actors::webhook::WebhookSender::start(
@@ -364,6 +380,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         Arc::new(store.clone()),
         auditor.clone(),
         clock.clone(),
+        agent_runs.recorder(),
     );
 
     let transport =
@@ -398,5 +415,6 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         webhook_sender,
         sse,
         alerts,
+        agent_runs,
     })
 }

@@ -85,7 +85,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = prometheus_builder().build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then this
             // handle renders an empty registry, which /metrics makes visible.
@@ -95,6 +95,26 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// `agent_run_latency_ms`'s buckets (milliseconds), as the seed names them.
+pub const AGENT_RUN_LATENCY_BUCKETS_MS: &[f64] = &[
+    50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0,
+];
+
+/// The exporter's configuration: histograms with explicit buckets where a
+/// metric has them (the others are rendered as summaries).
+fn prometheus_builder() -> PrometheusBuilder {
+    let builder = PrometheusBuilder::new();
+    let agent_runs = metrics_exporter_prometheus::Matcher::Full("agent_run_latency_ms".into());
+    match builder.set_buckets_for_metric(agent_runs, AGENT_RUN_LATENCY_BUCKETS_MS) {
+        Ok(builder) => builder,
+        // Only for an empty bucket list, which the constant is not.
+        Err(err) => {
+            tracing::error!(error = %err, "agent_run_latency_ms buckets refused");
+            PrometheusBuilder::new()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

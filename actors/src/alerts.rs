@@ -944,6 +944,8 @@ struct Shared {
     /// `database_unhealthy` episode.
     database: Mutex<DatabaseAlert>,
     status: Mutex<AlertsStatus>,
+    /// Each evaluation is recorded as a run of the agent `alerts`.
+    recorder: Arc<dyn crate::agent_run::RunRecorder>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -955,9 +957,25 @@ impl Shared {
     async fn evaluate(self: Arc<Self>) -> EvaluationReport {
         let started = Instant::now();
         let now = self.clock.now();
+        let ticket = crate::agent_run::begin(
+            &self.recorder,
+            crate::agent_run::RunStart::cycle("alerts", "evaluate the alert rules", now),
+        );
         let mut report = EvaluationReport::default();
         let outcome = self.evaluate_at(now, &mut report).await;
         report.duration_ms = started.elapsed().as_millis() as u64;
+        let artifacts = serde_json::to_value(&report).ok();
+        ticket.finish(match (&outcome, report.errors.first()) {
+            (Ok(()), None) => {
+                crate::agent_run::RunEnd::succeeded(artifacts, Some(report.duration_ms))
+            }
+            (Err(reason), _) => {
+                crate::agent_run::RunEnd::failed(reason, artifacts, Some(report.duration_ms))
+            }
+            (Ok(()), Some(e)) => {
+                crate::agent_run::RunEnd::failed(&e.reason, artifacts, Some(report.duration_ms))
+            }
+        });
         let result = if outcome.is_ok() && report.errors.is_empty() {
             "ok"
         } else {
@@ -1157,6 +1175,7 @@ impl Alerts {
         probe: Arc<dyn DatabaseProbe>,
         auditor: Auditor,
         clock: Arc<dyn Clock>,
+        recorder: Arc<dyn crate::agent_run::RunRecorder>,
     ) -> Self {
         let shared = Arc::new(Shared {
             status: Mutex::new(AlertsStatus {
@@ -1169,6 +1188,7 @@ impl Alerts {
             auditor,
             clock,
             database: Mutex::new(DatabaseAlert::default()),
+            recorder,
         });
         let for_factory = shared.clone();
         let actor = supervisor.spawn("alerts", policy, move |child| AlertActor {

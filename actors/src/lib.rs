@@ -10,6 +10,7 @@
 //! Every actor of the service is started through [`supervisor::Supervisor`].
 
 pub mod activity;
+pub mod agent_run;
 pub mod alerts;
 pub mod audit;
 pub mod clock;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::Clock;
+use crate::agent_run::{self, NoRecorder, RunEnd, RunRecorder, RunStart};
 use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
 
 /// How many buys moved from one status to another.
@@ -82,6 +83,11 @@ struct Shared {
     clock: Arc<dyn Clock>,
     interval: Option<Duration>,
     status: Mutex<SchedulerStatus>,
+    /// Each cycle is recorded as an agent run of `agent`.
+    recorder: Arc<dyn RunRecorder>,
+    /// `status_scheduler`, `delivery_scheduler`: the actor's name, and the
+    /// agent its runs are recorded as.
+    agent: &'static str,
 }
 
 impl Shared {
@@ -92,9 +98,14 @@ impl Shared {
     /// Runs one cycle and books it.
     async fn run(self: Arc<Self>) -> Result<CycleReport, String> {
         let now = self.clock.now();
+        let ticket = agent_run::begin(
+            &self.recorder,
+            RunStart::cycle(self.agent, objective(self.label), now),
+        );
         let started = Instant::now();
         let outcome = self.cycle.run(now).await;
         let duration_ms = started.elapsed().as_millis() as u64;
+        ticket.finish(run_end(&outcome, duration_ms));
         metrics::histogram!("scheduler_run_duration_seconds", "scheduler" => self.label)
             .record(started.elapsed().as_secs_f64());
         let result = match &outcome {
@@ -163,6 +174,63 @@ impl Shared {
     }
 }
 
+/// The objective an agent run of this scheduler's cycle is recorded with.
+fn objective(label: &str) -> &'static str {
+    match label {
+        "status" => "media-buy status cycle",
+        "delivery" => "delivery-report cycle",
+        _ => "scheduler cycle",
+    }
+}
+
+/// At most this many row errors go into a run's artifacts (`errors_total`
+/// says how many there were).
+const MAX_ERRORS_IN_ARTIFACTS: usize = 20;
+
+/// How a cycle ends as an agent run: `succeeded` when it ran without row
+/// errors, `failed` when some rows could not be moved (the first reason is
+/// the error) or it could not run at all, `canceled` when another replica
+/// held the lock (nothing was done). The artifacts are the cycle report.
+fn run_end(outcome: &Result<CycleOutcome, String>, duration_ms: u64) -> RunEnd {
+    match outcome {
+        Ok(o) if o.locked_out => RunEnd::canceled(
+            Some(serde_json::json!({
+                "ran": false,
+                "reason": "another replica was running this cycle",
+                "duration_ms": duration_ms,
+            })),
+            Some(duration_ms),
+        ),
+        Ok(o) => {
+            let artifacts = serde_json::json!({
+                "ran": true,
+                "transitions": o.transitions,
+                "errors": o.errors.iter().take(MAX_ERRORS_IN_ARTIFACTS).collect::<Vec<_>>(),
+                "errors_total": o.errors.len(),
+                "duration_ms": duration_ms,
+            });
+            match o.errors.first() {
+                None => RunEnd::succeeded(Some(artifacts), Some(duration_ms)),
+                Some(first) => RunEnd::failed(
+                    format!(
+                        "{} media buy(s) could not be processed; first: {}: {}",
+                        o.errors.len(),
+                        first.media_buy_id,
+                        first.reason
+                    ),
+                    Some(artifacts),
+                    Some(duration_ms),
+                ),
+            }
+        }
+        Err(reason) => RunEnd::failed(
+            format!("the cycle could not run: {reason}"),
+            Some(serde_json::json!({"ran": false, "duration_ms": duration_ms})),
+            Some(duration_ms),
+        ),
+    }
+}
+
 /// The running scheduler: runs cycles on demand and reports its status.
 #[derive(Clone)]
 pub struct StatusScheduler {
@@ -178,7 +246,7 @@ impl std::fmt::Debug for StatusScheduler {
 
 impl StatusScheduler {
     /// Starts `<label>_scheduler` under `supervisor`; `interval: None` runs
-    /// no timer (`SKIP_CRON`).
+    /// no timer (`SKIP_CRON`). Its cycles are not recorded as agent runs.
     pub fn start(
         supervisor: &Supervisor,
         policy: RestartPolicy,
@@ -187,9 +255,36 @@ impl StatusScheduler {
         cycle: Arc<dyn StatusCycle>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::start_recorded(
+            supervisor,
+            policy,
+            label,
+            interval,
+            cycle,
+            clock,
+            Arc::new(NoRecorder),
+        )
+    }
+
+    /// [`Self::start`], recording each cycle (on the timer or on demand) as
+    /// an agent run of `<label>_scheduler` through `recorder`.
+    pub fn start_recorded(
+        supervisor: &Supervisor,
+        policy: RestartPolicy,
+        label: &'static str,
+        interval: Option<Duration>,
+        cycle: Arc<dyn StatusCycle>,
+        clock: Arc<dyn Clock>,
+        recorder: Arc<dyn RunRecorder>,
+    ) -> Self {
         let next_run_at = interval
             .and_then(|i| chrono::Duration::from_std(i).ok())
             .map(|i| clock.now() + i);
+        let name = match label {
+            "status" => "status_scheduler",
+            "delivery" => "delivery_scheduler",
+            _ => "scheduler",
+        };
         let shared = Arc::new(Shared {
             label,
             cycle,
@@ -200,13 +295,10 @@ impl StatusScheduler {
                 next_run_at,
                 ..SchedulerStatus::default()
             }),
+            recorder,
+            agent: name,
         });
         let for_factory = shared.clone();
-        let name = match label {
-            "status" => "status_scheduler",
-            "delivery" => "delivery_scheduler",
-            _ => "scheduler",
-        };
         let actor = supervisor.spawn(name, policy, move |child| StatusSchedulerActor {
             child: child.clone(),
             shared: for_factory.clone(),
@@ -265,5 +357,62 @@ impl Handler<RunCycle> for StatusSchedulerActor {
             return Box::pin(fut::ready(Err("the status scheduler failed".to_owned())));
         }
         Box::pin(self.shared.clone().run().into_actor(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent_run::RunStatus;
+
+    fn errors(n: usize) -> Vec<RowError> {
+        (0..n)
+            .map(|i| RowError {
+                media_buy_id: format!("mb_{i}"),
+                reason: "refused".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cycle_ends_as_a_run_by_its_outcome() {
+        let clean = CycleOutcome {
+            transitions: vec![TransitionCount {
+                from: "scheduled".into(),
+                to: "active".into(),
+                count: 2,
+            }],
+            ..CycleOutcome::default()
+        };
+        let end = run_end(&Ok(clean), 12);
+        assert_eq!(end.status, RunStatus::Succeeded);
+        assert_eq!(end.duration_ms, Some(12));
+        let artifacts = end.artifacts.unwrap();
+        assert_eq!(artifacts["ran"], true);
+        assert_eq!(artifacts["transitions"][0]["count"], 2);
+
+        let partial = CycleOutcome {
+            errors: errors(30),
+            ..CycleOutcome::default()
+        };
+        let end = run_end(&Ok(partial), 5);
+        assert_eq!(end.status, RunStatus::Failed);
+        assert!(end.error.unwrap().starts_with("30 media buy(s)"));
+        let artifacts = end.artifacts.unwrap();
+        assert_eq!(artifacts["errors_total"], 30);
+        assert_eq!(
+            artifacts["errors"].as_array().unwrap().len(),
+            MAX_ERRORS_IN_ARTIFACTS
+        );
+
+        let end = run_end(&Err("database unavailable".into()), 1);
+        assert_eq!(end.status, RunStatus::Failed);
+        assert!(end.error.unwrap().contains("database unavailable"));
+
+        let locked = CycleOutcome {
+            locked_out: true,
+            ..CycleOutcome::default()
+        };
+        assert_eq!(run_end(&Ok(locked), 0).status, RunStatus::Canceled);
     }
 }

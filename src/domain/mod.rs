@@ -1,5 +1,6 @@
 //! Domain types: parsed once at the edge, trusted everywhere after.
 
+pub mod agent_run;
 mod api_token;
 pub mod audit;
 pub mod creative;

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod activity;
 pub mod admin;
+pub mod agent_runs;
 pub mod alerts;
 pub mod audit;
 pub mod creatives;
@@ -86,6 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                 .configure(workflows::routes)
                 .configure(push_configs::routes)
                 .configure(webhooks::routes)
+                .configure(agent_runs::routes)
                 .configure(|cfg| audit::routes(cfg, ingest_body_limit))
                 .configure(alerts::routes),
         );

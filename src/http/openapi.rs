@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::alerts;
 use crate::http::{
-    activity, admin, audit, creatives, health, media_buys, principals, push_configs, settings,
-    tenants, webhooks, workflows,
+    activity, admin, agent_runs, audit, creatives, health, media_buys, principals, push_configs,
+    settings, tenants, webhooks, workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -85,6 +85,7 @@ pub fn document() -> Document {
         webhooks::Doc::openapi(),
         activity::Doc::openapi(),
         alerts::Doc::openapi(),
+        agent_runs::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -149,6 +150,10 @@ mod tests {
         "GET /api/v1/alerts",
         "POST /admin/alerts/run",
         "GET /api/activity-stream",
+        "POST /api/v1/agent-runs",
+        "GET /api/v1/agent-runs",
+        "GET /api/v1/agent-runs/{run_id}",
+        "POST /api/v1/agent-runs/{run_id}/finish",
     ];
 
     #[test]

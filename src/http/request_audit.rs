@@ -32,6 +32,14 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/audit/events", "ingest_audit_events"),
     ("GET", "/api/v1/audit/logs", "query_audit_logs"),
     ("GET", "/api/v1/audit/verify", "verify_audit_chain"),
+    ("POST", "/api/v1/agent-runs", "start_agent_run"),
+    (
+        "POST",
+        "/api/v1/agent-runs/{run_id}/finish",
+        "finish_agent_run",
+    ),
+    ("GET", "/api/v1/agent-runs", "list_agent_runs"),
+    ("GET", "/api/v1/agent-runs/{run_id}", "get_agent_run"),
 ];
 
 pub fn operation_name(method: &str, pattern: Option<&str>) -> &'static str {

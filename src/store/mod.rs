@@ -164,6 +164,7 @@ macro_rules! shared_queries {
 use shared_queries;
 
 pub mod activity;
+pub mod agent_runs;
 pub mod alerts;
 pub mod audit;
 pub mod domain;
@@ -1186,6 +1187,51 @@ impl Store {
         effects: Effects<'_>,
     ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
         dispatch!(self.apply_alert(change, effects))
+    }
+}
+
+/// Agent runs (see [`agent_runs`]), service-wide (no tenant).
+impl Store {
+    /// Stores a run as `running`; a taken `run_id` stores nothing and
+    /// answers the stored run.
+    #[tracing::instrument(skip_all, fields(agent = %run.agent))]
+    pub async fn start_agent_run(
+        &self,
+        run: &crate::domain::agent_run::NewAgentRun,
+    ) -> Result<agent_runs::Started, StoreError> {
+        dispatch!(self.start_agent_run(run))
+    }
+
+    /// Finishes a running run, once.
+    #[tracing::instrument(skip_all)]
+    pub async fn finish_agent_run(
+        &self,
+        run_id: &str,
+        end: &crate::domain::agent_run::AgentRunEnd,
+    ) -> Result<agent_runs::Finished, StoreError> {
+        dispatch!(self.finish_agent_run(run_id, end))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn agent_run(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<crate::domain::agent_run::AgentRun>, StoreError> {
+        dispatch!(self.agent_run(run_id))
+    }
+
+    /// Runs, most recently started first, filtered by agent and status,
+    /// `limit` of them after the run whose `id` is `after`.
+    #[tracing::instrument(skip_all)]
+    pub async fn agent_runs(
+        &self,
+        agent: Option<&str>,
+        status: Option<crate::domain::agent_run::AgentRunStatus>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::agent_run::AgentRun>, StoreError> {
+        let status = status.map(crate::domain::agent_run::AgentRunStatus::as_str);
+        dispatch!(self.agent_runs(agent, status, after, limit))
     }
 }
 

@@ -196,6 +196,7 @@ impl SqliteStore {
     super::reports::report_queries!();
     super::activity::activity_queries!();
     super::alerts::alert_queries!();
+    super::agent_runs::agent_run_queries!();
 
     /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
     /// cycle's statements only move rows still in the state they match: no

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod activity;
+mod agent_runs;
 mod alerts;
 mod audit;
 mod audit_query;

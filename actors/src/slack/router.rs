@@ -383,7 +383,14 @@ impl Actor for SlackRouterActor {
 const MAX_WAITING_NOTICES: usize = 10_000;
 
 /// Operations whose failures have notices of their own, or none.
-const NOT_A_FAILED_OPERATION: &[&str] = &["security_violation", "slack_webhook_failing"];
+/// `agent_run_finished`: failing runs are the `agent_success_rate` and
+/// `agent_slow` alerts' business, not a page per run (a scheduler failing
+/// every minute would otherwise page every minute).
+const NOT_A_FAILED_OPERATION: &[&str] = &[
+    "security_violation",
+    "slack_webhook_failing",
+    "agent_run_finished",
+];
 
 /// The audit-channel notice for a committed failed operation: `None` for
 /// successes, security violations and authentication decisions (the
