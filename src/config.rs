@@ -229,6 +229,10 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// `HEALTH_CHECK_TIMEOUT`, default 2 s: the database check in `/health`.
     pub health_check_timeout: Duration,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` needs `Authorization:
+    /// Bearer <it>` (401 otherwise); unset, `/metrics` is open, as
+    /// Prometheus scrapes usually are inside a cluster.
+    pub metrics_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +326,7 @@ impl Config {
             max_body_bytes: env.positive_int("MAX_BODY_BYTES", 1024 * 1024)?,
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(8))?,
             health_check_timeout: env.duration("HEALTH_CHECK_TIMEOUT", Duration::from_secs(2))?,
+            metrics_token: env.get("METRICS_TOKEN")?.map(SecretString::from),
         };
 
         let database = database_config(&env)?;

@@ -112,6 +112,7 @@ impl Application {
             ssrf: config.ssrf.clone(),
             sse: config.sse.clone(),
             sessions: http::dashboard::Sessions::new(&config),
+            metrics_token: config.http.metrics_token.as_ref().map(TokenHash::of_secret),
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;
@@ -123,6 +124,7 @@ impl Application {
             App::new()
                 .wrap(http::json_errors())
                 .wrap(from_fn(http::request_id_header))
+                .wrap(from_fn(http::metrics::record_request))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_config(cfg, max_body_bytes))

@@ -107,7 +107,11 @@ pub const AGENT_RUN_LATENCY_BUCKETS_MS: &[f64] = &[
 fn prometheus_builder() -> PrometheusBuilder {
     let builder = PrometheusBuilder::new();
     let agent_runs = metrics_exporter_prometheus::Matcher::Full("agent_run_latency_ms".into());
-    match builder.set_buckets_for_metric(agent_runs, AGENT_RUN_LATENCY_BUCKETS_MS) {
+    let http = metrics_exporter_prometheus::Matcher::Full("http_request_duration_seconds".into());
+    match builder
+        .set_buckets_for_metric(agent_runs, AGENT_RUN_LATENCY_BUCKETS_MS)
+        .and_then(|b| b.set_buckets_for_metric(http, crate::http::metrics::HTTP_DURATION_BUCKETS))
+    {
         Ok(builder) => builder,
         // Only for an empty bucket list, which the constant is not.
         Err(err) => {

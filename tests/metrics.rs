@@ -257,6 +257,50 @@ async fn metrics_parse_as_prometheus_exposition_and_count_a_scripted_workload() 
         );
         // Nothing moved: no buys.
         assert!(!text.contains("media_buy_transitions_total{"), "{text}");
+        // HTTP: by matched route (never the path), method and status.
+        for (method, route, status, count) in [
+            ("POST", "/api/v1/audit/events", "202", 1.0),
+            ("POST", "/api/v1/agent-runs", "201", 3.0),
+            ("POST", "/api/v1/agent-runs/{run_id}/finish", "200", 3.0),
+            ("GET", "/api/v1/tenants", "401", 5.0),
+            ("POST", "/admin/schedulers/status/run", "200", 1.0),
+        ] {
+            let labels = [("method", method), ("route", route), ("status", status)];
+            assert_eq!(
+                sample(&text, "http_requests_total", &labels),
+                Some(n(count)),
+                "{method} {route} {status}"
+            );
+        }
+        assert_eq!(
+            sample(
+                &text,
+                "http_request_duration_seconds_count",
+                &[("method", "GET"), ("route", "/api/v1/tenants")]
+            ),
+            Some(n(5.0))
+        );
+        assert!(
+            sample(&text, "db_pool_max_connections", &[]).is_some_and(|max| max >= 1.0),
+            "pool gauges"
+        );
+        let unmatched = app
+            .client
+            .get(app.url("/no/such/path/123"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unmatched.status(), 404);
+        let text = app.get("/metrics").await.text().await.unwrap();
+        assert!(!text.contains("/no/such/path"), "paths never become labels");
+        assert!(
+            sample(
+                &text,
+                "http_requests_total",
+                &[("method", "GET"), ("route", "unmatched"), ("status", "404")]
+            )
+            .is_some_and(|n| n >= 1.0)
+        );
         promtool_check(&text);
     }
 }

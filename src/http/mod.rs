@@ -62,6 +62,8 @@ pub struct AppState {
     pub sse: crate::config::SseSettings,
     /// The dashboard's session key and lifetime.
     pub sessions: dashboard::Sessions,
+    /// `METRICS_TOKEN`'s digest, when `/metrics` is protected.
+    pub metrics_token: Option<crate::auth::TokenHash>,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when
