@@ -374,13 +374,15 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         &supervisor,
         policy.clone(),
         config.alerts.clone(),
-        Arc::new(StoreAlerts {
-            store: store.clone(),
-        }),
-        Arc::new(store.clone()),
+        overseer_actors::alerts::AlertPorts {
+            store: Arc::new(StoreAlerts {
+                store: store.clone(),
+            }),
+            probe: Arc::new(store.clone()),
+            recorder: agent_runs.recorder(),
+        },
         auditor.clone(),
         clock.clone(),
-        agent_runs.recorder(),
     );
 
     let transport =

@@ -1165,18 +1165,29 @@ impl fmt::Debug for Alerts {
     }
 }
 
+/// What the AlertActor reads and writes through.
+pub struct AlertPorts {
+    pub store: Arc<dyn AlertStore>,
+    pub probe: Arc<dyn DatabaseProbe>,
+    /// Each evaluation is recorded as a run of the agent `alerts`.
+    pub recorder: Arc<dyn crate::agent_run::RunRecorder>,
+}
+
 impl Alerts {
     /// Starts the AlertActor under `supervisor` as `alerts`.
     pub fn start(
         supervisor: &Supervisor,
         policy: RestartPolicy,
         config: AlertConfig,
-        store: Arc<dyn AlertStore>,
-        probe: Arc<dyn DatabaseProbe>,
+        ports: AlertPorts,
         auditor: Auditor,
         clock: Arc<dyn Clock>,
-        recorder: Arc<dyn crate::agent_run::RunRecorder>,
     ) -> Self {
+        let AlertPorts {
+            store,
+            probe,
+            recorder,
+        } = ports;
         let shared = Arc::new(Shared {
             status: Mutex::new(AlertsStatus {
                 enabled: config.interval.is_some(),
