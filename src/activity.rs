@@ -328,10 +328,13 @@ async fn step(mut st: State) -> Option<(Item, State)> {
         if st.subscription.as_ref().is_none_or(Subscription::lagged) {
             // Dropped by the hub while reading the trail (a burst filled the
             // queue): subscribe again, then read on; nothing falls between.
-            st.subscription = st.hub.subscribe(st.filter.clone()).await;
+            st.subscription = Box::pin(st.hub.subscribe(st.filter.clone())).await;
             st.subscription.as_ref()?;
         }
-        let page = match st.store.activity_after(st.cursor, &st.query, PAGE).await {
+        // Boxed: a database query's future is large, and the stream keeps
+        // this function's future inline for as long as it lives (memory per
+        // open stream).
+        let page = match Box::pin(st.store.activity_after(st.cursor, &st.query, PAGE)).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(reason = %e.short_reason(), "activity replay failed; ending the stream");

@@ -180,6 +180,14 @@ impl RunTicket {
         &self.run_id
     }
 
+    /// Records the end after the start is written (or has failed to be),
+    /// and returns once it is: for a caller whose next step reads the
+    /// record (the alert rules read `agent_runs`).
+    pub async fn finish_recorded(self, end: RunEnd) {
+        let _ = self.started.await;
+        self.recorder.finished(self.run_id, end).await;
+    }
+
     /// Records the end in the background, after the start is written (or
     /// has failed to be), and returns at once.
     pub fn finish(self, end: RunEnd) {

@@ -965,7 +965,9 @@ impl Shared {
         let outcome = self.evaluate_at(now, &mut report).await;
         report.duration_ms = started.elapsed().as_millis() as u64;
         let artifacts = serde_json::to_value(&report).ok();
-        ticket.finish(match (&outcome, report.errors.first()) {
+        // Awaited: the next evaluation reads `agent_runs`, and must not see
+        // this one still `running` (it would look slow after a long pause).
+        let end = match (&outcome, report.errors.first()) {
             (Ok(()), None) => {
                 crate::agent_run::RunEnd::succeeded(artifacts, Some(report.duration_ms))
             }
@@ -975,7 +977,8 @@ impl Shared {
             (Ok(()), Some(e)) => {
                 crate::agent_run::RunEnd::failed(&e.reason, artifacts, Some(report.duration_ms))
             }
-        });
+        };
+        ticket.finish_recorded(end).await;
         let result = if outcome.is_ok() && report.errors.is_empty() {
             "ok"
         } else {
