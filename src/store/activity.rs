@@ -15,32 +15,6 @@ pub struct ActivityQuery {
     pub success: Option<bool>,
 }
 
-/// Appends the filters of an [`ActivityQuery`] (after `WHERE TRUE`).
-macro_rules! push_activity_filters {
-    ($qb:expr, $query:expr) => {{
-        let q: &super::activity::ActivityQuery = $query;
-        if let Some(tenant) = &q.tenant_id {
-            $qb.push(" AND tenant_id = ").push_bind(tenant.clone());
-        }
-        if !q.operations.is_empty() {
-            $qb.push(" AND operation IN (");
-            let mut list = $qb.separated(", ");
-            for op in &q.operations {
-                list.push_bind(op.clone());
-            }
-            $qb.push(")");
-        }
-        if let Some(principal) = &q.principal_id {
-            $qb.push(" AND principal_id = ")
-                .push_bind(principal.clone());
-        }
-        if let Some(success) = q.success {
-            $qb.push(" AND success = ").push_bind(success);
-        }
-    }};
-}
-pub(super) use push_activity_filters;
-
 macro_rules! activity_queries {
     () => {
         /// Matching events with `id > after`, oldest first, at most `limit`.
@@ -52,7 +26,7 @@ macro_rules! activity_queries {
         ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
             let mut qb = sqlx::QueryBuilder::<Db>::new(AUDIT_SELECT);
             qb.push(" AND id > ").push_bind(after);
-            super::activity::push_activity_filters!(qb, query);
+            super::audit::push_who_and_what!(qb, query);
             qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
             let rows: Vec<super::audit::AuditRow> = qb
                 .build_query_as()
@@ -71,7 +45,7 @@ macro_rules! activity_queries {
         ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
             let mut qb = sqlx::QueryBuilder::<Db>::new(AUDIT_SELECT);
             qb.push(" AND id <= ").push_bind(upto);
-            super::activity::push_activity_filters!(qb, query);
+            super::audit::push_who_and_what!(qb, query);
             qb.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(limit));
             let rows: Vec<super::audit::AuditRow> = qb
@@ -94,7 +68,7 @@ macro_rules! activity_queries {
                 "SELECT COUNT(*) FROM (SELECT 1 FROM audit_logs WHERE id > ",
             );
             qb.push_bind(after);
-            super::activity::push_activity_filters!(qb, query);
+            super::audit::push_who_and_what!(qb, query);
             qb.push(" LIMIT ")
                 .push_bind(i64::from(cap))
                 .push(") AS capped");

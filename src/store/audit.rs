@@ -203,24 +203,7 @@ pub struct AuditPosition {
 macro_rules! push_audit_filters {
     ($qb:expr, $query:expr, $cast:expr) => {{
         let q = $query;
-        if let Some(tenant) = &q.tenant_id {
-            $qb.push(" AND tenant_id = ").push_bind(tenant.clone());
-        }
-        if !q.operations.is_empty() {
-            $qb.push(" AND operation IN (");
-            let mut list = $qb.separated(", ");
-            for op in &q.operations {
-                list.push_bind(op.clone());
-            }
-            $qb.push(")");
-        }
-        if let Some(principal) = &q.principal_id {
-            $qb.push(" AND principal_id = ")
-                .push_bind(principal.clone());
-        }
-        if let Some(success) = q.success {
-            $qb.push(" AND success = ").push_bind(success);
-        }
+        crate::store::audit::push_who_and_what!($qb, q);
         if let Some(violation) = q.security_violation {
             $qb.push(" AND security_violation = ").push_bind(violation);
         }
@@ -256,6 +239,32 @@ macro_rules! push_audit_filters {
     }};
 }
 pub(super) use push_audit_filters;
+
+/// The filters the audit query and the activity stream share: `tenant_id`,
+/// `operations` (any of), `principal_id`, `success` of `$q`.
+macro_rules! push_who_and_what {
+    ($qb:expr, $q:expr) => {{
+        if let Some(tenant) = &$q.tenant_id {
+            $qb.push(" AND tenant_id = ").push_bind(tenant.clone());
+        }
+        if !$q.operations.is_empty() {
+            $qb.push(" AND operation IN (");
+            let mut list = $qb.separated(", ");
+            for op in &$q.operations {
+                list.push_bind(op.clone());
+            }
+            $qb.push(")");
+        }
+        if let Some(principal) = &$q.principal_id {
+            $qb.push(" AND principal_id = ")
+                .push_bind(principal.clone());
+        }
+        if let Some(success) = $q.success {
+            $qb.push(" AND success = ").push_bind(success);
+        }
+    }};
+}
+pub(super) use push_who_and_what;
 
 pub(super) fn timestamp(at: DateTime<Utc>) -> String {
     format_timestamp(at)

@@ -48,6 +48,31 @@ fn batch(tenant: &str, operation: &str, from: usize, n: usize) -> Value {
     )
 }
 
+/// Posts `body` to the ingest API of the app at `address` from a task of
+/// the test's own (not through the app's client); returns the log ids.
+async fn post_batch(
+    client: &reqwest::Client,
+    address: &str,
+    token: &str,
+    body: &Value,
+) -> Vec<String> {
+    let response = client
+        .post(format!("{address}/api/v1/audit/events"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["log_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn ids(events: &[(i64, Value)]) -> Vec<i64> {
     events.iter().map(|(id, _)| *id).collect()
 }
@@ -230,22 +255,8 @@ async fn resuming_after_a_disconnect_during_a_burst_misses_nothing_and_repeats_n
             let client = sse::client();
             let mut log_ids = Vec::new();
             for k in 0..10 {
-                let response = client
-                    .post(format!("{address}/api/v1/audit/events"))
-                    .bearer_auth(&token)
-                    .json(&batch("acme", "burst", k * 500, 500))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 202);
-                let body: Value = response.json().await.unwrap();
-                log_ids.extend(
-                    body["log_ids"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_str().unwrap().to_owned()),
-                );
+                let body = batch("acme", "burst", k * 500, 500);
+                log_ids.extend(post_batch(&client, &address, &token, &body).await);
             }
             log_ids
         })
@@ -572,18 +583,8 @@ async fn a_panicking_hub_restarts_and_clients_resume_without_loss(backend: Backe
                         .unwrap();
                     assert_eq!(armed.status(), 202);
                 }
-                let response = client
-                    .post(format!("{address}/api/v1/audit/events"))
-                    .bearer_auth(&token)
-                    .json(&batch("acme", "steady", k * 10, 10))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 202);
-                let body: Value = response.json().await.unwrap();
-                for id in body["log_ids"].as_array().unwrap() {
-                    log_ids.push(id.as_str().unwrap().to_owned());
-                }
+                let body = batch("acme", "steady", k * 10, 10);
+                log_ids.extend(post_batch(&client, &address, &token, &body).await);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             log_ids
@@ -639,18 +640,8 @@ async fn two_instances_stream_every_event_of_both() {
             let client = sse::client();
             let mut log_ids = Vec::new();
             for k in 0..10 {
-                let response = client
-                    .post(format!("{address}/api/v1/audit/events"))
-                    .bearer_auth(&token)
-                    .json(&batch("acme", "spread", from + k * 50, 50))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 202);
-                let body: Value = response.json().await.unwrap();
-                for id in body["log_ids"].as_array().unwrap() {
-                    log_ids.push(id.as_str().unwrap().to_owned());
-                }
+                let body = batch("acme", "spread", from + k * 50, 50);
+                log_ids.extend(post_batch(&client, &address, &token, &body).await);
             }
             log_ids
         })
