@@ -127,18 +127,45 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> Value {
 
 /// One round of the workload on a fresh app of `backend`.
 async fn workload(backend: Backend) -> TestApp {
-    let app = spawn_app_with(backend, &[("SKIP_CRON", "true")]).await;
+    // Frequent heartbeats: the client below learns that the server has
+    // closed the stream (and the server that the client has gone) at the
+    // next write.
+    let app = spawn_app_with(
+        backend,
+        &[("SKIP_CRON", "true"), ("SSE_HEARTBEAT_INTERVAL", "200ms")],
+    )
+    .await;
     post(
         &app,
         "/api/v1/tenants",
         &json!({"id": "acme", "name": "Acme"}),
     )
     .await;
-    // Three events through the ingest API.
+    // One activity stream (it has no backfill: nothing matches yet), then
+    // three events through the ingest API, which it receives.
+    let stream = reqwest::Client::new()
+        .get(app.url("/api/activity-stream?operation=scripted"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     let events: Vec<Value> = (0..3)
         .map(|i| json!({"tenant_id": "acme", "operation": "scripted", "principal_id": "p", "success": true, "details": {"i": i}}))
         .collect();
     post(&app, "/api/v1/audit/events", &json!(events)).await;
+    let mut body = stream.bytes_stream();
+    let mut text = String::new();
+    while text.matches("event: activity").count() < 3 {
+        use futures_util::StreamExt;
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the stream delivers the three events")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(body);
     // Three agent runs: 40 ms succeeded, 600 ms failed, 20 s canceled.
     for (run_id, status, ms) in [
         ("s", "succeeded", 40),
@@ -257,6 +284,9 @@ async fn metrics_parse_as_prometheus_exposition_and_count_a_scripted_workload() 
         );
         // Nothing moved: no buys.
         assert!(!text.contains("media_buy_transitions_total{"), "{text}");
+        // The activity stream: three frames sent; its slot given back.
+        assert_eq!(sample(&text, "sse_events_sent_total", &[]), Some(n(3.0)));
+        let text = wait_for(&app, "sse_connections", &[], 0.0).await;
         // HTTP: by matched route (never the path), method and status.
         for (method, route, status, count) in [
             ("POST", "/api/v1/audit/events", "202", 1.0),
