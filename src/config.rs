@@ -280,6 +280,39 @@ pub struct LogConfig {
     pub filter: String,
     /// `LOG_DIR`, default `logs/`: where the audit file sinks write.
     pub dir: PathBuf,
+    /// Traces and logs also exported over OTLP/HTTP; `None` keeps them on
+    /// stdout only.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// OTLP/HTTP export (protobuf), on when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `LOGFIRE_TOKEN` is set and off otherwise.
+///
+/// - `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL; `/v1/traces` and
+///   `/v1/logs` are appended, as the OpenTelemetry specification says.
+///   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`
+///   override one signal's full URL, but do not turn export on by themselves.
+/// - `LOGFIRE_TOKEN`: a Pydantic Logfire write token, sent as the
+///   `Authorization` header; without an endpoint it points the export at
+///   Logfire (the region a token names, `pylf_v1_eu_…` or `pylf_v1_us_…`, else
+///   `logfire-api.pydantic.dev`).
+/// - `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`) adds headers; it is read by
+///   the exporter and never logged.
+/// - `OTEL_SERVICE_NAME`, default `overseer`: the resource's `service.name`.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub traces_endpoint: url::Url,
+    pub logs_endpoint: url::Url,
+    pub token: Option<SecretString>,
+    pub service_name: String,
+}
+
+impl OtlpConfig {
+    /// The collector's origin, for the effective-configuration line (no path,
+    /// no credentials).
+    pub fn display_endpoint(&self) -> String {
+        self.traces_endpoint.origin().ascii_serialization()
+    }
 }
 
 /// The bootstrap super-admin token (`ADMIN_TOKEN`).
@@ -341,6 +374,7 @@ impl Config {
             })?,
             filter: log_filter(&env)?,
             dir: env.parse_with("LOG_DIR", PathBuf::from("logs"), |v| Ok(PathBuf::from(v)))?,
+            otlp: otlp_config(&env)?,
         };
 
         let admin_token = admin_token(&env, environment)?;
@@ -448,6 +482,7 @@ impl Config {
             log_format = ?self.log.format,
             log_filter = %self.log.filter,
             log_dir = %self.log.dir.display(),
+            otlp_export = %self.log.otlp.as_ref().map_or_else(|| "off".to_owned(), OtlpConfig::display_endpoint),
             admin_token = if self.admin_token.generated { "generated" } else { "****" },
             supervisor_max_restarts = self.supervision.policy.max_restarts,
             supervisor_restart_window_ms = self.supervision.policy.within.as_millis() as u64,
@@ -601,6 +636,48 @@ fn supervision_config(env: &Env<'_>) -> Result<SupervisionConfig, ConfigError> {
         database_watch_interval: env
             .duration("DATABASE_WATCH_INTERVAL", Duration::from_secs(10))?,
     })
+}
+
+fn otlp_config(env: &Env<'_>) -> Result<Option<OtlpConfig>, ConfigError> {
+    let token = env.get("LOGFIRE_TOKEN")?.map(SecretString::from);
+    let base = match (env.get("OTEL_EXPORTER_OTLP_ENDPOINT")?, &token) {
+        (Some(base), _) => base,
+        (None, Some(token)) => logfire_endpoint(token.expose_secret()).to_owned(),
+        (None, None) => return Ok(None),
+    };
+    let url = |var: &'static str, value: &str| {
+        url::Url::parse(value)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| ConfigError::new(var, "expected an absolute http(s) URL"))
+    };
+    // Validated once here, so a typo stops start-up instead of every export.
+    url("OTEL_EXPORTER_OTLP_ENDPOINT", &base)?;
+    let signal = |var: &'static str, path: &str| match env.get(var)? {
+        Some(full) => url(var, &full),
+        None => url(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &format!("{}/{path}", base.trim_end_matches('/')),
+        ),
+    };
+    Ok(Some(OtlpConfig {
+        traces_endpoint: signal("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "v1/traces")?,
+        logs_endpoint: signal("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "v1/logs")?,
+        token,
+        service_name: env
+            .get("OTEL_SERVICE_NAME")?
+            .unwrap_or_else(|| "overseer".to_owned()),
+    }))
+}
+
+/// Logfire's OTLP base URL for a write token: its region when the token
+/// names one (`pylf_v1_<region>_…`), else the original US endpoint.
+fn logfire_endpoint(token: &str) -> &'static str {
+    match token.split('_').nth(2) {
+        Some("eu") if token.starts_with("pylf_") => "https://logfire-eu.pydantic.dev",
+        Some("us") if token.starts_with("pylf_") => "https://logfire-us.pydantic.dev",
+        _ => "https://logfire-api.pydantic.dev",
+    }
 }
 
 fn log_filter(env: &Env<'_>) -> Result<String, ConfigError> {
@@ -954,6 +1031,91 @@ mod tests {
             config(&[("DATABASE_URL", "postgres://user:hunter2@host:notaport/db")]).unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_or_a_logfire_token_is_set() {
+        assert!(config(&[]).unwrap().log.otlp.is_none());
+        // A signal's own endpoint alone does not turn export on.
+        let c = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/x")]).unwrap();
+        assert!(c.log.otlp.is_none());
+
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+        let otlp = c.log.otlp.unwrap();
+        assert_eq!(
+            otlp.traces_endpoint.as_str(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(otlp.logs_endpoint.as_str(), "http://collector:4318/v1/logs");
+        assert!(otlp.token.is_none());
+        assert_eq!(otlp.service_name, "overseer");
+
+        let c = config(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://user:pw@collector/otlp",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "https://logs.example/ingest",
+            ),
+            ("OTEL_SERVICE_NAME", "overseer-eu"),
+        ])
+        .unwrap();
+        let otlp = c.log.otlp.unwrap();
+        assert_eq!(otlp.traces_endpoint.path(), "/otlp/v1/traces");
+        assert_eq!(otlp.logs_endpoint.as_str(), "https://logs.example/ingest");
+        assert_eq!(otlp.service_name, "overseer-eu");
+        assert_eq!(otlp.display_endpoint(), "https://collector");
+    }
+
+    #[test]
+    fn a_logfire_token_points_the_export_at_its_region() {
+        for (token, host) in [
+            ("pylf_v1_eu_abcdef", "logfire-eu.pydantic.dev"),
+            ("pylf_v1_us_abcdef", "logfire-us.pydantic.dev"),
+            ("an-older-token", "logfire-api.pydantic.dev"),
+        ] {
+            let otlp = config(&[("LOGFIRE_TOKEN", token)])
+                .unwrap()
+                .log
+                .otlp
+                .unwrap();
+            assert_eq!(otlp.traces_endpoint.host_str(), Some(host), "{token}");
+            assert_eq!(otlp.logs_endpoint.path(), "/v1/logs");
+            assert_eq!(otlp.token.unwrap().expose_secret(), token);
+            assert!(!format!("{:?}", config(&[("LOGFIRE_TOKEN", token)])).contains(token));
+        }
+        // An explicit endpoint wins; the token is still the credential.
+        let otlp = config(&[
+            ("LOGFIRE_TOKEN", "pylf_v1_eu_abcdef"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ])
+        .unwrap()
+        .log
+        .otlp
+        .unwrap();
+        assert_eq!(
+            otlp.traces_endpoint.as_str(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert!(otlp.token.is_some());
+    }
+
+    #[test]
+    fn a_bad_otlp_endpoint_stops_start_up_naming_the_variable() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().var, var);
+        }
+        let err = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "not a url"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
     }
 
     #[test]

@@ -20,10 +20,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(err) = telemetry::init(&config.log, std::io::stdout) {
-        eprintln!("overseer: {err}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let telemetry = match telemetry::init(&config.log, std::io::stdout) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("overseer: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if config.admin_token.generated {
         // Shown once, on the terminal, never through the log pipeline.
         eprintln!(
@@ -33,18 +36,20 @@ async fn main() -> ExitCode {
     }
     config.log_effective();
 
-    let app = match Application::build(config).await {
-        Ok(app) => app,
+    let code = match Application::build(config).await {
+        Ok(app) => match app.run_until_stopped().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(critical = true, error = %err, "server failed");
+                ExitCode::FAILURE
+            }
+        },
         Err(err) => {
             tracing::error!(critical = true, error = %err, "start-up failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(critical = true, error = %err, "server failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Exports what is still buffered (the "stopped" line among it).
+    telemetry.shutdown();
+    code
 }

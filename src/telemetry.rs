@@ -1,4 +1,5 @@
-//! Logging: structured JSON lines on stdout by default, pretty text if asked.
+//! Logging: structured JSON lines on stdout by default, pretty text if asked,
+//! and traces and logs over OTLP/HTTP when configured (see [`otlp`]).
 //!
 //! Level conventions (from the reference system): DEBUG detailed tracing, INFO
 //! operations, WARN non-critical problems, ERROR failures. A system-level
@@ -10,36 +11,75 @@ use std::io;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber writing to `writer`. Call once, at start-up.
+mod otlp;
+
+/// Installs the global subscriber writing to `writer`, plus the OTLP export
+/// when `config.otlp` is set. Call once, at start-up; keep what it returns
+/// and call [`Telemetry::shutdown`] when the service has stopped.
 ///
 /// JSON lines carry `timestamp`, `level`, `target`, the event's fields
 /// (`message` among them) at the top level, and the current span's fields under
 /// `span` (the request span carries `request_id`, `http.method`, `http.route`...).
-pub fn init<W>(config: &LogConfig, writer: W) -> Result<(), TelemetryError>
+pub fn init<W>(config: &LogConfig, writer: W) -> Result<Telemetry, TelemetryError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&config.filter)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let installed = match config.format {
-        LogFormat::Json => builder
+    let stdout: Box<dyn Layer<Registry> + Send + Sync> = match config.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_writer(writer)
+            .boxed(),
     };
-    installed.map_err(TelemetryError::Install)?;
+    let subscriber = tracing_subscriber::registry()
+        .with(stdout)
+        .with(EnvFilter::try_new(&config.filter)?);
+    let exporters = match &config.otlp {
+        None => {
+            subscriber
+                .try_init()
+                .map_err(|e| TelemetryError::Install(e.into()))?;
+            None
+        }
+        Some(otlp) => {
+            let (exporters, layers) = otlp::Exporters::build(otlp)?;
+            subscriber
+                .with(layers)
+                .try_init()
+                .map_err(|e| TelemetryError::Install(e.into()))?;
+            Some(exporters)
+        }
+    };
     install_panic_hook();
-    Ok(())
+    Ok(Telemetry { exporters })
+}
+
+/// What [`init`] installed that needs stopping: the OTLP exporters, if any.
+#[must_use = "call `shutdown` once the service has stopped, or buffered telemetry is lost"]
+pub struct Telemetry {
+    exporters: Option<otlp::Exporters>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the OTLP export (a no-op without one).
+    pub fn shutdown(self) {
+        if let Some(exporters) = self.exporters {
+            exporters.shutdown();
+        }
+    }
 }
 
 /// For tests: logs go nowhere unless `TEST_LOG` is set, then to stdout (pretty).
@@ -52,8 +92,10 @@ pub fn init_for_tests() {
                 format: LogFormat::Pretty,
                 filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
                 dir: "logs".into(),
+                otlp: None,
             };
-            let _ = init(&config, io::stdout);
+            // Nothing to shut down without an exporter.
+            let _ = init(&config, io::stdout).map(std::mem::forget::<Telemetry>);
         }
     });
 }
@@ -125,6 +167,8 @@ fn prometheus_builder() -> PrometheusBuilder {
 pub enum TelemetryError {
     #[error("invalid log filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("OTLP export: {0}")]
+    Otlp(String),
     #[error("could not install the log subscriber: {0}")]
     Install(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -17,6 +17,7 @@ mod dashboard;
 mod domain;
 mod errors;
 mod health;
+mod otlp;
 mod outage;
 mod push_configs;
 mod receiver;
