@@ -83,6 +83,12 @@ try {
   check((await api("POST", "/api/v1/tenants", { id: "acme", name: "Acme" })).status === 201, "tenant created");
   const admin = await api("POST", "/api/v1/tenants/acme/admin-tokens", {});
   check(admin.status === 201, "tenant admin token created");
+  // An authentication spike for acme (11 rejections > 10), evaluated now:
+  // the alerts panel must show it firing.
+  for (let i = 0; i < 11; i++) await ingest("token_rejected", { success: false, error: "unknown token" });
+  const evaluated = await api("POST", "/admin/alerts/run", {});
+  check(evaluated.status === 200 && evaluated.body.notified.some((n) => n.rule === "auth_failure_spike" && n.kind === "fired"),
+    "auth_failure_spike fired for acme");
 
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -120,6 +126,8 @@ try {
   const status = await page.locator("#health-status").textContent();
   check(["healthy", "degraded"].includes(status), `health panel shows '${status}'`);
   check(await page.locator("#actors tr", { hasText: "sse_hub" }).count() === 1, "the actors table lists the hub");
+  await page.locator("#alerts li", { hasText: "auth_failure_spike (acme)" }).waitFor({ timeout: 7000 });
+  check(await page.locator("#alerts li.fail", { hasText: "firing" }).count() === 1, "the alerts panel shows the firing alert");
 
   // A server-side cut: the hub panics on its next event and ends every
   // stream; EventSource reconnects with Last-Event-ID and nothing is lost.
