@@ -553,6 +553,16 @@ impl ServiceProcess {
         Some(status)
     }
 
+    /// SIGTERM, then asserts a successful exit within `within`.
+    pub async fn stop(&mut self, within: Duration) {
+        self.send_sigterm();
+        let status = self
+            .wait_exit(within)
+            .await
+            .unwrap_or_else(|| panic!("still running {within:?} after SIGTERM"));
+        assert!(status.success(), "exit status {status}");
+    }
+
     pub fn all_output(&self) -> String {
         let mut text = self.stdout.lock().expect("lock").join("\n");
         text.push('\n');

@@ -8,7 +8,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-use crate::helpers::{Backend, ServiceProcess, TestDatabase, http_client, on_both_backends};
+use crate::helpers::{
+    Backend, BinaryClient, ServiceProcess, TestDatabase, http_client, on_both_backends,
+};
 use crate::receiver::Receiver;
 
 const ADMIN: &str = "an-otlp-test-admin-token-of-32-characters";
@@ -50,22 +52,11 @@ async fn traces_and_logs_reach_the_collector_with_the_logfire_token(backend: Bac
     let client = http_client();
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
-    let ingested = client
-        .post(format!("{base}/api/v1/audit/events"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"operation": "otlp_probe", "success": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ingested.status().as_u16(), 202);
-    let created = client
-        .post(format!("{base}/api/v1/tenants"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"id": "otlp", "name": "OTLP"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
+    let api = BinaryClient::new(&base);
+    let event = serde_json::json!({"operation": "otlp_probe", "success": true});
+    api.post("/api/v1/audit/events", ADMIN, event).await;
+    let tenant = serde_json::json!({"id": "otlp", "name": "OTLP"});
+    api.post("/api/v1/tenants", ADMIN, tenant).await;
     let refused = client
         .get(format!("{base}/api/v1/audit/logs"))
         .bearer_auth("not-a-token")
@@ -78,12 +69,7 @@ async fn traces_and_logs_reach_the_collector_with_the_logfire_token(backend: Bac
     collector
         .wait_for("/v1/logs", 1, Duration::from_secs(10))
         .await;
-    service.send_sigterm();
-    let status = service
-        .wait_exit(Duration::from_secs(20))
-        .await
-        .expect("exits");
-    assert!(status.success(), "exit status {status}");
+    service.stop(Duration::from_secs(20)).await;
 
     let every = collector.all();
     assert!(
@@ -255,14 +241,7 @@ async fn without_an_endpoint_nothing_is_exported(backend: Backend) {
     collector
         .still("/v1/logs", 0, Duration::from_millis(1_500))
         .await;
-    service.send_sigterm();
-    assert!(
-        service
-            .wait_exit(Duration::from_secs(10))
-            .await
-            .expect("exits")
-            .success()
-    );
+    service.stop(Duration::from_secs(10)).await;
     assert!(
         collector.all().is_empty(),
         "{} requests",
@@ -307,14 +286,7 @@ async fn a_collector_that_is_down_costs_no_request_and_no_slow_exit(backend: Bac
         assert!(started.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stopping = std::time::Instant::now();
-    service.send_sigterm();
-    let status = service
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits within 10 s");
-    assert!(status.success(), "exit status {status}");
-    assert!(stopping.elapsed() < Duration::from_secs(10));
+    service.stop(Duration::from_secs(10)).await;
 }
 
 fn text(value: &AnyValue) -> Option<String> {
