@@ -14,9 +14,10 @@
 //! the events arrived in. Durable producers are answered once their events are
 //! committed or spooled.
 //!
-//! After commit, events go to the file sinks and to subscribers
-//! ([`AuditCommitted`] for the activity stream, [`NotableEvent`] for the Slack
-//! router and the security monitor).
+//! After commit, events go to subscribers ([`AuditCommitted`] for the activity
+//! stream, [`NotableEvent`] for the Slack router and the security monitor) and
+//! to the file sinks, which a thread of their own writes in commit order
+//! ([`SinkWriter`]), so the next flush never waits for the disk.
 
 pub mod event;
 pub mod redact;
@@ -161,7 +162,7 @@ struct Shared {
     queue: Mutex<Queue>,
     subscribers: Mutex<Subscribers>,
     spool: Arc<Mutex<Spool>>,
-    sinks: Arc<Mutex<FileSinks>>,
+    sinks: SinkWriter,
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
 }
@@ -208,7 +209,7 @@ impl Auditor {
             queue: Mutex::new(Queue::default()),
             subscribers: Mutex::default(),
             spool: Arc::new(Mutex::new(spool)),
-            sinks: Arc::new(Mutex::new(sinks)),
+            sinks: SinkWriter::start(sinks)?,
             store,
             clock,
         });
@@ -300,6 +301,16 @@ impl Auditor {
     /// answered once their events are spooled.
     pub async fn shutdown(&self, within: Duration) {
         let deadline = Instant::now() + within;
+        self.drain(deadline).await;
+        // What was committed reaches the files too (the thread writes on
+        // after `deadline` for a little while if the disk is slow).
+        let sinks_deadline = deadline.max(Instant::now() + SINK_GRACE);
+        while !self.shared.sinks.idle() && Instant::now() < sinks_deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn drain(&self, deadline: Instant) {
         while Instant::now() < deadline {
             if lock(&self.shared.queue).depth == 0 {
                 return;
@@ -801,10 +812,57 @@ async fn after_commit(shared: &Arc<Shared>, events: Vec<CommittedEvent>) {
             }
         }
     }
-    let sinks = shared.sinks.clone();
-    let now = shared.clock.now();
-    if let Err(e) = blocking(move || lock(&sinks).write(&events, now)).await {
-        tracing::error!(error = %e, "could not write the audit file sinks");
+    shared.sinks.write(events, shared.clock.now()).await;
+}
+
+/// Batches handed to the sink thread and not yet written, at most; past it a
+/// flush waits for the disk (as every flush once did).
+const SINK_BACKLOG: usize = 64;
+/// How long [`Auditor::shutdown`] waits for the sink thread at least.
+const SINK_GRACE: Duration = Duration::from_secs(1);
+
+/// A committed batch and the time to file it under.
+type SinkJob = (Arc<[CommittedEvent]>, DateTime<Utc>);
+
+/// The file sinks, written on a thread of their own (`audit-sinks`) in the
+/// order batches are handed over, which is commit order. The thread ends
+/// when the last handle is dropped.
+struct SinkWriter {
+    jobs: tokio::sync::mpsc::Sender<SinkJob>,
+    /// Batches handed over and not yet written.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SinkWriter {
+    fn start(mut sinks: FileSinks) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<SinkJob>(SINK_BACKLOG);
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let written = pending.clone();
+        std::thread::Builder::new()
+            .name("audit-sinks".into())
+            .spawn(move || {
+                while let Some((events, now)) = queue.blocking_recv() {
+                    if let Err(e) = sinks.write(&events, now) {
+                        tracing::error!(error = %e, "could not write the audit file sinks");
+                    }
+                    written.fetch_sub(1, Ordering::AcqRel);
+                }
+            })?;
+        Ok(Self { jobs, pending })
+    }
+
+    async fn write(&self, events: Arc<[CommittedEvent]>, now: DateTime<Utc>) {
+        use std::sync::atomic::Ordering;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.jobs.send((events, now)).await.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!("the audit sink thread has stopped; events not written to the files");
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 }
 
