@@ -16,6 +16,7 @@
 //! - [`Exporters::shutdown`] flushes what is buffered; `main` calls it after
 //!   the server stops, so the last lines ("stopped") are exported too.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,7 +61,7 @@ impl Exporters {
     {
         let runtime = ExportRuntime::start()?;
         let client = ExportClient::new(runtime.handle.clone())?;
-        let mut headers = std::collections::HashMap::new();
+        let mut headers = HashMap::new();
         if let Some(token) = &config.token {
             headers.insert("Authorization".to_owned(), token.expose_secret().to_owned());
         }
@@ -68,24 +69,22 @@ impl Exporters {
             .with_service_name(config.service_name.clone())
             .build();
 
-        let spans = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(client.clone())
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(config.traces_endpoint.as_str())
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_headers(headers.clone())
-            .build()
-            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-        let logs = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_http_client(client)
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(config.logs_endpoint.as_str())
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_headers(headers)
-            .build()
-            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+        let spans = http_export(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            &config.traces_endpoint,
+            &client,
+            &headers,
+        )
+        .build()
+        .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+        let logs = http_export(
+            opentelemetry_otlp::LogExporter::builder().with_http(),
+            &config.logs_endpoint,
+            &client,
+            &headers,
+        )
+        .build()
+        .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
 
         let tracer = SdkTracerProvider::builder()
             .with_batch_exporter(spans)
@@ -137,6 +136,21 @@ impl Exporters {
         });
         runtime.stop();
     }
+}
+
+/// One signal's exporter: protobuf over HTTP to `endpoint`, through `client`.
+fn http_export<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    endpoint: &url::Url,
+    client: &ExportClient,
+    headers: &HashMap<String, String>,
+) -> B {
+    builder
+        .with_http_client(client.clone())
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint.as_str())
+        .with_timeout(EXPORT_TIMEOUT)
+        .with_headers(headers.clone())
 }
 
 /// Whether an event or span is exported: not the export's own plumbing
