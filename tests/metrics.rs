@@ -21,12 +21,15 @@
     reason = "shared with tests/api"
 )]
 mod helpers;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use helpers::{Backend, TestApp, spawn_app_with};
+use prometheus::sample;
 use serde_json::{Value, json};
 
 /// What promtool may say about our exposition without it being wrong:
@@ -36,32 +39,6 @@ const TOLERATED_LINTS: &[&str] = &[
     "no help text",
     "agent_run_latency_ms metric names should not contain abbreviated units",
 ];
-
-/// The value of `name{labels}` (exactly these labels), if present.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, body) = match series.split_once('{') {
-                Some((metric, rest)) => (metric, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let found: Vec<(&str, &str)> = body
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k, v.trim_matches('"')))
-                })
-                .collect();
-            let same = found.len() == labels.len() && labels.iter().all(|l| found.contains(l));
-            same.then(|| value.parse().ok())?
-        })
-}
 
 /// Runs `promtool check metrics` over `text`: a parse error fails the test,
 /// and so does any lint finding not in [`TOLERATED_LINTS`].

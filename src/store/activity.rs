@@ -28,12 +28,7 @@ macro_rules! activity_queries {
             qb.push(" AND id > ").push_bind(after);
             super::audit::push_who_and_what!(qb, query);
             qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
-            let rows: Vec<super::audit::AuditRow> = qb
-                .build_query_as()
-                .persistent(self.persistent)
-                .fetch_all(&self.pool)
-                .await?;
-            super::audit::into_events(rows)
+            self.audit_events(qb).await
         }
 
         /// The newest `limit` matching events with `id <= upto`, newest first.
@@ -48,12 +43,7 @@ macro_rules! activity_queries {
             super::audit::push_who_and_what!(qb, query);
             qb.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(limit));
-            let rows: Vec<super::audit::AuditRow> = qb
-                .build_query_as()
-                .persistent(self.persistent)
-                .fetch_all(&self.pool)
-                .await?;
-            super::audit::into_events(rows)
+            self.audit_events(qb).await
         }
 
         /// How many matching events have `id > after`, counting no further
@@ -99,12 +89,7 @@ macro_rules! activity_queries {
                 .push(" AND id <= ")
                 .push_bind(to)
                 .push(" ORDER BY id");
-            let rows: Vec<super::audit::AuditRow> = qb
-                .build_query_as()
-                .persistent(self.persistent)
-                .fetch_all(&self.pool)
-                .await?;
-            super::audit::into_events(rows)
+            self.audit_events(qb).await
         }
     };
 }

@@ -67,6 +67,20 @@ macro_rules! shared_queries {
             Ok((created, committed))
         }
 
+        /// Runs a select of whole audit rows (`AUDIT_SELECT` and what
+        /// follows it) and reads them as committed events.
+        async fn audit_events(
+            &self,
+            mut qb: sqlx::QueryBuilder<Db>,
+        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+            let rows: Vec<super::audit::AuditRow> = qb
+                .build_query_as()
+                .persistent(self.persistent)
+                .fetch_all(&self.pool)
+                .await?;
+            super::audit::into_events(rows)
+        }
+
         pub(super) async fn audit_chain(
             &self,
             chain: &str,
@@ -89,12 +103,7 @@ macro_rules! shared_queries {
         ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
             let mut qb = sqlx::QueryBuilder::<Db>::new(AUDIT_SELECT);
             super::audit::push_audit_filters!(qb, query, TIMESTAMP_CAST);
-            let rows: Vec<super::audit::AuditRow> = qb
-                .build_query_as()
-                .persistent(self.persistent)
-                .fetch_all(&self.pool)
-                .await?;
-            super::audit::into_events(rows)
+            self.audit_events(qb).await
         }
 
         /// Appends `events` to their chains in one transaction.

@@ -15,6 +15,7 @@ use crate::helpers::{
     Backend, TcpProxy, TestApp, TestDatabase, assert_json_error, on_both_backends, spawn_app_on,
     spawn_app_with, spawn_app_with_clock,
 };
+use crate::prometheus::sample;
 
 on_both_backends!(
     a_run_starts_and_finishes_succeeded_failed_or_canceled,
@@ -74,33 +75,6 @@ fn run_ids(items: &[Value]) -> Vec<&str> {
 /// Every stored run, straight from the store.
 async fn all_rows(app: &TestApp) -> Vec<overseer::domain::agent_run::AgentRun> {
     app.store.agent_runs(None, None, None, 500).await.unwrap()
-}
-
-/// The value of the sample `name{labels}` (exactly these labels) in a
-/// Prometheus text exposition.
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, body) = match series.split_once('{') {
-                Some((metric, rest)) => (metric, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let found: Vec<(&str, &str)> = body
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k, v.trim_matches('"')))
-                })
-                .collect();
-            let same = found.len() == labels.len() && labels.iter().all(|l| found.contains(l));
-            same.then(|| value.parse().ok())?
-        })
 }
 
 async fn metrics(app: &TestApp) -> String {

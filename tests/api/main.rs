@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, reason = "test code")]
 
 mod helpers;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 
 mod activity;
 mod agent_runs;
