@@ -18,7 +18,7 @@ use actix::Recipient;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use overseer_actors::activity::{
-    ActivityFeed, ActivityFilter, Batch, Category, Frame, Slot, SseHub, Subscription,
+    ActivityFeed, ActivityFilter, Batch, Category, Demand, Frame, Slot, SseHub, Subscription,
 };
 use overseer_actors::audit::{AuditCommitted, CommittedEvent};
 use tokio::sync::watch;
@@ -38,6 +38,11 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// The PostgreSQL feed: `LISTEN overseer_audit` (migration 14), then the rows
 /// each notification names, in order. Survives a lost connection: it
 /// reconnects with backoff and reads what it missed.
+///
+/// While no stream is open it reads nothing: it moves its cursor past what
+/// it was told of (see [`ActivityFeed`] for why no stream misses anything).
+/// `activity_feed_events_total{result="read"|"skipped"}` counts the events
+/// read and the ids passed over.
 pub struct PgFeed {
     pub store: Store,
 }
@@ -46,13 +51,18 @@ impl ActivityFeed for PgFeed {
     fn attach(
         &self,
         hub: Recipient<AuditCommitted>,
+        demand: Demand,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
         let store = self.store.clone();
-        Box::pin(async move { listen(store, hub).await })
+        Box::pin(async move { listen(store, hub, demand).await })
     }
 }
 
-async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), String> {
+async fn listen(
+    store: Store,
+    hub: Recipient<AuditCommitted>,
+    demand: Demand,
+) -> Result<(), String> {
     let mut last: Option<i64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -77,7 +87,7 @@ async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), Stri
             continue;
         }
         // Listening first, then the catch-up read: nothing falls between.
-        match catch_up(&store, &hub, &mut last).await {
+        match catch_up(&store, &hub, &demand, &mut last).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(reason = %e.short_reason(), "activity feed catch-up failed; retrying");
@@ -99,6 +109,11 @@ async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), Stri
                     if hi < from {
                         continue;
                     }
+                    // Asked after the notification, hence after the commit.
+                    if !demand.wanted() {
+                        skipped(&mut last, from, hi);
+                        continue;
+                    }
                     match store.audit_range(from, hi).await {
                         Ok(events) => deliver(&hub, &mut last, events)?,
                         Err(e) => {
@@ -110,7 +125,7 @@ async fn listen(store: Store, hub: Recipient<AuditCommitted>) -> Result<(), Stri
                 // The connection was lost and re-established: notifications
                 // may have been missed.
                 Ok(None) => {
-                    if let Err(e) = catch_up(&store, &hub, &mut last).await {
+                    if let Err(e) = catch_up(&store, &hub, &demand, &mut last).await {
                         tracing::warn!(reason = %e.short_reason(), "activity feed catch-up failed; reconnecting");
                         break;
                     }
@@ -146,12 +161,22 @@ impl Drop for Listening {
 async fn catch_up(
     store: &Store,
     hub: &Recipient<AuditCommitted>,
+    demand: &Demand,
     last: &mut Option<i64>,
 ) -> Result<(), StoreError> {
     let Some(after) = *last else {
         *last = Some(store.max_audit_id().await?);
         return Ok(());
     };
+    if !demand.wanted() {
+        // The newest id first, then the question: what is skipped was
+        // committed before no one was found listening.
+        let newest = store.max_audit_id().await?;
+        if !demand.wanted() {
+            skipped(last, after + 1, newest);
+            return Ok(());
+        }
+    }
     let mut after = after;
     loop {
         let events = store
@@ -168,6 +193,15 @@ async fn catch_up(
     }
 }
 
+/// Moves the cursor past `from..=hi` without reading it (no stream is open).
+fn skipped(last: &mut Option<i64>, from: i64, hi: i64) {
+    if hi >= from {
+        metrics::counter!("activity_feed_events_total", "result" => "skipped")
+            .increment((hi - from + 1) as u64);
+        *last = Some(hi);
+    }
+}
+
 fn deliver(
     hub: &Recipient<AuditCommitted>,
     last: &mut Option<i64>,
@@ -176,6 +210,8 @@ fn deliver(
     let Some(newest) = events.last().map(|e| e.id) else {
         return Ok(());
     };
+    metrics::counter!("activity_feed_events_total", "result" => "read")
+        .increment(events.len() as u64);
     hub.try_send(AuditCommitted(events.into()))
         .map_err(|e| format!("the SSE hub is not taking events: {e}"))?;
     *last = Some(newest);

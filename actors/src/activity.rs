@@ -245,11 +245,39 @@ impl ActivityFilter {
 /// `hub` in commit order for as long as it runs; it is dropped when the hub
 /// stops. It ends with `Err` if it can no longer deliver (the hub is then
 /// restarted and attaches a new feed).
+///
+/// A feed that has to fetch what it delivers (the PostgreSQL feed reads the
+/// rows each notification names) may skip the fetch while `demand` says no
+/// one is subscribed: a subscriber replays from the trail everything
+/// committed before it subscribed, so only events committed after the
+/// subscriber count was seen at zero can matter, and those are read once it
+/// is not.
 pub trait ActivityFeed: Send + Sync + 'static {
     fn attach(
         &self,
         hub: Recipient<AuditCommitted>,
+        demand: Demand,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+}
+
+/// Whether the hub has subscribers now, for its feed (see [`ActivityFeed`]).
+///
+/// The count goes up in the hub before a subscriber is told it is
+/// subscribed, hence before its replay reads the trail; it goes down when
+/// the hub lets a subscriber go (noticed at the next delivery, so it errs on
+/// the side of reading).
+#[derive(Debug, Clone, Default)]
+pub struct Demand(Arc<AtomicUsize>);
+
+impl Demand {
+    /// True while at least one subscriber is registered.
+    pub fn wanted(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+
+    fn set(&self, subscribers: usize) {
+        self.0.store(subscribers, Ordering::SeqCst);
+    }
 }
 
 /// The in-process feed: the AuditActor's committed events (one instance, or
@@ -260,6 +288,7 @@ impl ActivityFeed for LocalFeed {
     fn attach(
         &self,
         hub: Recipient<AuditCommitted>,
+        _demand: Demand,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>> {
         self.0.subscribe(hub);
         Box::pin(std::future::pending())
@@ -293,6 +322,8 @@ struct HubShared {
     config: SseConfig,
     slots: Mutex<Slots>,
     shutdown: watch::Sender<bool>,
+    /// The current instance's subscriber count, for the feed.
+    demand: Demand,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -393,6 +424,7 @@ impl SseHub {
             config,
             slots: Mutex::default(),
             shutdown,
+            demand: Demand::default(),
         });
         metrics::gauge!("sse_connections").set(0.0);
         let for_factory = shared.clone();
@@ -473,7 +505,11 @@ impl Actor for SseHubActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let feed = self.feed.attach(ctx.address().recipient());
+        // A new instance starts with no subscribers.
+        self.shared.demand.set(0);
+        let feed = self
+            .feed
+            .attach(ctx.address().recipient(), self.shared.demand.clone());
         ctx.spawn(feed.into_actor(self).map(|outcome, act, ctx| {
             let reason = outcome
                 .err()
@@ -507,6 +543,7 @@ impl Handler<Subscribe> for SseHubActor {
             pending: Arc::clone(&pending),
             lagged: Arc::clone(&lagged),
         });
+        self.shared.demand.set(self.subscribers.len());
         MessageResult(Subscription {
             batches,
             filter,
@@ -548,6 +585,7 @@ impl Handler<AuditCommitted> for SseHubActor {
             // An error: the client went away; its stream gave back its slot.
             s.tx.send(batch.clone()).is_ok()
         });
+        self.shared.demand.set(self.subscribers.len());
     }
 }
 

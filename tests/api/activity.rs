@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::audit::{create_tenant, ingest_ok};
 use crate::domain::{admin_token, tenant_with_principal};
 use crate::helpers::{
-    Backend, ServiceProcess, TestApp, TestDatabase, on_both_backends, spawn_app_on, spawn_app_with,
+    Backend, BinaryClient, ServiceProcess, TestApp, TestDatabase, on_both_backends, spawn_app_on,
+    spawn_app_with,
 };
 use crate::sse::{self, Item};
 
@@ -668,6 +669,94 @@ async fn two_instances_stream_every_event_of_both() {
     }
 }
 
+/// PostgreSQL's feed reads back the rows each notification names only while
+/// a stream is open. The real binary (its own metrics): 200 events written
+/// with no stream open are passed over unread; a stream opened afterwards
+/// from the start of the trail still gets all of them, then the next 100
+/// live, which the feed now reads.
+#[actix_web::test]
+async fn an_unwatched_instance_reads_nothing_back_and_a_late_stream_misses_nothing() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let token = "a-test-admin-token-of-at-least-32-characters";
+    let (mut service, base) = ServiceProcess::serve(workdir.path(), &db.url, token, &[]).await;
+    let api = BinaryClient::new(&base);
+    api.post(
+        "/api/v1/tenants",
+        token,
+        json!({"id": "acme", "name": "acme"}),
+    )
+    .await;
+    let feed = |result: &'static str| {
+        let url = format!("{base}/metrics");
+        async move {
+            let text = sse::client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric(
+                &text,
+                &format!("activity_feed_events_total{{result=\"{result}\"}}"),
+            )
+        }
+    };
+
+    // Events 50k to 50k + 49 for each k.
+    let write = |ks: std::ops::Range<usize>| {
+        let api = &api;
+        async move {
+            for k in ks {
+                let events = batch("acme", "unwatched", k * 50, 50);
+                api.post("/api/v1/audit/events", token, events).await;
+            }
+        }
+    };
+
+    write(0..4).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while feed("skipped").await < 200.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the feed did not pass over the events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        feed("read").await,
+        0.0,
+        "nothing read back with no stream open"
+    );
+
+    let path = format!("{base}{STREAM}?operation=unwatched");
+    let mut stream = sse::open(&path, Some(token), Some(0)).await.unwrap();
+    let replayed = stream.activities(200, Duration::from_secs(10)).await;
+    assert_eq!(
+        replayed.len(),
+        200,
+        "the late stream replays what was skipped"
+    );
+    write(4..6).await;
+    let live = stream.activities(100, Duration::from_secs(10)).await;
+    assert_eq!(live.len(), 100, "then the live ones");
+    let mut all = replayed;
+    all.extend(live);
+    assert_ascending(&all);
+    let numbers: Vec<i64> = all
+        .iter()
+        .map(|(_, d)| d["details"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..300).collect::<Vec<_>>(), "each once, in order");
+    assert!(
+        feed("read").await >= 100.0,
+        "with a stream open the feed reads"
+    );
+    service.stop(Duration::from_secs(10)).await;
+}
+
 /// The real binary with three streams open: SIGTERM ends them at once (the
 /// clients see the end of the response) and the process exits 0 well within
 /// 10 s, not after the 30 s graceful-shutdown timeout.
@@ -675,17 +764,14 @@ async fn sigterm_ends_open_streams_and_the_service_exits_promptly(backend: Backe
     let db = TestDatabase::new(backend).await;
     let workdir = tempfile::tempdir().unwrap();
     let token = "a-test-admin-token-of-at-least-32-characters";
-    let mut service = ServiceProcess::start(
+    let (mut service, base) = ServiceProcess::serve(
         workdir.path(),
-        &[
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", &db.url),
-            ("ADMIN_TOKEN", token),
-            ("SHUTDOWN_TIMEOUT", "30"),
-        ],
-    );
-    let port = service.wait_for_port(Duration::from_secs(20)).await;
-    let url = format!("http://127.0.0.1:{port}{STREAM}");
+        &db.url,
+        token,
+        &[("SHUTDOWN_TIMEOUT", "30")],
+    )
+    .await;
+    let url = format!("{base}{STREAM}");
     let mut streams = Vec::new();
     for _ in 0..3 {
         let mut s = sse::open(&url, Some(token), None).await.unwrap();
