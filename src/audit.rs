@@ -1,30 +1,37 @@
 //! The service's side of the audit trail: the store behind the AuditActor's
 //! port, and the walk that verifies a chain.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use overseer_actors::audit::{
-    AppendError, AuditEvent, AuditStore, CommittedEvent, GENESIS_HASH, chain_hash,
+    AppendError, AppendFuture, AuditEvent, AuditStore, GENESIS_HASH, Turn, chain_hash,
 };
 use serde::Serialize;
 
 use crate::store::{Store, StoreError};
 
 impl AuditStore for Store {
-    fn append(
-        &self,
-        events: Arc<Vec<AuditEvent>>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send + 'static>>
-    {
+    fn append(&self, events: Arc<Vec<AuditEvent>>) -> AppendFuture {
+        let store = self.clone();
+        Box::pin(async move { store.append_audit(&events).await.map_err(append_error) })
+    }
+
+    fn append_after(&self, events: Arc<Vec<AuditEvent>>, mut turn: Turn) -> AppendFuture {
         let store = self.clone();
         Box::pin(async move {
-            store.append_audit(&events).await.map_err(|e| AppendError {
-                transient: matches!(e, StoreError::Unavailable(_) | StoreError::QueryTimeout(_)),
-                reason: e.short_reason(),
-            })
+            match store.append_audit_after(&events, &mut turn).await {
+                Ok(Some(committed)) => Ok(committed),
+                Ok(None) => Err(AppendError::behind()),
+                Err(e) => Err(append_error(e)),
+            }
         })
+    }
+}
+
+fn append_error(e: StoreError) -> AppendError {
+    AppendError {
+        transient: matches!(e, StoreError::Unavailable(_) | StoreError::QueryTimeout(_)),
+        reason: e.short_reason(),
     }
 }
 

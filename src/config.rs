@@ -182,6 +182,10 @@ pub struct AuditSettings {
     pub batch_size: usize,
     /// `AUDIT_FLUSH_INTERVAL_MS` (20): or when the oldest has waited this long.
     pub flush_interval: Duration,
+    /// `AUDIT_FLUSH_PIPELINE` (2): batches in flight at once; the next one's
+    /// transaction is under way while the previous one commits (1: one
+    /// batch at a time).
+    pub pipeline: usize,
     /// `AUDIT_QUEUE_CAPACITY` (50,000): events waiting beyond which ingestion
     /// answers 503 with `Retry-After`.
     pub queue_capacity: usize,
@@ -492,6 +496,7 @@ impl Config {
             database_watch_interval_ms = self.supervision.database_watch_interval.as_millis() as u64,
             audit_batch_size = self.audit.batch_size,
             audit_flush_interval_ms = self.audit.flush_interval.as_millis() as u64,
+            audit_flush_pipeline = self.audit.pipeline,
             audit_queue_capacity = self.audit.queue_capacity,
             audit_max_value_chars = self.audit.max_value_chars,
             audit_max_body_bytes = self.audit.max_body_bytes,
@@ -600,6 +605,7 @@ fn audit_settings(env: &Env<'_>) -> Result<AuditSettings, ConfigError> {
     Ok(AuditSettings {
         batch_size,
         flush_interval: Duration::from_millis(env.positive_int("AUDIT_FLUSH_INTERVAL_MS", 20)?),
+        pipeline: env.positive_int("AUDIT_FLUSH_PIPELINE", 2)?,
         queue_capacity,
         max_value_chars: env.positive_int("AUDIT_MAX_VALUE_CHARS", 1_000)?,
         max_body_bytes: env.positive_int("AUDIT_MAX_BODY_BYTES", 16 * 1024 * 1024)?,

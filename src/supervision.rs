@@ -277,6 +277,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         AuditConfig {
             batch_size: audit.batch_size,
             flush_interval: audit.flush_interval,
+            pipeline: audit.pipeline,
             queue_capacity: audit.queue_capacity,
             redactor: Redactor {
                 max_value_chars: audit.max_value_chars,

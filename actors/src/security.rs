@@ -1091,6 +1091,7 @@ mod tests {
                     AuditConfig {
                         batch_size: 100,
                         flush_interval: Duration::from_millis(10),
+                        pipeline: 2,
                         queue_capacity: 1_000,
                         redactor: Redactor {
                             max_value_chars: 1_000,

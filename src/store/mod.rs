@@ -486,6 +486,18 @@ impl Store {
         dispatch!(self.append_audit(events))
     }
 
+    /// [`Self::append_audit`] for a batch that may follow another one still
+    /// in flight (see `overseer_actors::audit::AuditStore::append_after`):
+    /// `None` if it was rolled back because that one did not commit.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    pub async fn append_audit_after(
+        &self,
+        events: &[AuditEvent],
+        turn: &mut overseer_actors::audit::Turn,
+    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
+        dispatch!(self.append_audit_after(events, turn))
+    }
+
     /// Up to `limit` rows of one chain (`""` = the system chain) after
     /// `after_seq`, in `seq` order.
     #[tracing::instrument(skip_all)]

@@ -14,6 +14,43 @@ use super::StoreError;
 use super::audit::{self, ChainHead};
 use crate::config::DatabaseConfig;
 
+/// The `audit_logs` columns of a batch that do not depend on its place in
+/// the chains, as the `UNNEST` insert binds them.
+struct Columns {
+    log_id: Vec<Uuid>,
+    tenant_id: Vec<Option<String>>,
+    operation: Vec<String>,
+    principal_id: Vec<Option<String>>,
+    principal_name: Vec<Option<String>>,
+    adapter_id: Vec<Option<String>>,
+    success: Vec<bool>,
+    details: Vec<String>,
+    error: Vec<Option<String>>,
+    ip_address: Vec<Option<String>>,
+    security_violation: Vec<bool>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Columns {
+    fn of(events: &[&AuditEvent]) -> Self {
+        let column = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(|e| f(e)).collect();
+        Self {
+            log_id: events.iter().map(|e| e.log_id).collect(),
+            tenant_id: column(|e| e.tenant_id.clone()),
+            operation: events.iter().map(|e| e.operation.clone()).collect(),
+            principal_id: column(|e| e.principal_id.clone()),
+            principal_name: column(|e| e.principal_name.clone()),
+            adapter_id: column(|e| e.adapter_id.clone()),
+            success: events.iter().map(|e| e.success).collect(),
+            details: events.iter().map(|e| e.details.to_string()).collect(),
+            error: column(|e| e.error.clone()),
+            ip_address: column(|e| e.ip_address.clone()),
+            security_violation: events.iter().map(|e| e.security_violation).collect(),
+            created_at: events.iter().map(|e| e.created_at).collect(),
+        }
+    }
+}
+
 /// The columns of an [`AuditRow`], as text where the backends differ.
 macro_rules! pg_audit_columns {
     () => {
@@ -114,11 +151,77 @@ impl PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        self.lock_audit(conn).await?;
+        self.append_audit_locked(conn, events).await
+    }
+
+    /// Takes the trail's lock for the rest of the transaction.
+    async fn lock_audit(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .persistent(self.persistent)
             .bind(AUDIT_LOCK_KEY)
             .execute(&mut *conn)
-            .await?;
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::append_audit_in`] with the lock already held.
+    async fn append_audit_locked(
+        &self,
+        conn: &mut PgConnection,
+        events: &[AuditEvent],
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (fresh, columns) = self.unstored(conn, events).await?;
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chained = self.chain(conn, &fresh).await?;
+        let ids = self.insert_chained(conn, &columns, &chained).await?;
+        Ok(audit::committed(chained, ids))
+    }
+
+    /// `Store::append_audit_after` on PostgreSQL. What does not depend on
+    /// the chain's head happens before the lock is taken, while the batch
+    /// before may still hold it: the `log_id` lookup and the columns. Under
+    /// the lock remain the heads, the hashes and the insert; the committed
+    /// events are built after the commit. An event stored by someone else
+    /// between the lookup and the insert (a retry racing its original) makes
+    /// the unique index refuse the batch, which the AuditActor then spools
+    /// and replays with the lookup under the lock.
+    pub(super) async fn append_audit_after(
+        &self,
+        events: &[AuditEvent],
+        turn: &mut overseer_actors::audit::Turn,
+    ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let (fresh, columns) = self.unstored(&mut tx, events).await?;
+        turn.previous_locked().await;
+        self.lock_audit(&mut tx).await?;
+        turn.locked();
+        let chained = self.chain(&mut tx, &fresh).await?;
+        let ids = if chained.is_empty() {
+            Vec::new()
+        } else {
+            self.insert_chained(&mut tx, &columns, &chained).await?
+        };
+        if !turn.previous_committed().await {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(audit::committed(chained, ids)))
+    }
+
+    /// The events of `events` not stored yet (nor repeated within it), and
+    /// their columns.
+    async fn unstored<'a>(
+        &self,
+        conn: &mut PgConnection,
+        events: &'a [AuditEvent],
+    ) -> Result<(Vec<&'a AuditEvent>, Columns), sqlx::Error> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT log_id::text FROM audit_logs WHERE log_id = ANY($1)")
@@ -127,6 +230,16 @@ impl PgStore {
                 .fetch_all(&mut *conn)
                 .await?;
         let fresh = audit::fresh(events, &stored);
+        let columns = Columns::of(&fresh);
+        Ok((fresh, columns))
+    }
+
+    /// Places `fresh` in its chains, after their heads (lock held).
+    async fn chain<'a>(
+        &self,
+        conn: &mut PgConnection,
+        fresh: &[&'a AuditEvent],
+    ) -> Result<Vec<audit::Chained<'a>>, sqlx::Error> {
         if fresh.is_empty() {
             return Ok(Vec::new());
         }
@@ -136,15 +249,21 @@ impl PgStore {
                  WHERE COALESCE(tenant_id, '') = c.chain ORDER BY seq DESC LIMIT 1) h ON TRUE",
         )
         .persistent(self.persistent)
-        .bind(audit::chains(&fresh))
+        .bind(audit::chains(fresh))
         .fetch_all(&mut *conn)
         .await?;
-        let chained = audit::assign(&fresh, heads);
+        Ok(audit::assign(fresh, heads))
+    }
 
-        let column = |f: &dyn Fn(&audit::Chained<'_>) -> Option<String>| -> Vec<Option<String>> {
-            chained.iter().map(f).collect()
-        };
-        let ids: Vec<(i64, String)> = sqlx::query_as(
+    /// Inserts `chained` (whose events `columns` holds, in the same order);
+    /// returns each row's `(id, log_id)`.
+    async fn insert_chained(
+        &self,
+        conn: &mut PgConnection,
+        columns: &Columns,
+        chained: &[audit::Chained<'_>],
+    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query_as(
             "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, principal_name, \
                  adapter_id, success, details, error, ip_address, security_violation, created_at, \
                  prev_hash, hash) \
@@ -160,24 +279,23 @@ impl PgStore {
              RETURNING id, log_id::text",
         )
         .persistent(self.persistent)
-        .bind(chained.iter().map(|c| c.event.log_id).collect::<Vec<_>>())
-        .bind(column(&|c| c.event.tenant_id.clone()))
+        .bind(&columns.log_id)
+        .bind(&columns.tenant_id)
         .bind(chained.iter().map(|c| c.seq).collect::<Vec<_>>())
-        .bind(chained.iter().map(|c| c.event.operation.clone()).collect::<Vec<_>>())
-        .bind(column(&|c| c.event.principal_id.clone()))
-        .bind(column(&|c| c.event.principal_name.clone()))
-        .bind(column(&|c| c.event.adapter_id.clone()))
-        .bind(chained.iter().map(|c| c.event.success).collect::<Vec<_>>())
-        .bind(chained.iter().map(|c| c.event.details.to_string()).collect::<Vec<_>>())
-        .bind(column(&|c| c.event.error.clone()))
-        .bind(column(&|c| c.event.ip_address.clone()))
-        .bind(chained.iter().map(|c| c.event.security_violation).collect::<Vec<_>>())
-        .bind(chained.iter().map(|c| c.event.created_at).collect::<Vec<_>>())
-        .bind(chained.iter().map(|c| c.prev_hash.clone()).collect::<Vec<_>>())
-        .bind(chained.iter().map(|c| c.hash.clone()).collect::<Vec<_>>())
+        .bind(&columns.operation)
+        .bind(&columns.principal_id)
+        .bind(&columns.principal_name)
+        .bind(&columns.adapter_id)
+        .bind(&columns.success)
+        .bind(&columns.details)
+        .bind(&columns.error)
+        .bind(&columns.ip_address)
+        .bind(&columns.security_violation)
+        .bind(&columns.created_at)
+        .bind(chained.iter().map(|c| c.prev_hash.as_str()).collect::<Vec<_>>())
+        .bind(chained.iter().map(|c| c.hash.as_str()).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
-        .await?;
-        Ok(audit::committed(chained, ids))
+        .await
     }
 
     super::shared_queries!();

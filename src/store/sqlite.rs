@@ -119,6 +119,26 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// `Store::append_audit_after` on SQLite: `BEGIN IMMEDIATE` (the
+    /// trail's lock) once the batch before holds it, the commit only if that
+    /// one committed (`None`: rolled back because it did not).
+    pub(super) async fn append_audit_after(
+        &self,
+        events: &[AuditEvent],
+        turn: &mut overseer_actors::audit::Turn,
+    ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
+        turn.previous_locked().await;
+        let mut tx = self.begin_write().await?;
+        turn.locked();
+        let committed = self.append_audit_in(&mut tx, events).await?;
+        if !turn.previous_committed().await {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(committed))
+    }
+
     /// Appends `events` inside the caller's write transaction (opened with
     /// `begin_write`): the same-transaction path for state changes, and the
     /// batcher's path.

@@ -173,12 +173,34 @@ async fn a_retried_ingest_with_the_same_log_ids_stores_nothing_twice(backend: Ba
     let one = json!({"log_id": uuid::Uuid::new_v4(), "tenant_id": "acme", "operation": "retried_op", "success": true});
     ingest_ok(&app, &json!([one.clone(), one])).await;
 
+    // Stored and new events mixed in one batch: the stored ones are skipped,
+    // the new ones follow on in the chain with no gap.
+    let mut mixed: Vec<Value> = body.as_array().unwrap()[5..15].to_vec();
+    let fresh: Vec<Value> = (100..105)
+        .map(|i| {
+            let mut e = event("acme", "retried_op", i);
+            e["log_id"] = json!(uuid::Uuid::new_v4());
+            e
+        })
+        .collect();
+    mixed.splice(3..3, fresh.iter().cloned());
+    let answered = ingest_ok(&app, &Value::Array(mixed)).await;
+    assert_eq!(answered.len(), 15);
+
     let rows = stored(&app.store, &["retried_op"]).await;
-    assert_eq!(rows.len(), 21);
+    assert_eq!(rows.len(), 26);
     assert_exactly_once(&rows, &first);
+    assert_exactly_once(&rows, &answered);
+    let mut seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (2..=27).collect::<Vec<_>>(),
+        "after the tenant's creation"
+    );
     assert_eq!(
         verify(&app, "acme").await,
-        json!({"ok": true, "checked": 22})
+        json!({"ok": true, "checked": 27})
     );
 }
 
@@ -623,31 +645,31 @@ impl actix::Handler<overseer_actors::audit::NotableEvent> for Listener {
     }
 }
 
-async fn committed_events_are_published_to_subscribers(backend: Backend) {
-    use actix::Actor;
-    use overseer_actors::audit::{AuditConfig, AuditEvent, Auditor, Redactor, SinkConfig, Source};
+/// An Auditor on `store` in this System: batches of `batch_size`, two in
+/// flight, flushed every 10 ms, its spool under `dir`, no file sinks.
+pub fn test_auditor(
+    store: &Store,
+    dir: &std::path::Path,
+    batch_size: usize,
+) -> overseer_actors::audit::Auditor {
+    use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 
-    let db = crate::helpers::TestDatabase::new(backend).await;
-    let store =
-        Store::open(&crate::helpers::config_from(&[("DATABASE_URL", db.url.as_str())]).database)
-            .unwrap();
-    store.migrate().await.unwrap();
-    let files = tempfile::tempdir().unwrap();
     let clock = std::sync::Arc::new(overseer_actors::SystemClock);
     let supervisor = overseer_actors::supervisor::Supervisor::new(clock.clone());
-    let auditor = Auditor::start(
+    Auditor::start(
         &supervisor,
         overseer_actors::supervisor::RestartPolicy::default(),
         AuditConfig {
-            batch_size: 100,
+            batch_size,
             flush_interval: Duration::from_millis(10),
+            pipeline: 2,
             queue_capacity: 1_000,
             redactor: Redactor {
                 max_value_chars: 100,
             },
-            spool_dir: files.path().join("spool"),
+            spool_dir: dir.join("spool"),
             sinks: SinkConfig {
-                dir: files.path().join("logs"),
+                dir: dir.join("logs"),
                 retention_days: 1,
                 audit_log: false,
                 error_log: false,
@@ -658,7 +680,20 @@ async fn committed_events_are_published_to_subscribers(backend: Backend) {
         std::sync::Arc::new(store.clone()),
         clock,
     )
-    .unwrap();
+    .unwrap()
+}
+
+async fn committed_events_are_published_to_subscribers(backend: Backend) {
+    use actix::Actor;
+    use overseer_actors::audit::{AuditEvent, Source};
+
+    let db = crate::helpers::TestDatabase::new(backend).await;
+    let store =
+        Store::open(&crate::helpers::config_from(&[("DATABASE_URL", db.url.as_str())]).database)
+            .unwrap();
+    store.migrate().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let auditor = test_auditor(&store, files.path(), 100);
     let listener = Listener::default();
     let (committed, notable) = (listener.committed.clone(), listener.notable.clone());
     let addr = listener.start();

@@ -8,7 +8,9 @@ use overseer::store::Store;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
-use crate::audit::{assert_exactly_once, create_tenant, event, ingest, ingest_ok, stored, verify};
+use crate::audit::{
+    assert_exactly_once, create_tenant, event, ingest, ingest_ok, stored, test_auditor, verify,
+};
 use crate::helpers::{
     Backend, ServiceProcess, TcpProxy, TestApp, TestDatabase, config_from, on_both_backends,
     spawn_app_on, spawn_app_with,
@@ -20,6 +22,8 @@ on_both_backends!(
     a_full_queue_answers_503_with_retry_after_and_loses_nothing,
     an_audit_panic_mid_flush_loses_no_accepted_event,
     events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start,
+    a_failed_batch_keeps_the_batch_flushed_behind_it_in_order,
+    a_repeat_in_the_batch_behind_is_stored_once,
 );
 
 mod postgres {
@@ -491,5 +495,151 @@ async fn events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start(b
     );
     restarted.send_sigterm();
     restarted.wait_exit(Duration::from_secs(10)).await;
+    store.close().await;
+}
+
+/// Waits until `n` rows of `operation` are stored and nothing is queued or
+/// spooled; returns their `details.i` and their `seq`, in `seq` order.
+async fn settled(
+    store: &Store,
+    auditor: &overseer_actors::audit::Auditor,
+    operation: &str,
+    n: usize,
+) -> (Vec<i64>, Vec<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut rows = loop {
+        let rows = stored(store, &[operation]).await;
+        let status = auditor.status();
+        if rows.len() >= n && status.queue_depth == 0 && status.spool_events == 0 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} stored, {status:?}",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    rows.sort_by_key(|row| row.seq);
+    rows.iter()
+        .map(|row| (row.event.details["i"].as_i64().unwrap(), row.seq))
+        .unzip()
+}
+
+/// Makes the database refuse any audit row whose operation is `poison`.
+async fn poison_operation(db: &TestDatabase, backend: Backend) {
+    match backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            conn.execute(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'poisoned'; END $$; \
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_logs FOR EACH ROW \
+                 WHEN (NEW.operation = 'poison') EXECUTE FUNCTION refuse_poison();",
+            )
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            conn.execute(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_logs \
+                 WHEN NEW.operation = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+            )
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// Two batches in flight (`pipeline` 2), and the database refuses the first
+/// (one of its events is poisoned): the second, whose transaction is already
+/// under way, must not commit ahead of it. It is rolled back and spooled
+/// behind it; the replay stores the first batch's good events, sets the bad
+/// one aside, then the second batch and the rest, so `seq` follows arrival
+/// order and the chain verifies.
+async fn a_failed_batch_keeps_the_batch_flushed_behind_it_in_order(backend: Backend) {
+    use overseer_actors::audit::{AuditEvent, Source};
+
+    let db = TestDatabase::new(backend).await;
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+    store.migrate().await.unwrap();
+    poison_operation(&db, backend).await;
+    let files = tempfile::tempdir().unwrap();
+    let auditor = test_auditor(&store, files.path(), 10);
+
+    // All queued before the actor runs: batches 0..9 and 10..19 go out
+    // together, and event 5 sinks the first.
+    let now = chrono::Utc::now();
+    for i in 0..60_i64 {
+        let operation = if i == 5 { "poison" } else { "in_order" };
+        let event = AuditEvent::new(operation, now + chrono::Duration::microseconds(i))
+            .with_tenant("acme")
+            .with_details(json!({"i": i}));
+        auditor.record(Source::Internal, event);
+    }
+
+    let (arrival, seqs) = settled(&store, &auditor, "in_order", 59).await;
+    assert_eq!(
+        arrival,
+        (0..60).filter(|i| *i != 5).collect::<Vec<_>>(),
+        "seq follows arrival order across the refused batch"
+    );
+    assert_eq!(seqs, (1..=59).collect::<Vec<_>>());
+    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
+        .await
+        .unwrap();
+    assert!(verdict.ok, "{verdict:?}");
+    assert_eq!(verdict.checked, 59);
+    let set_aside: String = std::fs::read_dir(files.path().join("spool/rejected"))
+        .unwrap()
+        .map(|file| std::fs::read_to_string(file.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        set_aside.contains("poison"),
+        "the refused event is set aside"
+    );
+    assert!(!set_aside.contains("in_order"), "and only it");
+    store.close().await;
+}
+
+/// The same event in two batches in flight at once (a client's retry landing
+/// in the next batch): whichever way the race goes (the second batch sees the
+/// first's commit, or the unique index refuses it and it is replayed from the
+/// spool), the event is stored once and `seq` follows arrival order.
+async fn a_repeat_in_the_batch_behind_is_stored_once(backend: Backend) {
+    use overseer_actors::audit::{AuditEvent, Source};
+
+    let db = TestDatabase::new(backend).await;
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+    store.migrate().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let auditor = test_auditor(&store, files.path(), 10);
+
+    let now = chrono::Utc::now();
+    let events: Vec<AuditEvent> = (0..40_i64)
+        .map(|i| {
+            AuditEvent::new("repeated", now + chrono::Duration::microseconds(i))
+                .with_tenant("acme")
+                .with_details(json!({"i": i}))
+        })
+        .collect();
+    for (i, event) in events.iter().enumerate() {
+        auditor.record(Source::Internal, event.clone());
+        if i == 14 {
+            // Event 3 again, in the second batch.
+            auditor.record(Source::Internal, events[3].clone());
+        }
+    }
+
+    let (arrival, seqs) = settled(&store, &auditor, "repeated", 40).await;
+    assert_eq!(arrival, (0..40).collect::<Vec<_>>(), "once each, in order");
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
+        .await
+        .unwrap();
+    assert!(verdict.ok && verdict.checked == 40, "{verdict:?}");
     store.close().await;
 }

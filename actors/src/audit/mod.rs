@@ -7,11 +7,16 @@
 //! next instance flushes it again, idempotently on `log_id`).
 //!
 //! The actor flushes when [`AuditConfig::batch_size`] events are waiting or
-//! every [`AuditConfig::flush_interval`]: one batch at a time, through the
-//! [`AuditStore`] port (one transaction). When the database cannot take a
-//! batch, the batch goes to the [`spool::Spool`] (fsync'd) and so does every
-//! batch after it until the spool is replayed, so each chain keeps the order
-//! the events arrived in. Durable producers are answered once their events are
+//! every [`AuditConfig::flush_interval`], through the [`AuditStore`] port (one
+//! transaction per batch). Up to [`AuditConfig::pipeline`] batches are in
+//! flight at once, so the next batch's transaction is under way while the
+//! previous one commits; they still reach the database one after the other
+//! and in order ([`Turn`]): a batch takes the trail's lock only once the batch
+//! before it holds it, and commits only if that one committed. When the
+//! database cannot take a batch, the batch goes to the [`spool::Spool`]
+//! (fsync'd) and so does every batch after it until the spool is replayed,
+//! so each chain keeps the order the events arrived in. Outcomes are handled
+//! in batch order. Durable producers are answered once their events are
 //! committed or spooled.
 //!
 //! After commit, events go to subscribers ([`AuditCommitted`] for the activity
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 pub use event::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash};
 pub use redact::Redactor;
@@ -48,10 +53,88 @@ use crate::supervisor::{ActorHandle, Child};
 /// each event its `id`, `seq` and hashes; events whose `log_id` is already
 /// stored are skipped (idempotency). Returns the events it stored.
 pub trait AuditStore: Send + Sync + 'static {
-    fn append(
-        &self,
-        events: Arc<Vec<AuditEvent>>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send + 'static>>;
+    fn append(&self, events: Arc<Vec<AuditEvent>>) -> AppendFuture;
+
+    /// [`append`](Self::append) for a batch that may follow another one
+    /// still in flight, as `turn` says. An implementation that overlaps the
+    /// two must take the trail's lock only after [`Turn::previous_locked`],
+    /// call [`Turn::locked`] once it holds it, and commit only if
+    /// [`Turn::previous_committed`] says so, else roll back and return
+    /// [`AppendError::behind`].
+    ///
+    /// This default overlaps nothing: it waits for the previous batch's
+    /// outcome, then appends.
+    fn append_after(&self, events: Arc<Vec<AuditEvent>>, mut turn: Turn) -> AppendFuture {
+        let append = self.append(events);
+        Box::pin(async move {
+            if !turn.previous_committed().await {
+                return Err(AppendError::behind());
+            }
+            turn.locked();
+            append.await
+        })
+    }
+}
+
+/// What [`AuditStore::append`] returns. Nothing happens before it is polled.
+pub type AppendFuture =
+    Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send + 'static>>;
+
+/// Where a batch stands in the flush pipeline: the batch flushed just before
+/// it may still be in flight. See [`AuditStore::append_after`].
+#[derive(Debug, Default)]
+pub struct Turn {
+    previous_locked: Option<oneshot::Receiver<()>>,
+    locked: Option<oneshot::Sender<()>>,
+    previous: Option<watch::Receiver<Stage>>,
+}
+
+impl Turn {
+    /// Returns once the batch before this one holds the trail's lock, or has
+    /// given up on it (at once when there is none): take the lock after this,
+    /// never before, or the two could take it in the wrong order.
+    pub async fn previous_locked(&mut self) {
+        if let Some(locked) = self.previous_locked.take() {
+            let _ = locked.await;
+        }
+    }
+
+    /// Tells the batch after this one that this one holds the lock.
+    pub fn locked(&mut self) {
+        if let Some(locked) = self.locked.take() {
+            let _ = locked.send(());
+        }
+    }
+
+    /// Waits for the outcome of the batch before this one: `true` if it
+    /// committed (or there is none), `false` if it did not, or its outcome
+    /// will never be known (its flush was abandoned).
+    pub async fn previous_committed(&mut self) -> bool {
+        let Some(previous) = self.previous.as_mut() else {
+            return true;
+        };
+        match previous.wait_for(|stage| stage.outcome.is_some()).await {
+            Ok(stage) => stage.outcome == Some(Outcome::Committed),
+            Err(_) => false,
+        }
+    }
+}
+
+/// How far a batch in flight has got, as the batch after it sees it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stage {
+    outcome: Option<Outcome>,
+    /// Its outcome is handled: producers answered, committed events handed
+    /// to subscribers and sinks.
+    handled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    Spooled,
+    /// Neither committed nor spooled.
+    Failed,
 }
 
 /// Why a batch was not stored. `transient` failures (database unreachable,
@@ -64,10 +147,22 @@ pub struct AppendError {
     pub reason: String,
 }
 
+impl AppendError {
+    /// Rolled back because the batch before it did not commit.
+    pub fn behind() -> Self {
+        Self {
+            transient: true,
+            reason: "the batch before it was not committed".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Batches in flight at once (at least 1).
+    pub pipeline: usize,
     /// Events waiting (not yet committed or spooled) beyond which durable
     /// producers are refused. Fire-and-forget events get a quarter more room,
     /// then are dropped and counted.
@@ -134,10 +229,45 @@ impl NotableEvent {
     }
 }
 
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
 struct Submission {
     events: Vec<AuditEvent>,
     source: Source,
-    ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+    ack: Option<Ack>,
+}
+
+/// A batch being flushed: its events, and who submitted which of them.
+struct Batch {
+    id: u64,
+    events: Arc<Vec<AuditEvent>>,
+    parts: Vec<Part>,
+}
+
+/// One submission's share of a [`Batch`], in order.
+struct Part {
+    len: usize,
+    source: Source,
+    ack: Option<Ack>,
+}
+
+impl Batch {
+    /// The submissions again, to be queued anew.
+    fn into_submissions(self) -> Vec<Submission> {
+        let mut offset = 0;
+        self.parts
+            .into_iter()
+            .map(|part| {
+                let events = self.events[offset..offset + part.len].to_vec();
+                offset += part.len;
+                Submission {
+                    events,
+                    source: part.source,
+                    ack: part.ack,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
@@ -145,8 +275,16 @@ struct Queue {
     pending: VecDeque<Submission>,
     /// Events in `pending` and `inflight`.
     depth: usize,
-    /// The batch being flushed; taken out only once its outcome is known.
-    inflight: Vec<Submission>,
+    /// Events in `pending`.
+    waiting: usize,
+    /// The batches being flushed, oldest first; each is taken out only once
+    /// its outcome is known.
+    inflight: VecDeque<Batch>,
+    next_batch: u64,
+    /// Submissions at the head of `pending` that failed batches put back
+    /// since a batch was last formed: a later failed batch puts its own
+    /// behind them, so arrival order holds.
+    requeued: usize,
     status: AuditStatus,
 }
 
@@ -323,10 +461,11 @@ impl Auditor {
         let (events, acks) = {
             let mut queue = lock(&self.shared.queue);
             let pending: Vec<Submission> = queue.pending.drain(..).collect();
+            queue.waiting = 0;
             let mut events: Vec<AuditEvent> = queue
                 .inflight
                 .iter()
-                .flat_map(|s| s.events.iter().cloned())
+                .flat_map(|batch| batch.events.iter().cloned())
                 .collect();
             let mut acks = Vec::new();
             for submission in pending {
@@ -398,15 +537,16 @@ impl Auditor {
             if queue.depth + n > limit {
                 return false;
             }
-            let before = queue.depth;
+            let before = queue.waiting;
             queue.depth += n;
+            queue.waiting += n;
             queue.pending.push_back(Submission {
                 events,
                 source,
                 ack,
             });
             metrics::gauge!("audit_queue_depth").set(queue.depth as f64);
-            before < batch_size && queue.depth >= batch_size
+            before < batch_size && queue.waiting >= batch_size
         };
         if crossed {
             self.actor.do_send(Flush);
@@ -434,13 +574,19 @@ pub enum FlushOutcome {
     /// Neither the database nor the spool took the batch; durable producers
     /// were refused, fire-and-forget events stay queued.
     Failed(String),
+    /// The flush of the batch before it ended without an outcome (this
+    /// instance is failing); the batch stays in flight for the next one.
+    Abandoned,
 }
 
 /// The supervised batcher. All its state that matters is in [`Shared`].
 pub struct AuditActor {
     child: Child,
     shared: Arc<Shared>,
-    flushing: bool,
+    /// Flushes under way.
+    flushing: usize,
+    /// The batch flushed last, while it is in flight: the next one follows it.
+    last: Option<Last>,
     replaying: bool,
     replay_backoff: Duration,
     next_replay: Instant,
@@ -456,7 +602,8 @@ impl AuditActor {
         Self {
             child,
             shared,
-            flushing: false,
+            flushing: 0,
+            last: None,
             replaying: false,
             replay_backoff: REPLAY_BACKOFF_MIN,
             next_replay: Instant::now(),
@@ -465,32 +612,65 @@ impl AuditActor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.maybe_replay(ctx);
-        if self.flushing || lock(&self.shared.queue).depth == 0 {
-            return;
+        // Up to `pipeline` flushes, in order; the spool replay runs beside them.
+        while self.flushing < self.shared.config.pipeline.max(1) {
+            let Some(formed) = form_batch(&self.shared) else {
+                return;
+            };
+            self.start_flush(formed, ctx);
         }
-        // One flush at a time, in order; the spool replay runs beside it.
-        self.flushing = true;
-        let shared = self.shared.clone();
-        let child = self.child.clone();
+    }
+
+    fn start_flush(&mut self, formed: Formed, ctx: &mut Context<Self>) {
+        let (locked, locked_rx) = oneshot::channel();
+        let (stage, stage_rx) = watch::channel(Stage::default());
+        let mut previous = self.last.take();
+        let turn = Turn {
+            previous_locked: previous.as_mut().and_then(|p| p.locked.take()),
+            locked: Some(locked),
+            previous: previous.as_ref().map(|p| p.stage.clone()),
+        };
+        let id = formed.id;
+        self.last = Some(Last {
+            id,
+            locked: Some(locked_rx),
+            stage: stage_rx,
+        });
+        self.flushing += 1;
+        let handoff = Handoff {
+            turn,
+            previous: previous.map(|p| p.stage),
+            stage,
+        };
         ctx.spawn(
-            flush(shared, child)
+            flush(self.shared.clone(), self.child.clone(), formed, handoff)
                 .into_actor(self)
-                .map(|outcome, act, ctx| act.after_flush(outcome, ctx)),
+                .map(move |outcome, act, ctx| act.after_flush(id, outcome, ctx)),
         );
     }
 
-    fn after_flush(&mut self, outcome: Result<FlushOutcome, String>, ctx: &mut Context<Self>) {
-        self.flushing = false;
+    fn after_flush(
+        &mut self,
+        id: u64,
+        outcome: Result<FlushOutcome, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.flushing -= 1;
+        if self.last.as_ref().is_some_and(|last| last.id == id) {
+            self.last = None;
+        }
         match outcome {
             Err(injected) => return self.child.fail(ctx, injected),
             Ok(FlushOutcome::Spooled(_)) => self.maybe_replay(ctx),
             // Neither the database nor the disk took it: the next tick
             // retries, rather than a tight loop.
             Ok(FlushOutcome::Failed(_)) => return,
+            // The batch before failed this instance.
+            Ok(FlushOutcome::Abandoned) => return,
             Ok(_) => {}
         }
-        // More than a batch waiting: go again now rather than at the next tick.
-        if lock(&self.shared.queue).depth >= self.shared.config.batch_size {
+        // A batch waiting: go again now rather than at the next tick.
+        if lock(&self.shared.queue).waiting >= self.shared.config.batch_size {
             ctx.notify(Flush);
         }
     }
@@ -528,9 +708,22 @@ impl Actor for AuditActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Batches left in flight by a failed instance go back to the head of
+        // the queue, in order, to be flushed again (idempotently on `log_id`:
+        // some may have committed).
+        {
+            let mut queue = lock(&self.shared.queue);
+            let batches: Vec<Batch> = queue.inflight.drain(..).collect();
+            for batch in batches.into_iter().rev() {
+                for submission in batch.into_submissions().into_iter().rev() {
+                    queue.waiting += submission.events.len();
+                    queue.pending.push_front(submission);
+                }
+            }
+            queue.requeued = 0;
+        }
         ctx.run_interval(self.shared.config.flush_interval, |act, ctx| act.tick(ctx));
-        // A batch left in flight by a failed instance, or a spool left by an
-        // earlier run, is taken up at once.
+        // Those, or a spool left by an earlier run, are taken up at once.
         ctx.notify(Flush);
     }
 }
@@ -556,36 +749,99 @@ impl Handler<Publish> for AuditActor {
     }
 }
 
-/// Takes the in-flight batch (or forms one from the queue) and makes it
-/// durable. `Err` is an injected fault, for drills.
-async fn flush(shared: Arc<Shared>, child: Child) -> Result<FlushOutcome, String> {
-    let (events, sources) = {
-        let mut queue = lock(&shared.queue);
-        if queue.inflight.is_empty() {
-            let mut taken = 0;
-            while taken < shared.config.batch_size {
-                let Some(submission) = queue.pending.pop_front() else {
-                    break;
-                };
-                taken += submission.events.len();
-                queue.inflight.push(submission);
-            }
-        }
-        if queue.inflight.is_empty() {
-            return Ok(FlushOutcome::Nothing);
-        }
-        let events: Vec<AuditEvent> = queue
-            .inflight
-            .iter()
-            .flat_map(|s| s.events.iter().cloned())
-            .collect();
-        let sources: Vec<Source> = queue
-            .inflight
-            .iter()
-            .flat_map(|s| std::iter::repeat_n(s.source, s.events.len()))
-            .collect();
-        (Arc::new(events), sources)
+/// The batch flushed last, while in flight, as the next batch follows it.
+struct Last {
+    id: u64,
+    locked: Option<oneshot::Receiver<()>>,
+    stage: watch::Receiver<Stage>,
+}
+
+/// A batch taken from the queue to be flushed.
+struct Formed {
+    id: u64,
+    events: Arc<Vec<AuditEvent>>,
+    sources: SourceCounts,
+}
+
+/// What links a flush to the one before it and the one after it.
+struct Handoff {
+    /// For the store: the lock and commit order.
+    turn: Turn,
+    /// The batch before, while in flight: this one's outcome is handled
+    /// after that one's.
+    previous: Option<watch::Receiver<Stage>>,
+    /// This batch's progress, for the batch after it.
+    stage: watch::Sender<Stage>,
+}
+
+/// Moves up to a batch of submissions from the queue into flight.
+fn form_batch(shared: &Shared) -> Option<Formed> {
+    let mut queue = lock(&shared.queue);
+    let mut events = Vec::new();
+    let mut parts = Vec::new();
+    let mut sources = SourceCounts::default();
+    while events.len() < shared.config.batch_size {
+        let Some(submission) = queue.pending.pop_front() else {
+            break;
+        };
+        sources.add(submission.source, submission.events.len());
+        parts.push(Part {
+            len: submission.events.len(),
+            source: submission.source,
+            ack: submission.ack,
+        });
+        events.extend(submission.events);
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    queue.waiting -= events.len();
+    queue.requeued = 0;
+    let id = queue.next_batch;
+    queue.next_batch += 1;
+    let events = Arc::new(events);
+    queue.inflight.push_back(Batch {
+        id,
+        events: events.clone(),
+        parts,
+    });
+    Some(Formed {
+        id,
+        events,
+        sources,
+    })
+}
+
+/// How the batch before this one ended, once its outcome is handled.
+async fn previous_outcome(previous: Option<watch::Receiver<Stage>>) -> Option<Outcome> {
+    let Some(mut previous) = previous else {
+        return Some(Outcome::Committed);
     };
+    match previous.wait_for(|stage| stage.handled).await {
+        Ok(stage) => stage.outcome,
+        // Ended without handling it: this instance is failing.
+        Err(_) => None,
+    }
+}
+
+/// Makes a formed batch durable: commits it, or spools it, in batch order.
+/// `Err` is an injected fault, for drills.
+async fn flush(
+    shared: Arc<Shared>,
+    child: Child,
+    formed: Formed,
+    handoff: Handoff,
+) -> Result<FlushOutcome, String> {
+    let Formed {
+        id,
+        events,
+        sources,
+    } = formed;
+    let Handoff {
+        turn,
+        previous,
+        stage,
+    } = handoff;
     let n = events.len();
     let started = Instant::now();
 
@@ -593,31 +849,61 @@ async fn flush(shared: Arc<Shared>, child: Child) -> Result<FlushOutcome, String
     // chain keeps arrival order.
     let spool_first = !lock(&shared.spool).is_empty();
     let stored = if spool_first {
+        drop(turn);
         Err(AppendError {
             transient: true,
             reason: "spool not yet replayed".into(),
         })
     } else {
-        shared.store.append(events.clone()).await
+        // A task of its own, so that a transaction is never cut off halfway
+        // when this instance ends: it runs to its end, and rolls back if the
+        // batch before it never got an outcome.
+        let append = shared.store.append_after(events.clone(), turn);
+        tokio::spawn(append).await.unwrap_or_else(|e| {
+            Err(AppendError {
+                transient: true,
+                reason: format!("the append task ended: {e}"),
+            })
+        })
+    };
+    // Outcomes are handled in batch order.
+    let Some(before) = previous_outcome(previous).await else {
+        return Ok(FlushOutcome::Abandoned);
     };
     // Fault injection fires here, between the commit and the answer: the
-    // worst moment, which the in-flight batch must survive.
+    // worst moment, which the batches in flight must survive.
     child.check_fault().map_err(|e| e.to_string())?;
 
     let outcome = match stored {
         Ok(committed) => {
             metrics::histogram!("audit_batch_size").record(n as f64);
             metrics::histogram!("audit_flush_seconds").record(started.elapsed().as_secs_f64());
-            count(&sources, "committed");
-            finish(&shared, Ok(()), |status| {
+            sources.count("committed");
+            finish(&shared, id, Ok(()), |status| {
                 status.last_flush_at = Some(shared.clock.now());
                 status.last_error = None;
             });
+            stage.send_modify(|s| s.outcome = Some(Outcome::Committed));
             after_commit(&shared, committed).await;
             FlushOutcome::Flushed(n)
         }
+        // The batch before could be neither committed nor spooled: neither
+        // is this one (spooling it would put it ahead of that one).
+        Err(_) if before == Outcome::Failed => {
+            let reason = "an earlier batch could not be made durable".to_owned();
+            finish(
+                &shared,
+                id,
+                Err(AuditError::NotDurable(reason.clone())),
+                |_| {},
+            );
+            stage.send_modify(|s| s.outcome = Some(Outcome::Failed));
+            FlushOutcome::Failed(reason)
+        }
         Err(db_error) => {
-            if !spool_first {
+            // Behind a spooled batch, the reason is that batch's.
+            let quiet = spool_first || before == Outcome::Spooled;
+            if !quiet {
                 tracing::warn!(events = n, reason = %db_error, "audit flush failed; spooling the batch");
             }
             let spool = shared.spool.clone();
@@ -629,13 +915,14 @@ async fn flush(shared: Arc<Shared>, child: Child) -> Result<FlushOutcome, String
             .await;
             match spooled {
                 Ok(spool_events) => {
-                    count(&sources, "spooled");
+                    sources.count("spooled");
                     metrics::gauge!("audit_spool_events").set(spool_events as f64);
-                    finish(&shared, Ok(()), |status| {
-                        if !spool_first {
+                    finish(&shared, id, Ok(()), |status| {
+                        if !quiet {
                             status.last_error = Some(db_error.reason.clone());
                         }
                     });
+                    stage.send_modify(|s| s.outcome = Some(Outcome::Spooled));
                     FlushOutcome::Spooled(n)
                 }
                 Err(io) => {
@@ -643,56 +930,88 @@ async fn flush(shared: Arc<Shared>, child: Child) -> Result<FlushOutcome, String
                     tracing::error!(critical = true, events = n, %reason, "audit batch could not be made durable");
                     finish(
                         &shared,
+                        id,
                         Err(AuditError::NotDurable(reason.clone())),
                         |status| {
                             status.last_error = Some(reason.clone());
                         },
                     );
+                    stage.send_modify(|s| s.outcome = Some(Outcome::Failed));
                     FlushOutcome::Failed(reason)
                 }
             }
         }
     };
+    stage.send_modify(|s| s.handled = true);
     Ok(outcome)
 }
 
-/// Answers the in-flight batch's durable producers and clears it. On failure,
-/// durable submissions are refused (their callers retry) and the others go
-/// back to the head of the queue.
-fn finish(shared: &Shared, result: Result<(), AuditError>, update: impl FnOnce(&mut AuditStatus)) {
+/// Takes batch `id` out of flight and answers its durable producers. On
+/// failure, durable submissions are refused (their callers retry) and the
+/// others go back to the head of the queue, behind those of earlier failed
+/// batches. Nothing happens if the batch is no longer in flight (a restarted
+/// instance took it back).
+fn finish(
+    shared: &Shared,
+    id: u64,
+    result: Result<(), AuditError>,
+    update: impl FnOnce(&mut AuditStatus),
+) {
     let mut queue = lock(&shared.queue);
-    let inflight = std::mem::take(&mut queue.inflight);
-    let mut kept = Vec::new();
-    for submission in inflight {
-        match (&result, submission.ack) {
-            (Ok(()), Some(ack)) => {
-                queue.depth -= submission.events.len();
+    let Some(at) = queue.inflight.iter().position(|batch| batch.id == id) else {
+        return;
+    };
+    let Some(batch) = queue.inflight.remove(at) else {
+        return;
+    };
+    match &result {
+        Ok(()) => {
+            queue.depth -= batch.events.len();
+            for ack in batch.parts.into_iter().filter_map(|part| part.ack) {
                 let _ = ack.send(Ok(()));
             }
-            (Ok(()), None) => queue.depth -= submission.events.len(),
-            (Err(e), Some(ack)) => {
-                queue.depth -= submission.events.len();
-                let _ = ack.send(Err(e.clone()));
-            }
-            (Err(_), None) => kept.push(Submission {
-                ack: None,
-                ..submission
-            }),
         }
-    }
-    for submission in kept.into_iter().rev() {
-        queue.pending.push_front(submission);
+        Err(e) => {
+            let mut kept = Vec::new();
+            for submission in batch.into_submissions() {
+                match submission.ack {
+                    Some(ack) => {
+                        queue.depth -= submission.events.len();
+                        let _ = ack.send(Err(e.clone()));
+                    }
+                    None => kept.push(submission),
+                }
+            }
+            let at = queue.requeued;
+            queue.requeued += kept.len();
+            for (i, submission) in kept.into_iter().enumerate() {
+                queue.waiting += submission.events.len();
+                queue.pending.insert(at + i, submission);
+            }
+        }
     }
     metrics::gauge!("audit_queue_depth").set(queue.depth as f64);
     update(&mut queue.status);
 }
 
-fn count(sources: &[Source], result: &'static str) {
-    for source in [Source::Api, Source::Request, Source::Internal] {
-        let n = sources.iter().filter(|s| **s == source).count();
-        if n > 0 {
-            metrics::counter!("audit_events_total", "source" => source.label(), "result" => result)
-                .increment(n as u64);
+/// Events of a batch per source, for `audit_events_total`.
+#[derive(Debug, Default, Clone, Copy)]
+struct SourceCounts([u64; 3]);
+
+impl SourceCounts {
+    const SOURCES: [Source; 3] = [Source::Api, Source::Request, Source::Internal];
+
+    fn add(&mut self, source: Source, n: usize) {
+        let at = Self::SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        self.0[at] += n as u64;
+    }
+
+    fn count(&self, result: &'static str) {
+        for (source, n) in Self::SOURCES.iter().zip(self.0) {
+            if n > 0 {
+                metrics::counter!("audit_events_total", "source" => source.label(), "result" => result)
+                    .increment(n);
+            }
         }
     }
 }
