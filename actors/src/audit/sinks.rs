@@ -64,20 +64,21 @@ impl Sink {
         }
     }
 
-    fn line(self, e: &CommittedEvent) -> io::Result<Vec<u8>> {
-        let mut line = match self {
-            Sink::Structured | Sink::Security => serde_json::to_vec(e)?,
-            Sink::Audit | Sink::Error => human_line(e).into_bytes(),
-        };
-        line.push(b'\n');
-        Ok(line)
+    /// Writes `e`'s line, straight into `out` (no line buffer of its own).
+    fn write_line(self, out: &mut impl Write, e: &CommittedEvent) -> io::Result<()> {
+        match self {
+            Sink::Structured | Sink::Security => serde_json::to_writer(&mut *out, e)?,
+            Sink::Audit | Sink::Error => human_line(out, e)?,
+        }
+        out.write_all(b"\n")
     }
 }
 
 /// `2026-11-24T04:05:06.123456Z acme create_media_buy principal=p1 OK id=7 seq=3`
-fn human_line(committed: &CommittedEvent) -> String {
+fn human_line(out: &mut impl Write, committed: &CommittedEvent) -> io::Result<()> {
     let e = &committed.event;
-    let mut line = format!(
+    write!(
+        out,
         "{} {} {} principal={} {} id={} seq={}",
         format_timestamp(e.created_at),
         e.tenant_id.as_deref().unwrap_or("-"),
@@ -86,17 +87,20 @@ fn human_line(committed: &CommittedEvent) -> String {
         if e.success { "OK" } else { "FAILED" },
         committed.id,
         committed.seq,
-    );
+    )?;
     if e.security_violation {
-        line.push_str(" SECURITY_VIOLATION");
+        out.write_all(b" SECURITY_VIOLATION")?;
     }
     if let Some(error) = &e.error {
         // One event, one line.
-        line.push_str(" error=");
-        line.push_str(&error.replace(['\n', '\r'], " "));
+        out.write_all(b" error=")?;
+        out.write_all(error.replace(['\n', '\r'], " ").as_bytes())?;
     }
-    line
+    Ok(())
 }
+
+/// Each file's write buffer: a flush's lines in a few system calls.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub struct FileSinks {
@@ -125,7 +129,8 @@ impl FileSinks {
             let mut out: Option<BufWriter<File>> = None;
             for event in events.iter().filter(|e| sink.wants(e)) {
                 if out.is_none() {
-                    out = Some(BufWriter::new(
+                    out = Some(BufWriter::with_capacity(
+                        WRITE_BUFFER,
                         OpenOptions::new()
                             .create(true)
                             .append(true)
@@ -133,7 +138,7 @@ impl FileSinks {
                     ));
                 }
                 if let Some(out) = out.as_mut() {
-                    out.write_all(&sink.line(event)?)?;
+                    sink.write_line(out, event)?;
                 }
             }
             if let Some(mut out) = out {
