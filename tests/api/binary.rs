@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Backend, ServiceProcess, TestDatabase, on_both_backends};
+use crate::helpers::{Backend, BinaryClient, ServiceProcess, TestDatabase, on_both_backends};
 
 mod sqlite {
     use super::*;
@@ -16,11 +16,8 @@ mod sqlite {
         let mut service = ServiceProcess::start(workdir.path(), &[("BIND_ADDR", "127.0.0.1:0")]);
         let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-        let response = crate::helpers::http_client()
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .unwrap();
+        let api = BinaryClient::new(&format!("http://127.0.0.1:{port}"));
+        let response = api.get("/health").await;
         assert_eq!(response.status().as_u16(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["database"], "connected");
@@ -106,12 +103,8 @@ mod sqlite {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let health = client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status().as_u16(), 200);
+        let api = BinaryClient::new(&format!("http://127.0.0.1:{port}"));
+        assert_eq!(api.get("/health").await.status().as_u16(), 200);
 
         service.send_sigterm();
         assert!(
@@ -170,14 +163,8 @@ mod postgres {
         );
         let port = service.wait_for_port(Duration::from_secs(20)).await;
 
-        let body: serde_json::Value = crate::helpers::http_client()
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let api = BinaryClient::new(&format!("http://127.0.0.1:{port}"));
+        let body: serde_json::Value = api.get("/health").await.json().await.unwrap();
         assert_eq!(body["database"], "connected");
         assert_eq!(body["components"]["database"]["backend"], "postgres");
 
@@ -261,16 +248,8 @@ async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let workdir = tempfile::tempdir().unwrap();
     let token = "a-test-admin-token-of-at-least-32-characters";
-    let mut service = ServiceProcess::start(
-        workdir.path(),
-        &[
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", &db.url),
-            ("ADMIN_TOKEN", token),
-        ],
-    );
-    let port = service.wait_for_port(Duration::from_secs(20)).await;
-    let url = format!("http://127.0.0.1:{port}/api/v1/tenants");
+    let (mut service, base) = ServiceProcess::serve(workdir.path(), &db.url, token, &[]).await;
+    let url = format!("{base}/api/v1/tenants");
     let client = crate::helpers::http_client();
 
     // Take the lock the request will need.
@@ -321,13 +300,7 @@ async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
     service.send_sigterm();
     tokio::time::sleep(Duration::from_millis(700)).await;
     // New connections are refused while the in-flight request drains.
-    assert!(
-        client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(client.get(format!("{base}/health")).send().await.is_err());
     release().await;
 
     assert_eq!(

@@ -483,6 +483,25 @@ impl ServiceProcess {
         }
     }
 
+    /// The binary on `database_url` with `admin_token`, on a free port, plus
+    /// `more` settings; returns once it listens, with its base URL.
+    pub async fn serve(
+        workdir: &Path,
+        database_url: &str,
+        admin_token: &str,
+        more: &[(&str, &str)],
+    ) -> (Self, String) {
+        let mut vars = vec![
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", database_url),
+            ("ADMIN_TOKEN", admin_token),
+        ];
+        vars.extend_from_slice(more);
+        let mut service = Self::start(workdir, &vars);
+        let port = service.wait_for_port(Duration::from_secs(20)).await;
+        (service, format!("http://127.0.0.1:{port}"))
+    }
+
     /// Waits for the "listening" log line and returns its port.
     pub async fn wait_for_port(&mut self, within: Duration) -> u16 {
         let deadline = Instant::now() + within;
@@ -604,6 +623,15 @@ impl BinaryClient {
             base: base.to_owned(),
             client: http_client(),
         }
+    }
+
+    /// `GET path`, unauthenticated, whatever the answer.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the service answers")
     }
 
     pub async fn post(

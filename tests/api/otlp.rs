@@ -50,9 +50,8 @@ async fn traces_and_logs_reach_the_collector_with_the_logfire_token(backend: Bac
     let port = service.wait_for_port(Duration::from_secs(20)).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = http_client();
-    let health = client.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(health.status().as_u16(), 200);
     let api = BinaryClient::new(&base);
+    assert_eq!(api.get("/health").await.status().as_u16(), 200);
     let event = serde_json::json!({"operation": "otlp_probe", "success": true});
     api.post("/api/v1/audit/events", ADMIN, event).await;
     let tenant = serde_json::json!({"id": "otlp", "name": "OTLP"});
@@ -231,12 +230,8 @@ async fn without_an_endpoint_nothing_is_exported(backend: Backend) {
         ],
     );
     let port = service.wait_for_port(Duration::from_secs(20)).await;
-    let health = http_client()
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 200);
+    let api = BinaryClient::new(&format!("http://127.0.0.1:{port}"));
+    assert_eq!(api.get("/health").await.status().as_u16(), 200);
     // Longer than a log batch's delay (1 s): an exporter would have sent by now.
     collector
         .still("/v1/logs", 0, Duration::from_millis(1_500))
@@ -273,16 +268,11 @@ async fn a_collector_that_is_down_costs_no_request_and_no_slow_exit(backend: Bac
         ],
     );
     let port = service.wait_for_port(Duration::from_secs(20)).await;
-    let client = http_client();
+    let api = BinaryClient::new(&format!("http://127.0.0.1:{port}"));
     // Past the first log batch (1 s), so exports are failing meanwhile.
     for _ in 0..15 {
         let started = std::time::Instant::now();
-        let health = client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status().as_u16(), 200);
+        assert_eq!(api.get("/health").await.status().as_u16(), 200);
         assert!(started.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
