@@ -144,16 +144,18 @@ enum Case {
     Bulk,
     BulkAtBatch,
     Actor,
+    ActorSerial,
     ActorNoSinks,
     StoreOnly,
 }
 
-const ORDER: [Case; 7] = [
+const ORDER: [Case; 8] = [
     Case::Reference,
     Case::Autocommit,
     Case::Bulk,
     Case::BulkAtBatch,
     Case::Actor,
+    Case::ActorSerial,
     Case::ActorNoSinks,
     Case::StoreOnly,
 ];
@@ -166,6 +168,7 @@ impl Case {
             Case::Bulk => "(b)",
             Case::BulkAtBatch => "(b) at batch size",
             Case::Actor => "(c)",
+            Case::ActorSerial => "(c) one at a time",
             Case::ActorNoSinks => "(c) no sinks",
             Case::StoreOnly => "(c) store only",
         }
@@ -179,6 +182,7 @@ impl Case {
             Case::Bulk => "b",
             Case::BulkAtBatch => "b5",
             Case::Actor => "c",
+            Case::ActorSerial => "c1",
             Case::ActorNoSinks => "cn",
             Case::StoreOnly => "cs",
         }
@@ -191,6 +195,7 @@ impl Case {
             Case::Bulk => "(b) raw bulk insert",
             Case::BulkAtBatch => "(b) diagnostic: at the actor's batch size, RETURNING",
             Case::Actor => "(c) AuditActor",
+            Case::ActorSerial => "(c) diagnostic: AuditActor, one batch in flight",
             Case::ActorNoSinks => "(c) diagnostic: AuditActor, file sinks off",
             Case::StoreOnly => "(c) diagnostic: Store::append_audit alone",
         }
@@ -210,6 +215,9 @@ impl Case {
             Case::Actor => format!(
                 "AuditActor, {PRODUCERS} producers, record_durable({PRODUCER_BATCH}), batch {batch}"
             ),
+            Case::ActorSerial => {
+                "diagnostic: (c) with AUDIT_FLUSH_PIPELINE 1 (one batch in flight)".into()
+            }
             Case::ActorNoSinks => "diagnostic: (c) with every file sink off".into(),
             Case::StoreOnly => format!(
                 "diagnostic: Store::append_audit of {batch}-event batches, one after another"
@@ -420,10 +428,15 @@ async fn run_backend(backend: Backend) -> Report {
                     };
                     (chain.len(), measured)
                 }
-                Case::Actor | Case::ActorNoSinks => {
+                Case::Actor | Case::ActorSerial | Case::ActorNoSinks => {
                     let n = ACTOR_EVENTS / 2;
-                    let measured =
-                        actor_run(&config, &store, &tenant, case == Case::Actor, n).await;
+                    let sinks = case != Case::ActorNoSinks;
+                    let pipeline = if case == Case::ActorSerial {
+                        1
+                    } else {
+                        config.audit.pipeline
+                    };
+                    let measured = actor_run(&config, &store, &tenant, sinks, pipeline, n).await;
                     let what = format!("{}, {} half", case.tag(), ["first", "second"][half]);
                     checks.push(pools.check_rows(&what, &tenant, n as i64).await);
                     (n, measured)
@@ -958,6 +971,7 @@ async fn actor_run(
     store: &Store,
     tenant: &str,
     sinks: bool,
+    pipeline: usize,
     events: usize,
 ) -> Measured {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -970,6 +984,7 @@ async fn actor_run(
         AuditConfig {
             batch_size: audit.batch_size,
             flush_interval: audit.flush_interval,
+            pipeline,
             queue_capacity: audit.queue_capacity,
             redactor: Redactor {
                 max_value_chars: audit.max_value_chars,
@@ -1553,10 +1568,11 @@ fn print_report(reports: &[Report], total: Duration) {
     let _ = writeln!(
         out,
         "PostgreSQL reached {transport}; the service with its default audit settings \
-         (AUDIT_BATCH_SIZE {}, AUDIT_FLUSH_INTERVAL_MS {}, file sinks on), HTTP_WORKERS {}, \
-         DATABASE_MAX_CONNECTIONS {}.\n",
+         (AUDIT_BATCH_SIZE {}, AUDIT_FLUSH_INTERVAL_MS {}, AUDIT_FLUSH_PIPELINE {}, file sinks on), \
+         HTTP_WORKERS {}, DATABASE_MAX_CONNECTIONS {}.\n",
         defaults.audit.batch_size,
         defaults.audit.flush_interval.as_millis(),
+        defaults.audit.pipeline,
         defaults.http.workers,
         defaults.database.max_connections,
     );
