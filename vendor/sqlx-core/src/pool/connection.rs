@@ -198,6 +198,15 @@ impl<'c, DB: Database> crate::acquire::Acquire<'c> for &'c mut PoolConnection<DB
 /// Returns the connection to the [`Pool`][crate::pool::Pool] it was checked-out from.
 impl<DB: Database> Drop for PoolConnection<DB> {
     fn drop(&mut self) {
+        // Overseer patch: a runtime being torn down drops its tasks outside
+        // its context, where nothing can be spawned. The connection is then
+        // dropped here (its socket closed, its slot in the pool released)
+        // instead of panicking (see vendor/README.md).
+        #[cfg(all(feature = "_rt-tokio", not(feature = "_rt-async-io")))]
+        if !crate::rt::rt_tokio::available() {
+            return;
+        }
+
         if self.close_on_drop {
             crate::rt::spawn(self.take_and_close());
             return;
