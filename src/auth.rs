@@ -252,8 +252,10 @@ impl FromRequest for Caller {
                 // The dashboard's session stands in for the token, for
                 // reading only (its cookie is SameSite=Strict).
                 None if matches!(*req.method(), Method::GET | Method::HEAD) => {
-                    crate::http::dashboard::session_token(&req, state)
+                    crate::http::dashboard::open_session(&req, state)
                         .ok_or(ApiError::Unauthorized)?
+                        .token(state)
+                        .await?
                 }
                 None => return Err(ApiError::Unauthorized),
             };

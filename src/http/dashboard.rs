@@ -6,10 +6,13 @@
 //! admin's) for a session cookie: encrypted and authenticated (actix-web's
 //! private cookie jar, AES-256-GCM), `HttpOnly`, `SameSite=Strict`, `Secure`
 //! when the page is served over https. It holds the token's digest and an
-//! expiry (`SESSION_TTL`), never the token; every request re-checks the token
-//! behind it, so revoking the token ends the session. The session
-//! authenticates `GET` requests only (the activity stream, audit search,
-//! alerts): anything that changes state still needs the bearer token.
+//! expiry (`SESSION_TTL`) and a random session id, never the token; every
+//! request re-checks the token behind it, so revoking the token ends the
+//! session. Signing out ends it on the server too: its id is recorded
+//! (`ended_sessions`, shared by every replica) and a copy of the cookie kept
+//! from before is refused from then on. The session authenticates `GET`
+//! requests only (the activity stream, audit search, alerts): anything that
+//! changes state still needs the bearer token.
 
 use std::time::Duration;
 
@@ -78,6 +81,26 @@ struct Session {
     h: String,
     /// Expiry, Unix seconds.
     exp: i64,
+    /// The session's id: random, recorded when it is signed out.
+    sid: String,
+}
+
+/// An open, unexpired session, read from its cookie.
+pub struct OpenSession {
+    /// The digest of the token behind it.
+    pub token: TokenHash,
+    id: String,
+    expires_at: i64,
+}
+
+impl OpenSession {
+    /// The token behind the session, unless it has been signed out.
+    pub async fn token(self, state: &AppState) -> Result<TokenHash, ApiError> {
+        if state.store.session_ended(&self.id).await? {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(self.token)
+    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -96,9 +119,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// The digest of the token behind the request's session, if it has a valid,
-/// unexpired one.
-pub fn session_token(req: &HttpRequest, state: &AppState) -> Option<TokenHash> {
+/// The request's session, if its cookie is valid and unexpired (whether it
+/// was signed out is [`OpenSession::token`]'s question). A cookie from
+/// before sessions had ids is refused: its holder signs in again.
+pub fn open_session(req: &HttpRequest, state: &AppState) -> Option<OpenSession> {
     let cookie = req.cookie(COOKIE)?;
     let mut jar = CookieJar::new();
     jar.add_original(cookie);
@@ -107,7 +131,11 @@ pub fn session_token(req: &HttpRequest, state: &AppState) -> Option<TokenHash> {
     if session.exp <= state.clock.now().timestamp() {
         return None;
     }
-    TokenHash::from_hex(&session.h)
+    Some(OpenSession {
+        token: TokenHash::from_hex(&session.h)?,
+        id: session.sid,
+        expires_at: session.exp,
+    })
 }
 
 fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
@@ -220,6 +248,7 @@ async fn sign_in(
     let session = Session {
         h: hash.to_hex(),
         exp: expires.timestamp(),
+        sid: uuid::Uuid::new_v4().simple().to_string(),
     };
     let mut jar = CookieJar::new();
     let value = serde_json::to_string(&session).map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -244,28 +273,36 @@ async fn sign_in(
         .finish())
 }
 
-/// `POST /admin/session/end`: signs out (the cookie is removed) and goes
-/// back to `/admin`.
-async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Some(hash) = session_token(&req, &state)
-        && let Ok(caller) = authenticate(&state, &req, hash).await
-        && let Ok((role, tenant)) = admin_role(&caller)
-    {
-        record(
-            &state,
-            &req,
-            &caller,
-            "admin_session_ended",
-            role,
-            tenant.as_deref(),
-        );
+/// `POST /admin/session/end`: signs out (the session is recorded as ended,
+/// the cookie removed) and goes back to `/admin`. If the database cannot
+/// record it, the answer is that error and the cookie stays: the session
+/// would otherwise live on in any copy of it.
+async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(session) = open_session(&req, &state) {
+        let now = state.clock.now().timestamp();
+        state
+            .store
+            .end_session(&session.id, session.expires_at, now)
+            .await?;
+        if let Ok(caller) = authenticate(&state, &req, session.token).await
+            && let Ok((role, tenant)) = admin_role(&caller)
+        {
+            record(
+                &state,
+                &req,
+                &caller,
+                "admin_session_ended",
+                role,
+                tenant.as_deref(),
+            );
+        }
     }
     let mut gone = cookie(&req, String::new(), Duration::ZERO);
     gone.make_removal();
-    HttpResponse::SeeOther()
+    Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/admin"))
         .cookie(gone)
-        .finish()
+        .finish())
 }
 
 fn cookie(req: &HttpRequest, value: String, ttl: Duration) -> Cookie<'static> {

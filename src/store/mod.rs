@@ -181,6 +181,7 @@ pub mod pg;
 pub mod push;
 pub mod reports;
 pub mod scheduler;
+pub mod sessions;
 pub mod slack;
 pub mod sqlite;
 pub mod webhooks;
@@ -1213,6 +1214,19 @@ impl Store {
 
 /// Agent runs (see [`agent_runs`]), service-wide (no tenant).
 impl Store {
+    /// Records a dashboard session ended before its expiry (`expires_at`,
+    /// Unix seconds), and forgets those expired by `now`.
+    #[tracing::instrument(skip_all)]
+    pub async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+        dispatch!(self.end_session(id, expires_at, now))
+    }
+
+    /// Whether a dashboard session has been ended (signed out).
+    #[tracing::instrument(skip_all)]
+    pub async fn session_ended(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self.session_ended(id))
+    }
+
     /// Stores a run as `running`; a taken `run_id` stores nothing and
     /// answers the stored run.
     #[tracing::instrument(skip_all, fields(agent = %run.agent))]

@@ -186,6 +186,21 @@ async fn an_admin_token_signs_in_and_the_session_reads_but_never_writes(backend:
         "{found}"
     );
 
+    // Signed out means ended on the server: a copy of the cookie kept from
+    // before is refused everywhere it used to work.
+    for path in [
+        "/admin/session",
+        "/api/v1/audit/logs?operation=seen",
+        "/admin/activity/stream?operation=seen",
+    ] {
+        let replayed = get_with_cookie(&app, path, &cookie).await;
+        assert_eq!(replayed.status(), 401, "{path}");
+    }
+    // A new sign-in with the same token is a new session, and works.
+    let (_, again) = sign_in(&app, &acme.token).await;
+    let again = get_with_cookie(&app, "/admin/session", &again.unwrap().0).await;
+    assert_eq!(again.status(), 200);
+
     // The super admin signs in too.
     let (_, cookie) = sign_in(&app, &app.admin_token).await;
     let who: Value = get_with_cookie(&app, "/admin/session", &cookie.unwrap().0)

@@ -14,6 +14,7 @@ on_both_backends!(
     a_duplicate_tenant_is_a_conflict,
     migrations_are_idempotent_and_the_schema_reports_current,
     a_query_past_the_timeout_is_cancelled_and_reported,
+    ended_sessions_are_remembered_until_they_would_have_expired,
 );
 
 async fn migrated_store(db: &TestDatabase, vars: &[(&str, &str)]) -> Store {
@@ -213,4 +214,25 @@ mod postgres {
             "the control case caches statements"
         );
     }
+}
+
+/// Sign-out's record: an ended session is known as ended (twice is once);
+/// a later sign-out forgets those whose cookies have expired since.
+async fn ended_sessions_are_remembered_until_they_would_have_expired(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+
+    store.end_session("first", 1_000, 500).await.unwrap();
+    store.end_session("first", 1_000, 500).await.unwrap();
+    assert!(store.session_ended("first").await.unwrap());
+    assert!(!store.session_ended("second").await.unwrap());
+
+    // At 1,000 the first would have expired: the next sign-out forgets it.
+    store.end_session("second", 2_000, 1_000).await.unwrap();
+    assert!(store.session_ended("second").await.unwrap());
+    assert!(
+        !store.session_ended("first").await.unwrap(),
+        "expired by then: forgotten"
+    );
+    store.close().await;
 }
