@@ -22,7 +22,9 @@
 //! (a fresh `overseer_bench_<uuid>` database, dropped at the end), reached over
 //! TCP, or over its Unix socket with `BENCH_PG_SOCKET_DIR=/var/run/postgresql`;
 //! SQLite in a temporary file. The markdown tables go to stdout, progress to
-//! stderr.
+//! stderr. `AUDIT_BATCH_SIZE`, `AUDIT_FLUSH_INTERVAL_MS` and
+//! `AUDIT_FLUSH_PIPELINE` in the environment measure the service with those
+//! settings instead of the defaults.
 
 #![allow(
     clippy::unwrap_used,
@@ -1294,6 +1296,14 @@ struct RunningApp {
     served: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// Audit settings a run may set in its environment to measure another
+/// configuration (the defaults otherwise); the report's header names them.
+const TUNABLE: [&str; 3] = [
+    "AUDIT_BATCH_SIZE",
+    "AUDIT_FLUSH_INTERVAL_MS",
+    "AUDIT_FLUSH_PIPELINE",
+];
+
 /// The configuration the tests use (two HTTP workers, eight connections,
 /// files under `files/<name>`), through the real parser.
 fn config_for(database_url: &str, files: &Path, name: &str, audit_requests: bool) -> Config {
@@ -1319,6 +1329,11 @@ fn config_for(database_url: &str, files: &Path, name: &str, audit_requests: bool
     ]
     .into_iter()
     .map(|(k, v)| (k, OsString::from(v)))
+    .chain(
+        TUNABLE
+            .iter()
+            .filter_map(|&k| std::env::var_os(k).map(|v| (k, v))),
+    )
     .collect();
     Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
 }
@@ -1567,7 +1582,7 @@ fn print_report(reports: &[Report], total: Duration) {
     let defaults = config_for("sqlite::memory:", Path::new("."), "unused", true);
     let _ = writeln!(
         out,
-        "PostgreSQL reached {transport}; the service with its default audit settings \
+        "PostgreSQL reached {transport}; the service with the audit settings \
          (AUDIT_BATCH_SIZE {}, AUDIT_FLUSH_INTERVAL_MS {}, AUDIT_FLUSH_PIPELINE {}, file sinks on), \
          HTTP_WORKERS {}, DATABASE_MAX_CONNECTIONS {}.\n",
         defaults.audit.batch_size,
