@@ -152,7 +152,13 @@ impl PgStore {
             return Ok(Vec::new());
         }
         self.lock_audit(conn).await?;
-        self.append_audit_locked(conn, events).await
+        let (fresh, columns) = self.unstored(conn, events).await?;
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chained = self.chain(conn, &fresh).await?;
+        let ids = self.insert_chained(conn, &columns, &chained).await?;
+        Ok(audit::committed(chained, ids))
     }
 
     /// Takes the trail's lock for the rest of the transaction.
@@ -163,24 +169,6 @@ impl PgStore {
             .execute(&mut *conn)
             .await
             .map(drop)
-    }
-
-    /// [`Self::append_audit_in`] with the lock already held.
-    async fn append_audit_locked(
-        &self,
-        conn: &mut PgConnection,
-        events: &[AuditEvent],
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (fresh, columns) = self.unstored(conn, events).await?;
-        if fresh.is_empty() {
-            return Ok(Vec::new());
-        }
-        let chained = self.chain(conn, &fresh).await?;
-        let ids = self.insert_chained(conn, &columns, &chained).await?;
-        Ok(audit::committed(chained, ids))
     }
 
     /// `Store::append_audit_after` on PostgreSQL. What does not depend on
