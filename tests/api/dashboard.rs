@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 use crate::audit::{create_tenant, ingest_ok};
 use crate::domain::{admin_token, tenant_with_principal};
-use crate::helpers::{Backend, TestApp, on_both_backends, spawn_app_with, spawn_app_with_clock};
+use crate::helpers::{
+    Backend, TcpProxy, TestApp, TestDatabase, on_both_backends, spawn_app_on, spawn_app_with,
+    spawn_app_with_clock,
+};
 use crate::sse;
 
 on_both_backends!(
@@ -269,4 +272,68 @@ async fn bad_tampered_expired_and_cross_origin_sessions_are_refused(backend: Bac
             .status(),
         401
     );
+}
+
+mod postgres {
+    use super::*;
+
+    /// A sign-out the database cannot record is refused with a 503 JSON error
+    /// and the cookie is kept (the session still works, so the user knows it
+    /// was not ended); once the database is back, sign-out ends it. PostgreSQL,
+    /// cut off through a proxy.
+    #[actix_web::test]
+    async fn a_sign_out_the_database_cannot_record_is_refused_and_the_cookie_kept() {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+        let url = db.url_through(&proxy);
+        let app = spawn_app_on(
+            db,
+            &url,
+            &[
+                ("DATABASE_CONNECT_TIMEOUT", "1s"),
+                ("DATABASE_QUERY_TIMEOUT", "2s"),
+            ],
+        )
+        .await;
+        let (_, cookie) = sign_in(&app, &app.admin_token).await;
+        let (cookie, _) = cookie.expect("a session cookie");
+        let sign_out = || {
+            no_redirects()
+                .post(app.url("/admin/session/end"))
+                .header("cookie", &cookie)
+                .send()
+        };
+
+        proxy.cut();
+        let refused = sign_out().await.unwrap();
+        assert_eq!(refused.status(), 503);
+        assert!(
+            refused.headers().get("set-cookie").is_none(),
+            "the cookie is kept"
+        );
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            ["database_unavailable", "database_timeout"]
+                .contains(&body["error"]["code"].as_str().unwrap()),
+            "{body}"
+        );
+
+        proxy.restore();
+        app.wait_for_health(200, Duration::from_secs(15)).await;
+        assert_eq!(
+            get_with_cookie(&app, "/admin/session", &cookie)
+                .await
+                .status(),
+            200,
+            "not ended"
+        );
+        assert_eq!(sign_out().await.unwrap().status(), 303);
+        assert_eq!(
+            get_with_cookie(&app, "/admin/session", &cookie)
+                .await
+                .status(),
+            401,
+            "ended"
+        );
+    }
 }
