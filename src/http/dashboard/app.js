@@ -58,6 +58,16 @@ async function start() {
   }
   const response = await fetch("/admin/session", { credentials: "same-origin" });
   if (!response.ok) {
+    if (response.status !== 401 && !error) {
+      // Not "signed out": the session could not be checked (the database
+      // is unreachable, say). Say so rather than just asking for a token.
+      const body = await response.json().catch(() => null);
+      const reason = body && body.error && body.error.message;
+      $("signin-error").textContent = reason
+        ? `Your session could not be checked: ${reason}.`
+        : "Your session could not be checked; try again shortly.";
+      $("signin-error").hidden = false;
+    }
     $("signin").hidden = false;
     $("token").focus();
     return;
