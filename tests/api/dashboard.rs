@@ -305,6 +305,9 @@ mod postgres {
         };
 
         proxy.cut();
+        // The session cannot be checked: an error, not "signed out".
+        let unchecked = get_with_cookie(&app, "/admin/session", &cookie).await;
+        assert_eq!(unchecked.status(), 503);
         let refused = sign_out().await.unwrap();
         assert_eq!(refused.status(), 503);
         assert!(

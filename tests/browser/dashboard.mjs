@@ -161,6 +161,26 @@ try {
   await page.locator("#signin").waitFor({ state: "visible", timeout: 5000 });
   const after = await page.evaluate(async () => (await fetch("/admin/session")).status);
   check(after === 401, "signed out: the session is gone");
+
+  // A session the server cannot check (a 503 from /admin/session, as in a
+  // database outage; tests/api/dashboard.rs has the real one) is said so,
+  // not shown as a plain sign-in.
+  await page.route("**/admin/session", (route) =>
+    route.request().method() === "GET"
+      ? route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: JSON.stringify({
+            error: { code: "database_unavailable", message: "the database is unavailable, try again later" },
+          }),
+        })
+      : route.continue());
+  await page.goto(`${base}/admin`);
+  await page.locator("#signin-error").waitFor({ state: "visible", timeout: 5000 });
+  const said = await page.locator("#signin-error").textContent();
+  check(said.includes("could not be checked") && said.includes("database is unavailable"),
+    `an unchecked session is said so: '${said}'`);
+  await page.unroute("**/admin/session");
   exitCode = 0;
 } catch (error) {
   console.error(error);
