@@ -88,7 +88,7 @@ struct Session {
 /// An open, unexpired session, read from its cookie.
 pub struct OpenSession {
     /// The digest of the token behind it.
-    pub token: TokenHash,
+    token: TokenHash,
     id: String,
     expires_at: i64,
 }

@@ -1212,7 +1212,7 @@ impl Store {
     }
 }
 
-/// Agent runs (see [`agent_runs`]), service-wide (no tenant).
+/// Dashboard sessions ended by sign-out (see [`sessions`]).
 impl Store {
     /// Records a dashboard session ended before its expiry (`expires_at`,
     /// Unix seconds), and forgets those expired by `now`.
@@ -1226,7 +1226,10 @@ impl Store {
     pub async fn session_ended(&self, id: &str) -> Result<bool, StoreError> {
         dispatch!(self.session_ended(id))
     }
+}
 
+/// Agent runs (see [`agent_runs`]), service-wide (no tenant).
+impl Store {
     /// Stores a run as `running`; a taken `run_id` stores nothing and
     /// answers the stored run.
     #[tracing::instrument(skip_all, fields(agent = %run.agent))]
