@@ -93,13 +93,31 @@ pub fn strip_nul(text: &mut String) {
 }
 
 pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    SECRET_KEYS.contains(&key.as_str()) || SECRET_SUFFIXES.iter().any(|s| key.ends_with(s))
+    let key = key.as_bytes();
+    SECRET_KEYS.iter().any(|name| same_name(key, name))
+        || SECRET_SUFFIXES.iter().any(|suffix| {
+            key.len() >= suffix.len() && same_name(&key[key.len() - suffix.len()..], suffix)
+        })
+}
+
+/// `key` is `name` (lowercase ASCII, `_` for `-`) compared case-insensitively
+/// with `-` read as `_`, without allocating: every event's every key is
+/// checked on the request path.
+fn same_name(key: &[u8], name: &str) -> bool {
+    let normal = |b: u8| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    key.len() == name.len() && key.iter().zip(name.bytes()).all(|(&k, n)| normal(k) == n)
 }
 
 fn is_budget_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key == "budget" || key.ends_with("_budget")
+    let key = key.as_bytes();
+    key.eq_ignore_ascii_case(b"budget")
+        || (key.len() >= 7 && key[key.len() - 7..].eq_ignore_ascii_case(b"_budget"))
 }
 
 /// `"5000.00"` → `5000.0`; anything that is not a plain decimal stays text.
@@ -153,6 +171,50 @@ mod tests {
                 "keyword": "kept", "monkey": "kept", "name": "kept"
             })
         );
+    }
+
+    #[test]
+    fn key_names_are_compared_as_lowercase_with_underscores() {
+        let secret = |key: &str| {
+            let key = key.to_ascii_lowercase().replace('-', "_");
+            SECRET_KEYS.contains(&key.as_str()) || SECRET_SUFFIXES.iter().any(|s| key.ends_with(s))
+        };
+        let budget = |key: &str| {
+            let key = key.to_ascii_lowercase();
+            key == "budget" || key.ends_with("_budget")
+        };
+        let keys = [
+            "",
+            "-",
+            "_key",
+            "key_",
+            "KEY",
+            "keys",
+            "Token",
+            "tokén",
+            "é_token",
+            "API-KEY",
+            "x-api-key",
+            "my_Secret",
+            "set-cookie",
+            "Set_Cookie",
+            "session-COOKIE",
+            "Bearer",
+            "bearer_",
+            "ß_password",
+            "budget",
+            "BUDGET",
+            "total_Budget",
+            "total-budget",
+            "budgets",
+            "é_budget",
+            "_budget",
+            "xbudget",
+        ];
+        for key in keys {
+            assert_eq!(is_secret_key(key), secret(key), "{key:?}");
+            assert_eq!(is_budget_key(key), budget(key), "{key:?}");
+        }
     }
 
     #[test]
