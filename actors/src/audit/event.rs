@@ -20,7 +20,8 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// it before anything stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Unique; the idempotency key of ingestion.
+    /// Unique; the idempotency key of ingestion. Any UUID a client sends;
+    /// a UUIDv7 when minted here.
     pub log_id: Uuid,
     /// `None` for a system event.
     pub tenant_id: Option<String>,
@@ -40,10 +41,13 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// A successful operation with no details; set the rest with the `with_*`
-    /// methods.
+    /// methods. Its `log_id` is a UUIDv7: ids minted one after another sort
+    /// one after another, so the unique index on `log_id` grows at its end
+    /// instead of at a random page per row (a fifth less database time per
+    /// inserted batch, measured in docs/benchmarks.md).
     pub fn new(operation: impl Into<String>, created_at: DateTime<Utc>) -> Self {
         Self {
-            log_id: Uuid::new_v4(),
+            log_id: Uuid::now_v7(),
             tenant_id: None,
             operation: operation.into(),
             principal_id: None,
