@@ -7,6 +7,7 @@ use overseer_actors::audit::{
     AppendError, AppendFuture, AuditEvent, AuditStore, GENESIS_HASH, Turn, chain_hash,
 };
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::store::{Store, StoreError};
 
@@ -16,10 +17,18 @@ impl AuditStore for Store {
         Box::pin(async move { store.append_audit(&events).await.map_err(append_error) })
     }
 
-    fn append_after(&self, events: Arc<Vec<AuditEvent>>, mut turn: Turn) -> AppendFuture {
+    fn append_after(
+        &self,
+        events: Arc<Vec<AuditEvent>>,
+        maybe_stored: Vec<Uuid>,
+        mut turn: Turn,
+    ) -> AppendFuture {
         let store = self.clone();
         Box::pin(async move {
-            match store.append_audit_after(&events, &mut turn).await {
+            match store
+                .append_audit_after(&events, &maybe_stored, &mut turn)
+                .await
+            {
                 Ok(Some(committed)) => Ok(committed),
                 Ok(None) => Err(AppendError::behind()),
                 Err(e) => Err(append_error(e)),

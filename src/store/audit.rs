@@ -19,8 +19,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use overseer_actors::audit::event::Unplaced;
 use overseer_actors::audit::event::format_timestamp;
-use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash};
+use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH};
 use uuid::Uuid;
 
 /// An event placed in its chain, ready to insert.
@@ -31,18 +32,35 @@ pub(super) struct Chained<'a> {
     pub event: &'a AuditEvent,
 }
 
-/// Drops events whose `log_id` is stored already or came earlier in the batch.
-pub(super) fn fresh<'a>(events: &'a [AuditEvent], stored: &[String]) -> Vec<&'a AuditEvent> {
-    let mut seen: HashSet<String> = stored.iter().cloned().collect();
+/// An event of a batch with its canonical bytes but for `seq`, made before
+/// the trail's lock is taken, so that only hashing is left under it.
+pub(super) struct Prepared<'a> {
+    pub event: &'a AuditEvent,
+    unplaced: Unplaced,
+}
+
+pub(super) fn prepared(events: &[AuditEvent]) -> Vec<Prepared<'_>> {
     events
         .iter()
-        .filter(|e| seen.insert(e.log_id.hyphenated().to_string()))
+        .map(|event| Prepared {
+            event,
+            unplaced: Unplaced::of(event),
+        })
+        .collect()
+}
+
+/// Drops events whose `log_id` is stored already or came earlier in the batch.
+pub(super) fn fresh<'a>(events: Vec<Prepared<'a>>, stored: &[Uuid]) -> Vec<Prepared<'a>> {
+    let mut seen: HashSet<Uuid> = stored.iter().copied().collect();
+    events
+        .into_iter()
+        .filter(|p| seen.insert(p.event.log_id))
         .collect()
 }
 
 /// The distinct chains of `events`, sorted.
-pub(super) fn chains(events: &[&AuditEvent]) -> Vec<String> {
-    let mut chains: Vec<String> = events.iter().map(|e| e.chain().to_owned()).collect();
+pub(super) fn chains(events: &[Prepared<'_>]) -> Vec<String> {
+    let mut chains: Vec<String> = events.iter().map(|p| p.event.chain().to_owned()).collect();
     chains.sort_unstable();
     chains.dedup();
     chains
@@ -50,7 +68,7 @@ pub(super) fn chains(events: &[&AuditEvent]) -> Vec<String> {
 
 /// Assigns `seq`, `prev_hash` and `hash` after each chain's head (`seq` 0 and
 /// the genesis hash for a chain with no rows yet).
-pub(super) fn assign<'a>(events: &[&'a AuditEvent], heads: Vec<ChainHead>) -> Vec<Chained<'a>> {
+pub(super) fn assign<'a>(events: Vec<Prepared<'a>>, heads: Vec<ChainHead>) -> Vec<Chained<'a>> {
     let mut heads: HashMap<String, (i64, String)> = heads
         .into_iter()
         .map(|h| {
@@ -62,13 +80,13 @@ pub(super) fn assign<'a>(events: &[&'a AuditEvent], heads: Vec<ChainHead>) -> Ve
         })
         .collect();
     events
-        .iter()
-        .map(|event| {
+        .into_iter()
+        .map(|Prepared { event, unplaced }| {
             let head = heads
                 .entry(event.chain().to_owned())
                 .or_insert_with(|| (0, GENESIS_HASH.to_owned()));
             let seq = head.0 + 1;
-            let hash = chain_hash(&head.1, seq, event);
+            let hash = unplaced.chain_hash(&head.1, seq);
             let prev_hash = std::mem::replace(&mut head.1, hash.clone());
             head.0 = seq;
             Chained {
@@ -90,12 +108,12 @@ pub(super) struct ChainHead {
 }
 
 /// Matches the ids the database assigned (by `log_id`) to the inserted events.
-pub(super) fn committed(chained: Vec<Chained<'_>>, ids: Vec<(i64, String)>) -> Vec<CommittedEvent> {
-    let ids: HashMap<String, i64> = ids.into_iter().map(|(id, log_id)| (log_id, id)).collect();
+pub(super) fn committed(chained: Vec<Chained<'_>>, ids: Vec<(i64, Uuid)>) -> Vec<CommittedEvent> {
+    let ids: HashMap<Uuid, i64> = ids.into_iter().map(|(id, log_id)| (log_id, id)).collect();
     let mut out: Vec<CommittedEvent> = chained
         .into_iter()
         .filter_map(|c| {
-            let id = *ids.get(&c.event.log_id.hyphenated().to_string())?;
+            let id = *ids.get(&c.event.log_id)?;
             Some(CommittedEvent {
                 id,
                 seq: c.seq,
@@ -282,8 +300,8 @@ mod tests {
         let a2 = AuditEvent::new("a2", at).with_tenant("a");
         let sys = AuditEvent::new("s", at);
         let batch = vec![a1.clone(), b1.clone(), a1.clone(), a2, sys];
-        let stored = vec![b1.log_id.to_string()];
-        let fresh = fresh(&batch, &stored);
+        let stored = vec![b1.log_id];
+        let fresh = fresh(prepared(&batch), &stored);
         assert_eq!(fresh.len(), 3, "b1 is stored and a1 repeats");
         assert_eq!(chains(&fresh), vec!["".to_owned(), "a".to_owned()]);
 
@@ -292,7 +310,7 @@ mod tests {
             seq: Some(7),
             hash: Some("h7".into()),
         }];
-        let chained = assign(&fresh, heads);
+        let chained = assign(fresh, heads);
         assert_eq!(chained[0].seq, 8);
         assert_eq!(chained[0].prev_hash, "h7");
         assert_eq!(chained[1].seq, 9);
@@ -301,7 +319,7 @@ mod tests {
         assert_eq!(chained[2].prev_hash, GENESIS_HASH);
         assert_eq!(
             chained[2].hash,
-            chain_hash(GENESIS_HASH, 1, chained[2].event)
+            overseer_actors::audit::chain_hash(GENESIS_HASH, 1, chained[2].event)
         );
     }
 }

@@ -204,6 +204,7 @@ use crate::domain::{
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use overseer_actors::mock_adapter::ActiveBuy;
 use overseer_actors::notify::Notification;
+use uuid::Uuid;
 
 pub use activity::ActivityQuery;
 pub use audit::{AuditPosition, AuditQuery};
@@ -489,14 +490,17 @@ impl Store {
 
     /// [`Self::append_audit`] for a batch that may follow another one still
     /// in flight (see `overseer_actors::audit::AuditStore::append_after`):
-    /// `None` if it was rolled back because that one did not commit.
+    /// `None` if it was rolled back because that one did not commit. Only
+    /// the `log_id`s of `maybe_stored` are looked up; a repeat among the
+    /// others makes the unique index refuse the batch.
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn append_audit_after(
         &self,
         events: &[AuditEvent],
+        maybe_stored: &[Uuid],
         turn: &mut overseer_actors::audit::Turn,
     ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
-        dispatch!(self.append_audit_after(events, turn))
+        dispatch!(self.append_audit_after(events, maybe_stored, turn))
     }
 
     /// Up to `limit` rows of one chain (`""` = the system chain) after

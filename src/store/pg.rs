@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::audit::{self, ChainHead};
+use super::audit::{self, ChainHead, Prepared};
 use crate::config::DatabaseConfig;
 
 /// The `audit_logs` columns of a batch that do not depend on its place in
@@ -32,21 +32,22 @@ struct Columns {
 }
 
 impl Columns {
-    fn of(events: &[&AuditEvent]) -> Self {
-        let column = |f: fn(&AuditEvent) -> Option<String>| events.iter().map(|e| f(e)).collect();
+    fn of(events: &[Prepared<'_>]) -> Self {
+        let column =
+            |f: fn(&AuditEvent) -> Option<String>| events.iter().map(|p| f(p.event)).collect();
         Self {
-            log_id: events.iter().map(|e| e.log_id).collect(),
+            log_id: events.iter().map(|p| p.event.log_id).collect(),
             tenant_id: column(|e| e.tenant_id.clone()),
-            operation: events.iter().map(|e| e.operation.clone()).collect(),
+            operation: events.iter().map(|p| p.event.operation.clone()).collect(),
             principal_id: column(|e| e.principal_id.clone()),
             principal_name: column(|e| e.principal_name.clone()),
             adapter_id: column(|e| e.adapter_id.clone()),
-            success: events.iter().map(|e| e.success).collect(),
-            details: events.iter().map(|e| e.details.to_string()).collect(),
+            success: events.iter().map(|p| p.event.success).collect(),
+            details: events.iter().map(|p| p.event.details.to_string()).collect(),
             error: column(|e| e.error.clone()),
             ip_address: column(|e| e.ip_address.clone()),
-            security_violation: events.iter().map(|e| e.security_violation).collect(),
-            created_at: events.iter().map(|e| e.created_at).collect(),
+            security_violation: events.iter().map(|p| p.event.security_violation).collect(),
+            created_at: events.iter().map(|p| p.event.created_at).collect(),
         }
     }
 }
@@ -152,11 +153,12 @@ impl PgStore {
             return Ok(Vec::new());
         }
         self.lock_audit(conn).await?;
-        let (fresh, columns) = self.unstored(conn, events).await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
+        let (fresh, columns) = self.unstored(conn, events, &ids).await?;
         if fresh.is_empty() {
             return Ok(Vec::new());
         }
-        let chained = self.chain(conn, &fresh).await?;
+        let chained = self.chain(conn, fresh).await?;
         let ids = self.insert_chained(conn, &columns, &chained).await?;
         Ok(audit::committed(chained, ids))
     }
@@ -173,23 +175,25 @@ impl PgStore {
 
     /// `Store::append_audit_after` on PostgreSQL. What does not depend on
     /// the chain's head happens before the lock is taken, while the batch
-    /// before may still hold it: the `log_id` lookup and the columns. Under
-    /// the lock remain the heads, the hashes and the insert; the committed
-    /// events are built after the commit. An event stored by someone else
-    /// between the lookup and the insert (a retry racing its original) makes
-    /// the unique index refuse the batch, which the AuditActor then spools
-    /// and replays with the lookup under the lock.
+    /// before may still hold it: the lookup of `maybe_stored` and the
+    /// columns. Under the lock remain the heads, the hashes and the insert;
+    /// the committed events are built after the commit. An event stored by
+    /// someone else between the lookup and the insert (a retry racing its
+    /// original), or a repeat of an event not in `maybe_stored`, makes the
+    /// unique index refuse the batch, which the AuditActor then spools and
+    /// replays with the lookup under the lock.
     pub(super) async fn append_audit_after(
         &self,
         events: &[AuditEvent],
+        maybe_stored: &[Uuid],
         turn: &mut overseer_actors::audit::Turn,
     ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
         let mut tx = self.begin_write().await?;
-        let (fresh, columns) = self.unstored(&mut tx, events).await?;
+        let (fresh, columns) = self.unstored(&mut tx, events, maybe_stored).await?;
         turn.previous_locked().await;
         self.lock_audit(&mut tx).await?;
         turn.locked();
-        let chained = self.chain(&mut tx, &fresh).await?;
+        let chained = self.chain(&mut tx, fresh).await?;
         let ids = if chained.is_empty() {
             Vec::new()
         } else {
@@ -203,21 +207,24 @@ impl PgStore {
         Ok(Some(audit::committed(chained, ids)))
     }
 
-    /// The events of `events` not stored yet (nor repeated within it), and
-    /// their columns.
+    /// The events of `events` not repeated within it and, of those whose
+    /// `log_id` is in `lookup`, not stored yet, prepared; and their columns.
     async fn unstored<'a>(
         &self,
         conn: &mut PgConnection,
         events: &'a [AuditEvent],
-    ) -> Result<(Vec<&'a AuditEvent>, Columns), sqlx::Error> {
-        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
-        let stored: Vec<String> =
-            sqlx::query_scalar("SELECT log_id::text FROM audit_logs WHERE log_id = ANY($1)")
+        lookup: &[Uuid],
+    ) -> Result<(Vec<Prepared<'a>>, Columns), sqlx::Error> {
+        let stored: Vec<Uuid> = if lookup.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar("SELECT log_id FROM audit_logs WHERE log_id = ANY($1)")
                 .persistent(self.persistent)
-                .bind(&ids)
+                .bind(lookup)
                 .fetch_all(&mut *conn)
-                .await?;
-        let fresh = audit::fresh(events, &stored);
+                .await?
+        };
+        let fresh = audit::fresh(audit::prepared(events), &stored);
         let columns = Columns::of(&fresh);
         Ok((fresh, columns))
     }
@@ -226,7 +233,7 @@ impl PgStore {
     async fn chain<'a>(
         &self,
         conn: &mut PgConnection,
-        fresh: &[&'a AuditEvent],
+        fresh: Vec<Prepared<'a>>,
     ) -> Result<Vec<audit::Chained<'a>>, sqlx::Error> {
         if fresh.is_empty() {
             return Ok(Vec::new());
@@ -237,7 +244,7 @@ impl PgStore {
                  WHERE COALESCE(tenant_id, '') = c.chain ORDER BY seq DESC LIMIT 1) h ON TRUE",
         )
         .persistent(self.persistent)
-        .bind(audit::chains(fresh))
+        .bind(audit::chains(&fresh))
         .fetch_all(&mut *conn)
         .await?;
         Ok(audit::assign(fresh, heads))
@@ -250,7 +257,7 @@ impl PgStore {
         conn: &mut PgConnection,
         columns: &Columns,
         chained: &[audit::Chained<'_>],
-    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, Uuid)>, sqlx::Error> {
         sqlx::query_as(
             "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, principal_name, \
                  adapter_id, success, details, error, ip_address, security_violation, created_at, \
@@ -264,7 +271,7 @@ impl PgStore {
                  AS t(log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
                       success, details, error, ip_address, security_violation, created_at, \
                       prev_hash, hash) \
-             RETURNING id, log_id::text",
+             RETURNING id, log_id",
         )
         .persistent(self.persistent)
         .bind(&columns.log_id)

@@ -14,9 +14,10 @@ use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use uuid::Uuid;
 
 use super::StoreError;
-use super::audit::{self, ChainHead};
+use super::audit::{self, ChainHead, Prepared};
 use crate::config::DatabaseConfig;
 
 /// The columns of an [`AuditRow`] (SQLite stores every one as the row wants it).
@@ -125,12 +126,16 @@ impl SqliteStore {
     pub(super) async fn append_audit_after(
         &self,
         events: &[AuditEvent],
+        maybe_stored: &[Uuid],
         turn: &mut overseer_actors::audit::Turn,
     ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
+        let prepared = audit::prepared(events);
         turn.previous_locked().await;
         let mut tx = self.begin_write().await?;
         turn.locked();
-        let committed = self.append_audit_in(&mut tx, events).await?;
+        let committed = self
+            .append_prepared(&mut tx, prepared, maybe_stored)
+            .await?;
         if !turn.previous_committed().await {
             tx.rollback().await?;
             return Ok(None);
@@ -147,16 +152,37 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         events: &[AuditEvent],
     ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
+        self.append_prepared(conn, audit::prepared(events), &ids)
+            .await
+    }
+
+    /// [`Self::append_audit_in`] for events prepared before the write lock
+    /// was taken, looking up only the `log_id`s of `lookup` (a repeat of
+    /// another makes the unique index refuse the batch).
+    async fn append_prepared(
+        &self,
+        conn: &mut SqliteConnection,
+        events: Vec<Prepared<'_>>,
+        lookup: &[Uuid],
+    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = events.iter().map(|e| e.log_id.to_string()).collect();
-        let stored: Vec<String> = sqlx::query_scalar(
-            "SELECT log_id FROM audit_logs WHERE log_id IN (SELECT value FROM json_each($1))",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&mut *conn)
-        .await?;
+        let stored: Vec<Uuid> = if lookup.is_empty() {
+            Vec::new()
+        } else {
+            let stored: Vec<String> = sqlx::query_scalar(
+                "SELECT log_id FROM audit_logs WHERE log_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(serde_json::to_string(lookup).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+            stored
+                .iter()
+                .map(|id| parse_log_id(id))
+                .collect::<Result<_, _>>()?
+        };
         let fresh = audit::fresh(events, &stored);
         if fresh.is_empty() {
             return Ok(Vec::new());
@@ -173,7 +199,7 @@ impl SqliteStore {
         .bind(serde_json::to_string(&chains).unwrap_or_default())
         .fetch_all(&mut *conn)
         .await?;
-        let chained = audit::assign(&fresh, heads);
+        let chained = audit::assign(fresh, heads);
 
         let mut ids = Vec::with_capacity(chained.len());
         for chunk in chained.chunks(INSERT_CHUNK) {
@@ -201,8 +227,10 @@ impl SqliteStore {
                     .push_bind(c.hash.clone());
             });
             qb.push(" RETURNING id, log_id");
-            let mut rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            ids.append(&mut rows);
+            let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            for (id, log_id) in rows {
+                ids.push((id, parse_log_id(&log_id)?));
+            }
         }
         Ok(audit::committed(chained, ids))
     }
@@ -227,4 +255,10 @@ impl SqliteStore {
     }
 
     async fn scheduler_unlock(&self, (): ()) {}
+}
+
+/// A `log_id` as SQLite stores it (hyphenated text).
+fn parse_log_id(text: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(text)
+        .map_err(|e| sqlx::Error::Decode(format!("audit_logs log_id {text:?}: {e}").into()))
 }

@@ -652,12 +652,29 @@ pub fn test_auditor(
     dir: &std::path::Path,
     batch_size: usize,
 ) -> overseer_actors::audit::Auditor {
+    let clock = std::sync::Arc::new(overseer_actors::SystemClock);
+    let supervisor = overseer_actors::supervisor::Supervisor::new(clock);
+    test_auditor_on(
+        &supervisor,
+        std::sync::Arc::new(store.clone()),
+        dir,
+        batch_size,
+    )
+}
+
+/// [`test_auditor`] under `supervisor` (whose faults a test may arm), in
+/// front of `store`.
+pub fn test_auditor_on(
+    supervisor: &overseer_actors::supervisor::Supervisor,
+    store: std::sync::Arc<dyn overseer_actors::audit::AuditStore>,
+    dir: &std::path::Path,
+    batch_size: usize,
+) -> overseer_actors::audit::Auditor {
     use overseer_actors::audit::{AuditConfig, Auditor, Redactor, SinkConfig};
 
     let clock = std::sync::Arc::new(overseer_actors::SystemClock);
-    let supervisor = overseer_actors::supervisor::Supervisor::new(clock.clone());
     Auditor::start(
-        &supervisor,
+        supervisor,
         overseer_actors::supervisor::RestartPolicy::default(),
         AuditConfig {
             batch_size,
@@ -677,7 +694,7 @@ pub fn test_auditor(
                 security: false,
             },
         },
-        std::sync::Arc::new(store.clone()),
+        store,
         clock,
     )
     .unwrap()

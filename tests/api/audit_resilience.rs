@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
 use crate::audit::{
-    assert_exactly_once, create_tenant, event, ingest, ingest_ok, stored, test_auditor, verify,
+    assert_exactly_once, create_tenant, event, ingest, ingest_ok, stored, test_auditor,
+    test_auditor_on, verify,
 };
 use crate::helpers::{
     Backend, ServiceProcess, TcpProxy, TestApp, TestDatabase, config_from, on_both_backends,
@@ -24,6 +25,7 @@ on_both_backends!(
     events_waiting_at_shutdown_are_spooled_and_replayed_at_the_next_start,
     a_failed_batch_keeps_the_batch_flushed_behind_it_in_order,
     a_repeat_in_the_batch_behind_is_stored_once,
+    only_log_ids_that_may_be_stored_are_looked_up,
 );
 
 mod postgres {
@@ -641,5 +643,116 @@ async fn a_repeat_in_the_batch_behind_is_stored_once(backend: Backend) {
         .await
         .unwrap();
     assert!(verdict.ok && verdict.checked == 40, "{verdict:?}");
+    store.close().await;
+}
+
+/// The real store, with every batch the AuditActor hands it noted: its
+/// events' `log_id`s and the ones it was told to look up.
+struct Noted {
+    store: Store,
+    batches: std::sync::Mutex<Vec<(Vec<uuid::Uuid>, Vec<uuid::Uuid>)>>,
+}
+
+impl overseer_actors::audit::AuditStore for Noted {
+    fn append(
+        &self,
+        events: std::sync::Arc<Vec<overseer_actors::audit::AuditEvent>>,
+    ) -> overseer_actors::audit::AppendFuture {
+        self.store.append(events)
+    }
+
+    fn append_after(
+        &self,
+        events: std::sync::Arc<Vec<overseer_actors::audit::AuditEvent>>,
+        maybe_stored: Vec<uuid::Uuid>,
+        turn: overseer_actors::audit::Turn,
+    ) -> overseer_actors::audit::AppendFuture {
+        let ids = events.iter().map(|e| e.log_id).collect();
+        self.batches
+            .lock()
+            .unwrap()
+            .push((ids, maybe_stored.clone()));
+        self.store.append_after(events, maybe_stored, turn)
+    }
+}
+
+/// The AuditActor asks the store to look up only `log_id`s that may be
+/// stored already: none of the service's own fresh events, every event of
+/// the ingest API (a client's `log_id`), and every event of a batch it took
+/// back after a panic between commit and answer (it had committed).
+async fn only_log_ids_that_may_be_stored_are_looked_up(backend: Backend) {
+    use overseer_actors::audit::{AuditEvent, Source};
+    use overseer_actors::supervisor::{FaultKind, Supervisor};
+
+    let db = TestDatabase::new(backend).await;
+    let store = Store::open(&config_from(&[("DATABASE_URL", db.url.as_str())]).database).unwrap();
+    store.migrate().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let noted = std::sync::Arc::new(Noted {
+        store: store.clone(),
+        batches: Default::default(),
+    });
+    let supervisor = Supervisor::new(std::sync::Arc::new(overseer_actors::SystemClock));
+    let auditor = test_auditor_on(&supervisor, noted.clone(), files.path(), 10);
+    let now = chrono::Utc::now();
+    let events = |from: i64| -> Vec<AuditEvent> {
+        (from..from + 10)
+            .map(|i| {
+                AuditEvent::new("noted", now + chrono::Duration::microseconds(i))
+                    .with_tenant("acme")
+                    .with_details(json!({"i": i}))
+            })
+            .collect()
+    };
+    let taken = |noted: &Noted| std::mem::take(&mut *noted.batches.lock().unwrap());
+
+    // The service's own events: nothing to look up.
+    for event in events(0) {
+        auditor.record(Source::Internal, event);
+    }
+    settled(&store, &auditor, "noted", 10).await;
+    let batches = taken(&noted);
+    assert!(!batches.is_empty());
+    assert!(
+        batches.iter().all(|(_, lookup)| lookup.is_empty()),
+        "{batches:?}"
+    );
+
+    // The ingest API's: every one.
+    let api = events(10);
+    let api_ids: Vec<_> = api.iter().map(|e| e.log_id).collect();
+    auditor.record_durable(Source::Api, api).await.unwrap();
+    let batches = taken(&noted);
+    assert!(
+        batches.iter().all(|(ids, lookup)| ids == lookup),
+        "{batches:?}"
+    );
+    let looked_up: Vec<_> = batches.into_iter().flat_map(|(_, lookup)| lookup).collect();
+    assert_eq!(looked_up, api_ids);
+
+    // A panic after the commit: the batch taken back is looked up again.
+    supervisor.faults().arm("audit", FaultKind::Panic, 1);
+    for event in events(20) {
+        auditor.record(Source::Internal, event);
+    }
+    settled(&store, &auditor, "noted", 30).await;
+    let batches = taken(&noted);
+    let (first, lookup) = &batches[0];
+    assert!(lookup.is_empty(), "{batches:?}");
+    assert!(
+        batches[1..]
+            .iter()
+            .any(|(ids, lookup)| ids == first && lookup == first),
+        "the batch is flushed again with its ids looked up: {batches:?}"
+    );
+    assert_eq!(supervisor.faults().remaining("audit"), 0);
+
+    let (arrival, seqs) = settled(&store, &auditor, "noted", 30).await;
+    assert_eq!(arrival, (0..30).collect::<Vec<_>>(), "once each, in order");
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
+        .await
+        .unwrap();
+    assert!(verdict.ok && verdict.checked == 30, "{verdict:?}");
     store.close().await;
 }

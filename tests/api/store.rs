@@ -15,6 +15,7 @@ on_both_backends!(
     migrations_are_idempotent_and_the_schema_reports_current,
     a_query_past_the_timeout_is_cancelled_and_reported,
     ended_sessions_are_remembered_until_they_would_have_expired,
+    a_batch_looks_up_only_the_log_ids_that_may_be_stored,
 );
 
 async fn migrated_store(db: &TestDatabase, vars: &[(&str, &str)]) -> Store {
@@ -234,5 +235,69 @@ async fn ended_sessions_are_remembered_until_they_would_have_expired(backend: Ba
         !store.session_ended("first").await.unwrap(),
         "expired by then: forgotten"
     );
+    store.close().await;
+}
+
+/// `append_audit_after` looks up only the `log_id`s it is told may be stored:
+/// a stored event among them is skipped and the rest of the batch stored; a
+/// stored event it was not told of makes the unique index refuse the whole
+/// batch, so nothing is stored twice either way.
+async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) {
+    use overseer_actors::audit::{AuditEvent, Turn};
+
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+    let now = Utc::now();
+    let event = |i: i64| {
+        AuditEvent::new("looked_up", now + chrono::Duration::microseconds(i))
+            .with_tenant("acme")
+            .with_details(serde_json::json!({"i": i}))
+    };
+    let first = event(0);
+    store.append_audit(&[first.clone()]).await.unwrap();
+
+    // Told of: skipped, and the new event follows it in the chain.
+    let second = event(1);
+    let stored = store
+        .append_audit_after(
+            &[first.clone(), second.clone()],
+            &[first.log_id],
+            &mut Turn::default(),
+        )
+        .await
+        .unwrap()
+        .expect("no batch before it");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].event.log_id, second.log_id);
+    assert_eq!(stored[0].seq, 2);
+
+    // Not told of: the unique index refuses the batch, the new event with it.
+    let third = event(2);
+    let refused = store
+        .append_audit_after(&[third.clone(), first.clone()], &[], &mut Turn::default())
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Nothing to look up, nothing repeated: stored.
+    let stored = store
+        .append_audit_after(&[third.clone()], &[], &mut Turn::default())
+        .await
+        .unwrap()
+        .expect("no batch before it");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].seq, 3);
+
+    let rows = store
+        .audit_chain("acme", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.event.log_id)
+        .collect::<Vec<_>>();
+    assert_eq!(rows, vec![first.log_id, second.log_id, third.log_id]);
+    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
+        .await
+        .unwrap();
+    assert!(verdict.ok && verdict.checked == 3, "{verdict:?}");
     store.close().await;
 }

@@ -117,17 +117,50 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
 
 /// The chain hash of `event` placed at `seq` after a record hashed `prev_hash`.
 pub fn chain_hash(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.as_bytes());
-    hasher.update(canonical_bytes(seq, event));
-    hex::encode(hasher.finalize())
+    Unplaced::of(event).chain_hash(prev_hash, seq)
 }
 
 /// The canonical bytes of a record: a JSON array in a fixed field order,
 /// object keys sorted at every depth.
 pub fn canonical_bytes(seq: i64, e: &AuditEvent) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    Unplaced::of(e).place(seq, |part| bytes.extend_from_slice(part));
+    bytes
+}
+
+/// An event's canonical bytes before it has a place in its chain: all but
+/// its `seq`. The costly part of hashing (the JSON, its keys sorted) is done
+/// with this before the trail's lock is taken; under it, placing the event
+/// only hashes.
+#[derive(Debug, Clone)]
+pub struct Unplaced(Vec<u8>);
+
+impl Unplaced {
+    pub fn of(e: &AuditEvent) -> Self {
+        Self(record_bytes(e))
+    }
+
+    /// [`chain_hash`] of the event placed at `seq` after `prev_hash`.
+    pub fn chain_hash(&self, prev_hash: &str, seq: i64) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(prev_hash.as_bytes());
+        self.place(seq, |part| hasher.update(part));
+        hex::encode(hasher.finalize())
+    }
+
+    /// Feeds the canonical bytes at `seq` to `out` in parts: `[`, `seq`, and
+    /// the other fields (the array of [`record_bytes`] after its `[`).
+    fn place(&self, seq: i64, mut out: impl FnMut(&[u8])) {
+        out(b"[");
+        out(seq.to_string().as_bytes());
+        out(b",");
+        out(self.0.get(1..).unwrap_or_default());
+    }
+}
+
+/// The fields of the canonical bytes after `seq`, as a JSON array.
+fn record_bytes(e: &AuditEvent) -> Vec<u8> {
     let record = (
-        seq,
         e.log_id.hyphenated().to_string(),
         &e.tenant_id,
         &e.operation,
@@ -206,6 +239,41 @@ mod tests {
         let mut altered = base;
         altered.created_at += chrono::Duration::microseconds(1);
         assert_ne!(h, chain_hash(GENESIS_HASH, 1, &altered));
+    }
+
+    #[test]
+    fn an_unplaced_event_hashes_as_the_whole_record_does() {
+        let mut bare = event();
+        bare.details = serde_json::json!({});
+        let mut full = event();
+        full.principal_id = Some("p\"1".into());
+        full.error = Some("é".into());
+        full.security_violation = true;
+        for e in [event(), bare, full] {
+            for seq in [1, 10, 987_654_321, i64::MAX] {
+                let bytes = canonical_bytes(seq, &e);
+                let whole: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(whole[0], serde_json::json!(seq));
+                assert_eq!(whole[1], serde_json::json!(e.log_id.to_string()));
+                assert_eq!(whole.as_array().unwrap().len(), 13);
+                let mut hasher = Sha256::new();
+                hasher.update(GENESIS_HASH.as_bytes());
+                hasher.update(&bytes);
+                assert_eq!(
+                    Unplaced::of(&e).chain_hash(GENESIS_HASH, seq),
+                    hex::encode(hasher.finalize())
+                );
+            }
+        }
+        // The bytes every chain already stored were hashed with: unchanged.
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 4, 5, 6).unwrap();
+        let mut e = AuditEvent::new("op", at).with_tenant("acme");
+        e.log_id = Uuid::nil();
+        assert_eq!(
+            String::from_utf8(canonical_bytes(7, &e)).unwrap(),
+            "[7,\"00000000-0000-0000-0000-000000000000\",\"acme\",\"op\",null,null,null,\
+             true,{},null,null,false,\"2026-11-24T04:05:06.000000Z\"]"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
 
 pub use event::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash};
 pub use redact::Redactor;
@@ -62,9 +63,21 @@ pub trait AuditStore: Send + Sync + 'static {
     /// [`Turn::previous_committed`] says so, else roll back and return
     /// [`AppendError::behind`].
     ///
-    /// This default overlaps nothing: it waits for the previous batch's
-    /// outcome, then appends.
-    fn append_after(&self, events: Arc<Vec<AuditEvent>>, mut turn: Turn) -> AppendFuture {
+    /// Only the events whose `log_id` is in `maybe_stored` can be in the
+    /// trail already, and need looking up: the rest were minted by this
+    /// service and never offered to a database (see [`Source`]). A repeat
+    /// among those all the same (a bug) is refused by the unique index, and
+    /// the batch is then spooled and replayed with every `log_id` looked up.
+    ///
+    /// This default overlaps nothing and looks every `log_id` up: it waits
+    /// for the previous batch's outcome, then appends.
+    fn append_after(
+        &self,
+        events: Arc<Vec<AuditEvent>>,
+        maybe_stored: Vec<Uuid>,
+        mut turn: Turn,
+    ) -> AppendFuture {
+        let _ = maybe_stored;
         let append = self.append(events);
         Box::pin(async move {
             if !turn.previous_committed().await {
@@ -172,10 +185,14 @@ pub struct AuditConfig {
     pub sinks: SinkConfig,
 }
 
-/// Who produced an event, for metrics.
+/// Who produced an event: for metrics, and for idempotency. Only `Api`
+/// events can carry a `log_id` the database has seen (a client's retry), so
+/// only theirs are looked up before a batch is inserted; the others were
+/// minted by [`AuditEvent::new`] here. Events put back on the queue after a
+/// flush whose outcome is not known are looked up whatever their source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// `POST /api/v1/audit/events`.
+    /// `POST /api/v1/audit/events`: the client may set `log_id`.
     Api,
     /// The request-audit middleware.
     Request,
@@ -235,6 +252,8 @@ struct Submission {
     events: Vec<AuditEvent>,
     source: Source,
     ack: Option<Ack>,
+    /// Its events may be stored already (see [`Source`]).
+    recheck: bool,
 }
 
 /// A batch being flushed: its events, and who submitted which of them.
@@ -252,7 +271,9 @@ struct Part {
 }
 
 impl Batch {
-    /// The submissions again, to be queued anew.
+    /// The submissions again, to be queued anew. Whether the batch
+    /// committed is not known (or it failed halfway), so their events are
+    /// looked up when flushed again.
     fn into_submissions(self) -> Vec<Submission> {
         let mut offset = 0;
         self.parts
@@ -264,6 +285,7 @@ impl Batch {
                     events,
                     source: part.source,
                     ack: part.ack,
+                    recheck: true,
                 }
             })
             .collect()
@@ -544,6 +566,7 @@ impl Auditor {
                 events,
                 source,
                 ack,
+                recheck: source == Source::Api,
             });
             metrics::gauge!("audit_queue_depth").set(queue.depth as f64);
             before < batch_size && queue.waiting >= batch_size
@@ -760,6 +783,8 @@ struct Last {
 struct Formed {
     id: u64,
     events: Arc<Vec<AuditEvent>>,
+    /// The `log_id`s of `events` that may be stored already.
+    maybe_stored: Vec<Uuid>,
     sources: SourceCounts,
 }
 
@@ -778,6 +803,7 @@ struct Handoff {
 fn form_batch(shared: &Shared) -> Option<Formed> {
     let mut queue = lock(&shared.queue);
     let mut events = Vec::new();
+    let mut maybe_stored = Vec::new();
     let mut parts = Vec::new();
     let mut sources = SourceCounts::default();
     while events.len() < shared.config.batch_size {
@@ -785,6 +811,9 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
             break;
         };
         sources.add(submission.source, submission.events.len());
+        if submission.recheck {
+            maybe_stored.extend(submission.events.iter().map(|e| e.log_id));
+        }
         parts.push(Part {
             len: submission.events.len(),
             source: submission.source,
@@ -808,6 +837,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
     Some(Formed {
         id,
         events,
+        maybe_stored,
         sources,
     })
 }
@@ -835,6 +865,7 @@ async fn flush(
     let Formed {
         id,
         events,
+        maybe_stored,
         sources,
     } = formed;
     let Handoff {
@@ -858,7 +889,9 @@ async fn flush(
         // A task of its own, so that a transaction is never cut off halfway
         // when this instance ends: it runs to its end, and rolls back if the
         // batch before it never got an outcome.
-        let append = shared.store.append_after(events.clone(), turn);
+        let append = shared
+            .store
+            .append_after(events.clone(), maybe_stored, turn);
         tokio::spawn(append).await.unwrap_or_else(|e| {
             Err(AppendError {
                 transient: true,
