@@ -120,9 +120,11 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// `Store::append_audit_after` on SQLite: `BEGIN IMMEDIATE` (the
-    /// trail's lock) once the batch before holds it, the commit only if that
-    /// one committed (`None`: rolled back because it did not).
+    /// `Store::append_audit_after` on SQLite: the events are prepared at
+    /// once, then `BEGIN IMMEDIATE` (the trail's lock) once the batch before
+    /// has committed (`None` if it did not). A SQLite file has one writer:
+    /// begun any earlier, the transaction would only wait for that commit in
+    /// SQLite's busy handler, which sleeps in steps of up to 100 ms.
     pub(super) async fn append_audit_after(
         &self,
         events: &[AuditEvent],
@@ -130,16 +132,14 @@ impl SqliteStore {
         turn: &mut overseer_actors::audit::Turn,
     ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
         let prepared = audit::prepared(events);
-        turn.previous_locked().await;
+        if !turn.previous_committed().await {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         turn.locked();
         let committed = self
             .append_prepared(&mut tx, prepared, maybe_stored)
             .await?;
-        if !turn.previous_committed().await {
-            tx.rollback().await?;
-            return Ok(None);
-        }
         tx.commit().await?;
         Ok(Some(committed))
     }
