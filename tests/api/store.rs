@@ -254,7 +254,10 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
             .with_details(serde_json::json!({"i": i}))
     };
     let first = event(0);
-    store.append_audit(&[first.clone()]).await.unwrap();
+    store
+        .append_audit(std::slice::from_ref(&first))
+        .await
+        .unwrap();
 
     // Told of: skipped, and the new event follows it in the chain.
     let second = event(1);
@@ -280,7 +283,7 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
 
     // Nothing to look up, nothing repeated: stored.
     let stored = store
-        .append_audit_after(&[third.clone()], &[], &mut Turn::default())
+        .append_audit_after(std::slice::from_ref(&third), &[], &mut Turn::default())
         .await
         .unwrap()
         .expect("no batch before it");
