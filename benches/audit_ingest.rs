@@ -5,7 +5,10 @@
 //! - (b) the best raw bulk insert, no service around it: PostgreSQL
 //!   `INSERT ... SELECT FROM UNNEST(...)`, SQLite multi-row `VALUES`, 1,000 rows
 //!   and one transaction per statement;
-//! - (c) the AuditActor fed in-process by concurrent durable producers;
+//! - (c) the AuditActor fed in-process by concurrent durable producers
+//!   (`Source::Internal`: `log_id`s minted by the service, so none is looked
+//!   up; the diagnostic "(c) client log_ids" feeds the same events as the
+//!   ingest API's, every `log_id` looked up);
 //! - (d) HTTP batch ingest (`POST /api/v1/audit/events`) with concurrent
 //!   clients, closed loop, then paced at 10,000 events/s;
 //! - (e) the request-audit middleware: a JSON endpoint with `AUDIT_REQUESTS`
@@ -148,10 +151,11 @@ enum Case {
     Actor,
     ActorSerial,
     ActorNoSinks,
+    ActorClientIds,
     StoreOnly,
 }
 
-const ORDER: [Case; 8] = [
+const ORDER: [Case; 9] = [
     Case::Reference,
     Case::Autocommit,
     Case::Bulk,
@@ -159,6 +163,7 @@ const ORDER: [Case; 8] = [
     Case::Actor,
     Case::ActorSerial,
     Case::ActorNoSinks,
+    Case::ActorClientIds,
     Case::StoreOnly,
 ];
 
@@ -172,6 +177,7 @@ impl Case {
             Case::Actor => "(c)",
             Case::ActorSerial => "(c) one at a time",
             Case::ActorNoSinks => "(c) no sinks",
+            Case::ActorClientIds => "(c) client log_ids",
             Case::StoreOnly => "(c) store only",
         }
     }
@@ -186,6 +192,7 @@ impl Case {
             Case::Actor => "c",
             Case::ActorSerial => "c1",
             Case::ActorNoSinks => "cn",
+            Case::ActorClientIds => "ci",
             Case::StoreOnly => "cs",
         }
     }
@@ -199,6 +206,7 @@ impl Case {
             Case::Actor => "(c) AuditActor",
             Case::ActorSerial => "(c) diagnostic: AuditActor, one batch in flight",
             Case::ActorNoSinks => "(c) diagnostic: AuditActor, file sinks off",
+            Case::ActorClientIds => "(c) diagnostic: AuditActor, every log_id looked up",
             Case::StoreOnly => "(c) diagnostic: Store::append_audit alone",
         }
     }
@@ -215,12 +223,16 @@ impl Case {
                 format!("diagnostic: (b) with {batch} rows/tx and RETURNING id, log_id")
             }
             Case::Actor => format!(
-                "AuditActor, {PRODUCERS} producers, record_durable({PRODUCER_BATCH}), batch {batch}"
+                "AuditActor, {PRODUCERS} in-process producers (Source::Internal: log_ids minted \
+                 here), record_durable({PRODUCER_BATCH}), batch {batch}"
             ),
             Case::ActorSerial => {
                 "diagnostic: (c) with AUDIT_FLUSH_PIPELINE 1 (one batch in flight)".into()
             }
             Case::ActorNoSinks => "diagnostic: (c) with every file sink off".into(),
+            Case::ActorClientIds => "diagnostic: (c) as the ingest API's events (Source::Api: \
+                 log_ids may be a client's, so each is looked up before the insert)"
+                .into(),
             Case::StoreOnly => format!(
                 "diagnostic: Store::append_audit of {batch}-event batches, one after another"
             ),
@@ -430,15 +442,21 @@ async fn run_backend(backend: Backend) -> Report {
                     };
                     (chain.len(), measured)
                 }
-                Case::Actor | Case::ActorSerial | Case::ActorNoSinks => {
+                Case::Actor | Case::ActorSerial | Case::ActorNoSinks | Case::ActorClientIds => {
                     let n = ACTOR_EVENTS / 2;
                     let sinks = case != Case::ActorNoSinks;
+                    let source = if case == Case::ActorClientIds {
+                        Source::Api
+                    } else {
+                        Source::Internal
+                    };
                     let pipeline = if case == Case::ActorSerial {
                         1
                     } else {
                         config.audit.pipeline
                     };
-                    let measured = actor_run(&config, &store, &tenant, sinks, pipeline, n).await;
+                    let measured =
+                        actor_run(&config, &store, &tenant, sinks, pipeline, source, n).await;
                     let what = format!("{}, {} half", case.tag(), ["first", "second"][half]);
                     checks.push(pools.check_rows(&what, &tenant, n as i64).await);
                     (n, measured)
@@ -974,6 +992,7 @@ async fn actor_run(
     tenant: &str,
     sinks: bool,
     pipeline: usize,
+    source: Source,
     events: usize,
 ) -> Measured {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -1024,7 +1043,7 @@ async fn actor_run(
                     let mut latencies = Vec::with_capacity(batches.len());
                     for batch in batches {
                         let sent = Instant::now();
-                        auditor.record_durable(Source::Api, batch).await.unwrap();
+                        auditor.record_durable(source, batch).await.unwrap();
                         latencies.push(sent.elapsed());
                     }
                     latencies
