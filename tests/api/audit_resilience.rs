@@ -528,6 +528,27 @@ async fn settled(
         .unzip()
 }
 
+/// Waits until `operation`'s events are stored, then asserts that `acme`'s
+/// chain holds them once each, in `arrival` order (their `details.i`) from
+/// `seq` 1 with no gap, and verifies.
+async fn assert_stored_in_order(
+    store: &Store,
+    auditor: &overseer_actors::audit::Auditor,
+    operation: &str,
+    arrival: &[i64],
+) {
+    let (stored, seqs) = settled(store, auditor, operation, arrival.len()).await;
+    assert_eq!(stored, arrival, "once each, in arrival order");
+    assert_eq!(seqs, (1..=arrival.len() as i64).collect::<Vec<_>>());
+    let verdict = overseer::audit::verify_chain(store, Some("acme"))
+        .await
+        .unwrap();
+    assert!(
+        verdict.ok && verdict.checked == arrival.len() as u64,
+        "{verdict:?}"
+    );
+}
+
 /// Makes the database refuse any audit row whose operation is `poison`.
 async fn poison_operation(db: &TestDatabase, backend: Backend) {
     match backend {
@@ -583,18 +604,9 @@ async fn a_failed_batch_keeps_the_batch_flushed_behind_it_in_order(backend: Back
         auditor.record(Source::Internal, event);
     }
 
-    let (arrival, seqs) = settled(&store, &auditor, "in_order", 59).await;
-    assert_eq!(
-        arrival,
-        (0..60).filter(|i| *i != 5).collect::<Vec<_>>(),
-        "seq follows arrival order across the refused batch"
-    );
-    assert_eq!(seqs, (1..=59).collect::<Vec<_>>());
-    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
-        .await
-        .unwrap();
-    assert!(verdict.ok, "{verdict:?}");
-    assert_eq!(verdict.checked, 59);
+    // seq follows arrival order across the refused batch.
+    let arrival: Vec<i64> = (0..60).filter(|i| *i != 5).collect();
+    assert_stored_in_order(&store, &auditor, "in_order", &arrival).await;
     let set_aside: String = std::fs::read_dir(files.path().join("spool/rejected"))
         .unwrap()
         .map(|file| std::fs::read_to_string(file.unwrap().path()).unwrap())
@@ -636,13 +648,8 @@ async fn a_repeat_in_the_batch_behind_is_stored_once(backend: Backend) {
         }
     }
 
-    let (arrival, seqs) = settled(&store, &auditor, "repeated", 40).await;
-    assert_eq!(arrival, (0..40).collect::<Vec<_>>(), "once each, in order");
-    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
-    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
-        .await
-        .unwrap();
-    assert!(verdict.ok && verdict.checked == 40, "{verdict:?}");
+    let arrival: Vec<i64> = (0..40).collect();
+    assert_stored_in_order(&store, &auditor, "repeated", &arrival).await;
     store.close().await;
 }
 
@@ -747,12 +754,7 @@ async fn only_log_ids_that_may_be_stored_are_looked_up(backend: Backend) {
     );
     assert_eq!(supervisor.faults().remaining("audit"), 0);
 
-    let (arrival, seqs) = settled(&store, &auditor, "noted", 30).await;
-    assert_eq!(arrival, (0..30).collect::<Vec<_>>(), "once each, in order");
-    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
-    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
-        .await
-        .unwrap();
-    assert!(verdict.ok && verdict.checked == 30, "{verdict:?}");
+    let arrival: Vec<i64> = (0..30).collect();
+    assert_stored_in_order(&store, &auditor, "noted", &arrival).await;
     store.close().await;
 }
