@@ -12,7 +12,10 @@
 //! - (d) HTTP batch ingest (`POST /api/v1/audit/events`) with concurrent
 //!   clients, closed loop, then paced at 10,000 events/s;
 //! - (e) the request-audit middleware: a JSON endpoint with `AUDIT_REQUESTS`
-//!   on and off, alternating rounds.
+//!   on and off, alternating rounds: `GET /api/v1/tenants/{id}` as the super
+//!   admin (whose token is checked in memory), then `GET
+//!   /api/v1/tenant/settings` with a tenant admin's API token (looked up in
+//!   the database, as every other caller's is).
 //!
 //! (a), (b) and (c) run in two halves, in order and then in reverse, so that
 //! each meets the table at the same mean size; diagnostic rows next to them
@@ -379,6 +382,9 @@ struct Report {
     paced: Option<Latency>,
     mw_on: f64,
     mw_off: f64,
+    /// (e) with a tenant admin's API token.
+    mw_tenant_on: f64,
+    mw_tenant_off: f64,
     checks: Vec<String>,
 }
 
@@ -599,6 +605,46 @@ async fn run_backend(backend: Backend) -> Report {
             .wait_for_operation("(e)", "get_tenant", before + mw.on_total as i64)
             .await,
     );
+
+    // (e) again as a tenant's own client calls: a tenant admin's API token
+    // (looked up in the database, as every token but the super admin's is)
+    // on `GET /api/v1/tenant/settings`.
+    eprintln!("(e) GET /api/v1/tenant/settings with a tenant admin token, on vs off");
+    let tenant_token = on.create_admin_token(&tenant("e")).await;
+    let path = "/api/v1/tenant/settings";
+    let before = pools.count_operation("api_request").await;
+    let mw = {
+        let targets = [
+            (on.url(path), tenant_token.clone()),
+            (off.url(path), tenant_token),
+        ];
+        on_client_thread(move || middleware_rounds(targets)).await
+    };
+    let [on_result, off_result] = mw.results;
+    for ((requests, measured), setting) in [(on_result, "on"), (off_result, "off")] {
+        rows.push(Row::new(
+            if setting == "on" {
+                "(e) tenant on"
+            } else {
+                "(e) tenant off"
+            },
+            format!(
+                "GET /api/v1/tenant/settings, tenant admin token, AUDIT_REQUESTS={setting}, \
+                 {MW_CLIENTS} clients, {MW_ROUNDS} x {} s alternating",
+                MW_ROUND.as_secs()
+            ),
+            requests,
+            "req/s",
+            measured,
+        ));
+    }
+    let mw_tenant_on = rows[rows.len() - 2].rate();
+    let mw_tenant_off = rows[rows.len() - 1].rate();
+    checks.push(
+        pools
+            .wait_for_operation("(e) tenant", "api_request", before + mw.on_total as i64)
+            .await,
+    );
     on.stop().await;
     off.stop().await;
 
@@ -616,6 +662,8 @@ async fn run_backend(backend: Backend) -> Report {
         paced,
         mw_on,
         mw_off,
+        mw_tenant_on,
+        mw_tenant_off,
         checks,
     }
 }
@@ -1408,6 +1456,31 @@ impl RunningApp {
         .await;
     }
 
+    /// A new admin token of tenant `id` (the token itself).
+    async fn create_admin_token(&self, id: &str) -> String {
+        let (url, token) = (
+            self.url(&format!("/api/v1/tenants/{id}/admin-tokens")),
+            self.admin_token.clone(),
+        );
+        on_client_thread(move || async move {
+            let response = http_client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                reqwest::StatusCode::CREATED,
+                "create admin token"
+            );
+            let created: serde_json::Value = response.json().await.unwrap();
+            created["token"].as_str().unwrap().to_owned()
+        })
+        .await
+    }
+
     /// Graceful stop: in-flight requests finish, the pool closes.
     async fn stop(self) {
         let _ = self.stop.send(());
@@ -1697,6 +1770,14 @@ fn print_report(reports: &[Report], total: Duration) {
             thousands(r.mw_on),
             thousands(r.mw_off),
             verdict(mw >= 0.80)
+        );
+        let mw_tenant = r.mw_tenant_on / r.mw_tenant_off;
+        let _ = writeln!(
+            out,
+            "| {b} | (e) on/off, tenant admin token | {mw_tenant:.2} ({} / {} req/s) | ≥ 0.80 | {} |",
+            thousands(r.mw_tenant_on),
+            thousands(r.mw_tenant_off),
+            verdict(mw_tenant >= 0.80)
         );
         let pg = r.backend == Backend::Postgres;
         let goal = |met: bool| {
