@@ -63,7 +63,7 @@ use overseer_actors::audit::{
 use overseer_actors::supervisor::Supervisor;
 use overseer_actors::{Clock, SystemClock};
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgPool, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
@@ -568,83 +568,32 @@ async fn run_backend(backend: Backend) -> Report {
     );
     ingest.stop().await;
 
-    // (e) request-audit middleware on vs off, two instances on this database.
-    eprintln!("(e) GET /api/v1/tenants/{{id}}, AUDIT_REQUESTS on vs off");
+    // (e) request-audit middleware on vs off, two instances on this database:
+    // as the super admin (its token is compared in memory), then as a
+    // tenant's own client (a tenant admin's API token, looked up in the
+    // database as every other caller's is).
     let on = spawn_app(&db.url, files.path(), "mw-on", true).await;
     let off = spawn_app(&db.url, files.path(), "mw-off", false).await;
     on.create_tenant(&tenant("e")).await;
-    let path = format!("/api/v1/tenants/{}", tenant("e"));
-    let before = pools.count_operation("get_tenant").await;
-    let mw = {
-        let targets = [
-            (on.url(&path), on.admin_token.clone()),
-            (off.url(&path), off.admin_token.clone()),
-        ];
-        on_client_thread(move || middleware_rounds(targets)).await
+    let admin = MiddlewareCase {
+        tags: ["(e) on", "(e) off"],
+        what: "GET /api/v1/tenants/{id}",
+        path: format!("/api/v1/tenants/{}", tenant("e")),
+        tokens: [on.admin_token.clone(), off.admin_token.clone()],
+        operation: "get_tenant",
     };
-    let [on_result, off_result] = mw.results;
-    for ((requests, measured), setting) in [(on_result, "on"), (off_result, "off")] {
-        rows.push(Row::new(
-            if setting == "on" { "(e) on" } else { "(e) off" },
-            format!(
-                "GET /api/v1/tenants/{{id}}, AUDIT_REQUESTS={setting}, {MW_CLIENTS} clients, \
-                 {MW_ROUNDS} x {} s alternating",
-                MW_ROUND.as_secs()
-            ),
-            requests,
-            "req/s",
-            measured,
-        ));
-    }
-    let mw_on = rows[rows.len() - 2].rate();
-    let mw_off = rows[rows.len() - 1].rate();
-    // Every request to the auditing instance (warm-up included) must become
-    // a row; none to the other.
-    checks.push(
-        pools
-            .wait_for_operation("(e)", "get_tenant", before + mw.on_total as i64)
-            .await,
-    );
-
-    // (e) again as a tenant's own client calls: a tenant admin's API token
-    // (looked up in the database, as every token but the super admin's is)
-    // on `GET /api/v1/tenant/settings`.
-    eprintln!("(e) GET /api/v1/tenant/settings with a tenant admin token, on vs off");
+    let (mw_on, mw_off) = admin.run(&pools, &on, &off, &mut rows, &mut checks).await;
     let tenant_token = on.create_admin_token(&tenant("e")).await;
-    let path = "/api/v1/tenant/settings";
-    let before = pools.count_operation("api_request").await;
-    let mw = {
-        let targets = [
-            (on.url(path), tenant_token.clone()),
-            (off.url(path), tenant_token),
-        ];
-        on_client_thread(move || middleware_rounds(targets)).await
+    let tenant_admin = MiddlewareCase {
+        tags: ["(e) tenant on", "(e) tenant off"],
+        what: "GET /api/v1/tenant/settings, tenant admin token",
+        path: "/api/v1/tenant/settings".into(),
+        tokens: [tenant_token.clone(), tenant_token],
+        operation: "api_request",
     };
-    let [on_result, off_result] = mw.results;
-    for ((requests, measured), setting) in [(on_result, "on"), (off_result, "off")] {
-        rows.push(Row::new(
-            if setting == "on" {
-                "(e) tenant on"
-            } else {
-                "(e) tenant off"
-            },
-            format!(
-                "GET /api/v1/tenant/settings, tenant admin token, AUDIT_REQUESTS={setting}, \
-                 {MW_CLIENTS} clients, {MW_ROUNDS} x {} s alternating",
-                MW_ROUND.as_secs()
-            ),
-            requests,
-            "req/s",
-            measured,
-        ));
-    }
-    let mw_tenant_on = rows[rows.len() - 2].rate();
-    let mw_tenant_off = rows[rows.len() - 1].rate();
-    checks.push(
-        pools
-            .wait_for_operation("(e) tenant", "api_request", before + mw.on_total as i64)
-            .await,
-    );
+    let (mw_tenant_on, mw_tenant_off) = tenant_admin
+        .run(&pools, &on, &off, &mut rows, &mut checks)
+        .await;
     on.stop().await;
     off.stop().await;
 
@@ -1318,6 +1267,67 @@ async fn middleware_rounds(targets: [(String, String); 2]) -> MwRounds {
     MwRounds { results, on_total }
 }
 
+/// One (e) measurement: `path` on the auditing instance and on the other,
+/// with `tokens` (for each).
+struct MiddlewareCase {
+    tags: [&'static str; 2],
+    what: &'static str,
+    path: String,
+    tokens: [String; 2],
+    /// What the auditing instance records each request as.
+    operation: &'static str,
+}
+
+impl MiddlewareCase {
+    /// Runs the rounds; pushes the two rows and the check that every request
+    /// to the auditing instance (warm-up included) became a row. Returns the
+    /// two rates, on and off.
+    async fn run(
+        self,
+        pools: &Pools,
+        on: &RunningApp,
+        off: &RunningApp,
+        rows: &mut Vec<Row>,
+        checks: &mut Vec<String>,
+    ) -> (f64, f64) {
+        let what = self.what;
+        eprintln!("(e) {what}, AUDIT_REQUESTS on vs off");
+        let before = pools.count_operation(self.operation).await;
+        let [on_token, off_token] = self.tokens;
+        let targets = [
+            (on.url(&self.path), on_token),
+            (off.url(&self.path), off_token),
+        ];
+        let mw = on_client_thread(move || middleware_rounds(targets)).await;
+        let [on_result, off_result] = mw.results;
+        let mut rates = [0.0; 2];
+        for (i, ((requests, measured), setting)) in [(on_result, "on"), (off_result, "off")]
+            .into_iter()
+            .enumerate()
+        {
+            let row = Row::new(
+                self.tags[i],
+                format!(
+                    "{what}, AUDIT_REQUESTS={setting}, {MW_CLIENTS} clients, \
+                     {MW_ROUNDS} x {} s alternating",
+                    MW_ROUND.as_secs()
+                ),
+                requests,
+                "req/s",
+                measured,
+            );
+            rates[i] = row.rate();
+            rows.push(row);
+        }
+        checks.push(
+            pools
+                .wait_for_operation(self.tags[0], self.operation, before + mw.on_total as i64)
+                .await,
+        );
+        (rates[0], rates[1])
+    }
+}
+
 /// Each client GETs `url` in a loop for `duration`.
 async fn get_for(
     clients: &[reqwest::Client],
@@ -1434,49 +1444,34 @@ impl RunningApp {
     }
 
     async fn create_tenant(&self, id: &str) {
-        let (url, token, id) = (
-            self.url("/api/v1/tenants"),
-            self.admin_token.clone(),
-            id.to_owned(),
-        );
-        on_client_thread(move || async move {
-            let response = http_client()
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"id": id, "name": format!("Benchmark {id}")}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                response.status(),
-                reqwest::StatusCode::CREATED,
-                "create tenant"
-            );
-        })
-        .await;
+        let body = json!({"id": id, "name": format!("Benchmark {id}")});
+        self.post_as_admin("/api/v1/tenants", body, "create tenant")
+            .await;
     }
 
     /// A new admin token of tenant `id` (the token itself).
     async fn create_admin_token(&self, id: &str) -> String {
-        let (url, token) = (
-            self.url(&format!("/api/v1/tenants/{id}/admin-tokens")),
-            self.admin_token.clone(),
-        );
+        let path = format!("/api/v1/tenants/{id}/admin-tokens");
+        let created = self
+            .post_as_admin(&path, json!({}), "create admin token")
+            .await;
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs `body` to `path` as the super admin; expects 201 and returns
+    /// what was created.
+    async fn post_as_admin(&self, path: &str, body: Value, what: &str) -> Value {
+        let (url, token, what) = (self.url(path), self.admin_token.clone(), what.to_owned());
         on_client_thread(move || async move {
             let response = http_client()
                 .post(url)
                 .bearer_auth(token)
-                .json(&json!({}))
+                .json(&body)
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(
-                response.status(),
-                reqwest::StatusCode::CREATED,
-                "create admin token"
-            );
-            let created: serde_json::Value = response.json().await.unwrap();
-            created["token"].as_str().unwrap().to_owned()
+            assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{what}");
+            response.json().await.unwrap()
         })
         .await
     }
