@@ -182,9 +182,9 @@ pub struct AuditSettings {
     pub batch_size: usize,
     /// `AUDIT_FLUSH_INTERVAL_MS` (20): or when the oldest has waited this long.
     pub flush_interval: Duration,
-    /// `AUDIT_FLUSH_PIPELINE` (2): batches in flight at once; the next one's
-    /// transaction is under way while the previous one commits (1: one
-    /// batch at a time).
+    /// `AUDIT_FLUSH_PIPELINE` (2 on PostgreSQL, 1 on SQLite): batches in
+    /// flight at once; the next one's transaction is under way while the
+    /// previous one commits (1: one batch at a time).
     pub pipeline: usize,
     /// `AUDIT_QUEUE_CAPACITY` (50,000): events waiting beyond which ingestion
     /// answers 503 with `Retry-After`.
@@ -383,7 +383,7 @@ impl Config {
 
         let admin_token = admin_token(&env, environment)?;
         let supervision = supervision_config(&env)?;
-        let audit = audit_settings(&env)?;
+        let audit = audit_settings(&env, database.backend)?;
         let security = security_settings(&env)?;
         let mock_adapter = MockAdapterSettings {
             enabled: env.bool("MOCK_ADAPTER", false)?,
@@ -593,7 +593,19 @@ fn alert_config(
     })
 }
 
-fn audit_settings(env: &Env<'_>) -> Result<AuditSettings, ConfigError> {
+/// Batches in flight at once by default. PostgreSQL overlaps one batch's
+/// statements with the commit of the one before. A SQLite file has one
+/// writer, so a second batch only waits for the first: measured alternately,
+/// one at a time was as fast or faster there in 6 runs of 7
+/// (docs/benchmarks.md, runs 44–65).
+fn default_pipeline(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 2,
+        Backend::Sqlite => 1,
+    }
+}
+
+fn audit_settings(env: &Env<'_>, backend: Backend) -> Result<AuditSettings, ConfigError> {
     let batch_size = env.positive_int("AUDIT_BATCH_SIZE", 500)?;
     let queue_capacity = env.positive_int("AUDIT_QUEUE_CAPACITY", 50_000)?;
     if queue_capacity < batch_size {
@@ -605,7 +617,7 @@ fn audit_settings(env: &Env<'_>) -> Result<AuditSettings, ConfigError> {
     Ok(AuditSettings {
         batch_size,
         flush_interval: Duration::from_millis(env.positive_int("AUDIT_FLUSH_INTERVAL_MS", 20)?),
-        pipeline: env.positive_int("AUDIT_FLUSH_PIPELINE", 2)?,
+        pipeline: env.positive_int("AUDIT_FLUSH_PIPELINE", default_pipeline(backend))?,
         queue_capacity,
         max_value_chars: env.positive_int("AUDIT_MAX_VALUE_CHARS", 1_000)?,
         max_body_bytes: env.positive_int("AUDIT_MAX_BODY_BYTES", 16 * 1024 * 1024)?,
@@ -977,6 +989,17 @@ mod tests {
         assert_eq!(c.log.filter, "debug");
         assert_eq!(c.environment, Environment::Production);
         assert!(!c.admin_token.generated);
+    }
+
+    #[test]
+    fn the_flush_pipeline_defaults_by_backend_and_can_be_set() {
+        let sqlite = config(&[]).unwrap();
+        assert_eq!(sqlite.audit.pipeline, 1);
+        let pg = config(&[("DATABASE_URL", "postgres://u@localhost/o")]).unwrap();
+        assert_eq!(pg.audit.pipeline, 2);
+        let set = config(&[("AUDIT_FLUSH_PIPELINE", "3")]).unwrap();
+        assert_eq!(set.audit.pipeline, 3);
+        assert!(config(&[("AUDIT_FLUSH_PIPELINE", "0")]).is_err());
     }
 
     #[test]
