@@ -238,7 +238,7 @@ macro_rules! push_audit_filters {
         if let Some(before) = q.before {
             // `(created_at, id) < (t, id)`, spelled so that the bound on
             // `created_at` reaches the index (a row comparison does not match
-            // the `(tenant_id, created_at DESC)` indexes).
+            // the `(tenant_id, ..., created_at)` indexes, read backward).
             let t = crate::store::audit::timestamp(before.created_at);
             $qb.push(" AND created_at <= ")
                 .push_bind(t.clone())

@@ -521,6 +521,14 @@ impl Store {
         dispatch!(self.audit_logs(query))
     }
 
+    /// The plan the database chooses for [`Store::audit_logs`] with `query`
+    /// (PostgreSQL's `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN`), one line per
+    /// row: what shows that the trail's queries read an index newest first
+    /// instead of sorting what they match.
+    pub async fn audit_logs_plan(&self, query: &AuditQuery) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.audit_logs_plan(query))
+    }
+
     /// Matching audit events after the cursor `after`, oldest first.
     pub async fn activity_after(
         &self,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -291,6 +291,16 @@ impl PgStore {
         .bind(chained.iter().map(|c| c.hash.as_str()).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await
+    }
+
+    /// `Store::audit_logs_plan` on PostgreSQL: `EXPLAIN`, one line per row.
+    pub(super) async fn audit_logs_plan(
+        &self,
+        query: &super::AuditQuery,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("EXPLAIN {AUDIT_SELECT}"));
+        audit::push_audit_filters!(qb, query, TIMESTAMP_CAST);
+        qb.build_query_scalar().fetch_all(&self.pool).await
     }
 
     super::shared_queries!();

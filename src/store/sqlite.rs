@@ -235,6 +235,18 @@ impl SqliteStore {
         Ok(audit::committed(chained, ids))
     }
 
+    /// `Store::audit_logs_plan` on SQLite: `EXPLAIN QUERY PLAN`, one line
+    /// per step.
+    pub(super) async fn audit_logs_plan(
+        &self,
+        query: &super::AuditQuery,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("EXPLAIN QUERY PLAN {AUDIT_SELECT}"));
+        audit::push_audit_filters!(qb, query, TIMESTAMP_CAST);
+        let steps: Vec<(i64, i64, i64, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(steps.into_iter().map(|(_, _, _, detail)| detail).collect())
+    }
+
     super::shared_queries!();
     super::domain::domain_queries!();
     super::slack::slack_queries!();

@@ -16,6 +16,7 @@ on_both_backends!(
     a_query_past_the_timeout_is_cancelled_and_reported,
     ended_sessions_are_remembered_until_they_would_have_expired,
     a_batch_looks_up_only_the_log_ids_that_may_be_stored,
+    the_trails_queries_read_an_index_newest_first,
 );
 
 async fn migrated_store(db: &TestDatabase, vars: &[(&str, &str)]) -> Store {
@@ -302,5 +303,121 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
         .await
         .unwrap();
     assert!(verdict.ok && verdict.checked == 3, "{verdict:?}");
+    store.close().await;
+}
+
+/// The trail's indexes are ascending (rows arrive newest last, so inserts land
+/// at each index's right edge); the operator's queries, newest first, must
+/// still read them in order, backward, instead of sorting what they match.
+async fn the_trails_queries_read_an_index_newest_first(backend: Backend) {
+    use overseer::store::{AuditPosition, AuditQuery};
+    use overseer_actors::audit::AuditEvent;
+
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+    let start = Utc::now() - chrono::Duration::days(2);
+    let operations = ["get_tenant", "token_validated", "create_media_buy"];
+    for chunk in 0..40_i64 {
+        let events: Vec<AuditEvent> = (0..500_i64)
+            .map(|i| {
+                let n = chunk * 500 + i;
+                let mut event = AuditEvent::new(
+                    operations[(n % 3) as usize],
+                    start + chrono::Duration::seconds(n * 8),
+                );
+                event.tenant_id = Some(format!("t{}", n % 4));
+                event.principal_id = Some(format!("p{}", n % 7));
+                event.success = n % 5 != 0;
+                event
+            })
+            .collect();
+        store.append_audit(&events).await.unwrap();
+    }
+    if backend == Backend::Postgres {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        conn.execute("ANALYZE audit_logs").await.unwrap();
+    }
+
+    let tenant = |q: AuditQuery| AuditQuery {
+        tenant_id: Some("t1".into()),
+        limit: 50,
+        ..q
+    };
+    let queries = [
+        ("a tenant's trail", tenant(AuditQuery::default())),
+        (
+            "one operation",
+            tenant(AuditQuery {
+                operations: vec!["token_validated".into()],
+                ..AuditQuery::default()
+            }),
+        ),
+        (
+            "one principal",
+            tenant(AuditQuery {
+                principal_id: Some("p3".into()),
+                ..AuditQuery::default()
+            }),
+        ),
+        (
+            "failures",
+            tenant(AuditQuery {
+                success: Some(false),
+                ..AuditQuery::default()
+            }),
+        ),
+        (
+            "the last 24 h, past a cursor",
+            tenant(AuditQuery {
+                since: Some(Utc::now() - chrono::Duration::hours(24)),
+                before: Some(AuditPosition {
+                    created_at: Utc::now() - chrono::Duration::hours(1),
+                    id: 15_000,
+                }),
+                ..AuditQuery::default()
+            }),
+        ),
+        (
+            "every tenant (the super admin)",
+            AuditQuery {
+                limit: 50,
+                ..AuditQuery::default()
+            },
+        ),
+    ];
+    for (what, query) in queries {
+        let plan = store.audit_logs_plan(&query).await.unwrap();
+        let text = plan.join("\n");
+        match backend {
+            Backend::Postgres => {
+                assert!(
+                    plan.iter().any(
+                        |line| line.contains("Index Scan Backward using audit_logs_")
+                            || line.contains("Index Only Scan Backward using audit_logs_")
+                    ),
+                    "{what}: no index read newest first:\n{text}"
+                );
+                // An incremental sort orders only the rows of one timestamp.
+                assert!(
+                    !plan.iter().any(|line| line
+                        .trim_start()
+                        .trim_start_matches("->")
+                        .trim_start()
+                        .starts_with("Sort  (")),
+                    "{what}: sorts what it matches:\n{text}"
+                );
+            }
+            Backend::Sqlite => {
+                assert!(
+                    plan.iter().any(|line| line.contains("INDEX audit_logs_")),
+                    "{what}: no index:\n{text}"
+                );
+                assert!(
+                    !text.contains("TEMP B-TREE"),
+                    "{what}: sorts what it matches:\n{text}"
+                );
+            }
+        }
+    }
     store.close().await;
 }
