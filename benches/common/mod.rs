@@ -44,11 +44,16 @@ impl BenchDatabase {
             .await
             .unwrap();
         let _ = conn.close().await;
-        let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
-        let url = match std::env::var("BENCH_PG_SOCKET_DIR") {
-            Ok(dir) if !dir.is_empty() => format!("{server}/{name}?host={dir}"),
-            _ => format!("{server}/{name}"),
-        };
+        // The admin URL with the database swapped; its parameters
+        // (`?sslmode=...`) are kept.
+        let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        if let Ok(dir) = std::env::var("BENCH_PG_SOCKET_DIR")
+            && !dir.is_empty()
+        {
+            url.query_pairs_mut().append_pair("host", &dir);
+        }
+        let url = url.to_string();
         eprintln!("database {name}");
         Self {
             url,

@@ -86,10 +86,11 @@ impl TestDatabase {
                 conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
                     .await
                     .expect("create the test database");
-                let url = match admin.rsplit_once('/') {
-                    Some((server, _)) => format!("{server}/{name}"),
-                    None => panic!("TEST_DATABASE_URL has no database part"),
-                };
+                // The admin URL with the database swapped; its parameters
+                // (`?sslmode=...`) are kept.
+                let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                let url = url.to_string();
                 Self {
                     url,
                     _folder: None,
