@@ -492,6 +492,7 @@ fn config_for(database_url: &str, files: &Path) -> Config {
         ("LOG_DIR", log_dir.as_str()),
         ("AUDIT_SPOOL_DIR", spool_dir.as_str()),
         ("AUDIT_REQUESTS", "false"),
+        ("AUDIT_TOKEN_VALIDATIONS", "false"),
         ("SKIP_CRON", "true"),
         ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
         ("WEBHOOK_POLL_INTERVAL", "10ms"),

@@ -328,16 +328,16 @@ pub async fn authenticate(
 }
 
 /// One audit row per authentication decision, through the batcher. Names the
-/// token's id (never the token) and the route. With `AUDIT_REQUESTS=false`
-/// (no row per request) successful validations are not recorded either;
-/// refusals always are.
+/// token's id (never the token) and the route. Successful validations are
+/// recorded unless `AUDIT_TOKEN_VALIDATIONS=false`, whatever `AUDIT_REQUESTS`
+/// says (the middleware's rows are another producer); refusals always are.
 fn audit_decision(
     state: &AppState,
     req: &HttpRequest,
     ip: Option<&str>,
     outcome: &Result<Caller, (Refusal, Option<Caller>)>,
 ) {
-    if outcome.is_ok() && !state.audit_requests {
+    if outcome.is_ok() && !state.audit_token_validations {
         return;
     }
     let now = state.clock.now();

@@ -206,6 +206,9 @@ pub struct AuditSettings {
     pub security_log: bool,
     /// `AUDIT_REQUESTS` (true): the middleware records every `/api/v1` request.
     pub record_requests: bool,
+    /// `AUDIT_TOKEN_VALIDATIONS` (true): every successful token validation is
+    /// recorded (`token_validated`). Refusals are recorded regardless.
+    pub record_token_validations: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -502,6 +505,7 @@ impl Config {
             audit_max_body_bytes = self.audit.max_body_bytes,
             audit_spool_dir = %self.audit.spool_dir.display(),
             audit_requests = self.audit.record_requests,
+            audit_token_validations = self.audit.record_token_validations,
             agent_audit_enabled = self.agent_audit_enabled,
             log_retention_days = self.audit.retention_days,
             security = ?self.security,
@@ -630,6 +634,7 @@ fn audit_settings(env: &Env<'_>, backend: Backend) -> Result<AuditSettings, Conf
         structured_log: env.bool("AUDIT_STRUCTURED_LOG_FILE", true)?,
         security_log: env.bool("AUDIT_SECURITY_LOG_FILE", true)?,
         record_requests: env.bool("AUDIT_REQUESTS", true)?,
+        record_token_validations: env.bool("AUDIT_TOKEN_VALIDATIONS", true)?,
     })
 }
 

@@ -107,6 +107,7 @@ impl Application {
             actors,
             metrics,
             audit_requests: config.audit.record_requests,
+            audit_token_validations: config.audit.record_token_validations,
             environment: config.environment,
             trust_forwarded_for: config.security.trust_forwarded_for,
             ssrf: config.ssrf.clone(),

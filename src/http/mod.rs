@@ -52,6 +52,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `AUDIT_REQUESTS`: the middleware records every `/api/v1` request.
     pub audit_requests: bool,
+    /// `AUDIT_TOKEN_VALIDATIONS`: every successful token validation is
+    /// recorded.
+    pub audit_token_validations: bool,
     /// Development allows plain-http webhook URLs; production does not.
     pub environment: crate::config::Environment,
     /// `TRUST_FORWARDED_FOR`: the client address comes from the proxy headers.

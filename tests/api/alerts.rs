@@ -55,6 +55,7 @@ fn vars(receiver: &Receiver) -> Vec<(&'static str, String)> {
     vec![
         ("SKIP_CRON", "true".into()),
         ("AUDIT_REQUESTS", "false".into()),
+        ("AUDIT_TOKEN_VALIDATIONS", "false".into()),
         ("SLACK_POLL_INTERVAL", "20ms".into()),
         ("SLACK_RATE_PER_SECOND", "100".into()),
         ("SLACK_BURST", "50".into()),

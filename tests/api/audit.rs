@@ -556,18 +556,48 @@ async fn every_api_request_is_recorded_by_the_middleware(backend: Backend) {
         Some("missing or invalid bearer token")
     );
 
-    // With AUDIT_REQUESTS=false, nothing is recorded.
-    let quiet = spawn_app_with(backend, &[("AUDIT_REQUESTS", "false")]).await;
-    assert_eq!(
-        quiet
-            .get_as_admin("/api/v1/tenants")
+    // With AUDIT_REQUESTS=false the middleware records nothing, and the
+    // token validation is still recorded (another producer, issue 5's "every
+    // decision is audited"); AUDIT_TOKEN_VALIDATIONS=false silences that one.
+    let middleware_off = spawn_app_with(backend, &[("AUDIT_REQUESTS", "false")]).await;
+    let quiet = spawn_app_with(
+        backend,
+        &[
+            ("AUDIT_REQUESTS", "false"),
+            ("AUDIT_TOKEN_VALIDATIONS", "false"),
+        ],
+    )
+    .await;
+    for app in [&middleware_off, &quiet] {
+        let status = app.get_as_admin("/api/v1/tenants").await.status();
+        assert_eq!(status.as_u16(), 200);
+        let unknown = app
+            .client
+            .get(app.url("/api/v1/tenants"))
+            .bearer_auth("ovs_not_a_token")
+            .send()
             .await
-            .status()
-            .as_u16(),
-        200
+            .unwrap();
+        assert_eq!(unknown.status().as_u16(), 401);
+    }
+    let validated = wait_for_rows(&middleware_off.store, &["token_validated"], 1).await;
+    assert_eq!(
+        validated[0].event.principal_id.as_deref(),
+        Some("super_admin")
     );
+    assert_eq!(validated[0].event.details["route"], "/api/v1/tenants");
+    // A refusal is recorded whatever the settings say.
+    wait_for_rows(&quiet.store, &["token_rejected"], 1).await;
+    // Both flush within 20 ms; the rows that must not be there have had
+    // ten flush intervals to appear.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        stored(&middleware_off.store, &["list_tenants"])
+            .await
+            .is_empty()
+    );
     assert!(stored(&quiet.store, &["list_tenants"]).await.is_empty());
+    assert!(stored(&quiet.store, &["token_validated"]).await.is_empty());
 }
 
 async fn committed_events_reach_the_file_sinks(backend: Backend) {
@@ -755,7 +785,14 @@ async fn committed_events_are_published_to_subscribers(backend: Backend) {
 async fn a_tenant_admin_reads_only_its_own_tenant(backend: Backend) {
     use overseer::domain::{NewApiToken, TenantId, TokenKind};
 
-    let app = spawn_app_with(backend, &[("AUDIT_REQUESTS", "false")]).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("AUDIT_REQUESTS", "false"),
+            ("AUDIT_TOKEN_VALIDATIONS", "false"),
+        ],
+    )
+    .await;
     for tenant in ["acme", "other"] {
         create_tenant(&app, tenant).await;
         ingest_ok(

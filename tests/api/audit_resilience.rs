@@ -310,6 +310,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_loses_nothing(backend: Ba
         &[
             ("AUDIT_QUEUE_CAPACITY", "1000"),
             ("AUDIT_REQUESTS", "false"),
+            ("AUDIT_TOKEN_VALIDATIONS", "false"),
         ],
     )
     .await;
