@@ -12,7 +12,7 @@
 //! - (d) HTTP batch ingest (`POST /api/v1/audit/events`) with concurrent
 //!   clients, closed loop, then paced at 10,000 events/s;
 //! - (e) the request-audit middleware: a JSON endpoint on three instances,
-//!   alternating rounds: `AUDIT_REQUESTS` on (the defaults), off (the
+//!   in rounds of a Williams order ([`MW_ORDERS`]): `AUDIT_REQUESTS` on (the defaults), off (the
 //!   middleware off; token validations still recorded, as issue 5 asks), and
 //!   "nothing per request" (`AUDIT_TOKEN_VALIDATIONS` off too, a diagnostic:
 //!   what auditing a request costs in all). First `GET /api/v1/tenants/{id}`
@@ -98,8 +98,9 @@ const MW_WARMUP: Duration = Duration::from_millis(500);
 const MW_ROUND: Duration = Duration::from_secs(2);
 /// The order of the instances in each round (a Williams design for three:
 /// each instance is first, second and last twice, and follows each other
-/// instance equally often within a round, so what one leaves behind — the last flush,
-/// PostgreSQL's WAL and checkpoint work — is not always paid by the same).
+/// instance equally often within a round, so what one leaves behind — the
+/// last flush, PostgreSQL's WAL and checkpoint work — is not always paid by
+/// the same).
 const MW_ORDERS: [[usize; 3]; 6] = [
     [0, 1, 2],
     [1, 2, 0],
