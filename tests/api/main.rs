@@ -25,6 +25,7 @@ mod push_configs;
 mod receiver;
 mod reports;
 mod scheduler;
+mod security;
 mod slack;
 mod sse;
 mod store;

@@ -1,0 +1,6 @@
+//! The attacker's view (issue 21): each file plays one kind of attack
+//! against the real service on both backends, and asserts what a user of
+//! the trail would see: nothing hidden, nothing forged, nobody locked out,
+//! no internal host reached, no secret stored.
+
+// Each attack's module is declared below, one line each.
