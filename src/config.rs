@@ -93,8 +93,10 @@ pub struct Config {
     /// `DELIVERY_WEBHOOK_INTERVAL` (3600 s; empty = default): how often the
     /// delivery-report cycle runs (unless `SKIP_CRON`).
     pub delivery_interval: Duration,
-    /// `WEBHOOK_ALLOWED_CIDRS`, `WEBHOOK_ALLOWED_HOSTS` (comma-separated):
-    /// what buyers' webhooks may reach despite the SSRF rules (`crate::ssrf`).
+    /// The outbound guard (`crate::ssrf`) for every URL the service calls
+    /// (Slack and buyers' webhooks): `WEBHOOK_ALLOWED_CIDRS`,
+    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated) are what may be reached
+    /// despite its rules; `https` only in production.
     pub ssrf: crate::ssrf::SsrfPolicy,
     /// `WEBHOOK_MAX_ATTEMPTS` (6), `WEBHOOK_RETRY_BASE` (2 s),
     /// `WEBHOOK_DEFAULT_RETRY_AFTER` (30 s), `WEBHOOK_POLL_INTERVAL` (250 ms),
@@ -465,6 +467,7 @@ impl Config {
                             .collect()
                     })
                     .unwrap_or_default(),
+                https_only: environment == Environment::Production,
             },
         })
     }

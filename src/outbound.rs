@@ -1,9 +1,12 @@
-//! What every outgoing webhook client shares (Slack and buyers): one TLS
-//! provider for the process, no redirects, bounded time, a `User-Agent`
-//! naming Overseer, `Retry-After` read as seconds, and error reasons that
-//! never carry the URL.
+//! What every outgoing webhook client shares (Slack and buyers): the
+//! outbound guard ([`GuardedClient`]), one TLS provider for the process, no
+//! redirects, bounded time, a `User-Agent` naming Overseer, `Retry-After`
+//! read as seconds, and error reasons that never carry the URL.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::ssrf::{Refusal, SsrfPolicy};
 
 /// Makes ring the process's TLS provider (the one sqlx already uses), once.
 pub fn install_tls_provider() {
@@ -27,6 +30,67 @@ pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String>
     builder
         .build()
         .map_err(|e| format!("could not build the HTTP client: {}", e.without_url()))
+}
+
+/// A refusal by the guard, as a request error's cause (it shows in the
+/// reason a sender records: `refused by the outbound guard: ...`).
+#[derive(Debug, thiserror::Error)]
+#[error("refused by the outbound guard: {0}")]
+pub struct Refused(pub Refusal);
+
+/// Resolves names for a [`GuardedClient`]: through the guard, answering
+/// only addresses it checked. reqwest connects to exactly these (it never
+/// looks the name up again), so the address checked is the address called:
+/// a name whose record changes between the check and the connection (DNS
+/// rebinding) cannot lead inside.
+struct PinnedResolver {
+    policy: SsrfPolicy,
+}
+
+impl reqwest::dns::Resolve for PinnedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // reqwest sets the port of the URL on the answers.
+            let addrs = policy.resolve(&host, 0).await.map_err(Refused)?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The one way out for every URL the service calls on someone's behalf
+/// (Slack webhooks, buyers' webhooks): each request is checked by the
+/// guard before it leaves (scheme, address literals, metadata names) and
+/// its host name is resolved by [`PinnedResolver`]. Proxies from the
+/// environment (`HTTPS_PROXY`, ...) are ignored: a proxy would resolve the
+/// name itself, past the guard.
+#[derive(Debug, Clone)]
+pub struct GuardedClient {
+    client: reqwest::Client,
+    policy: SsrfPolicy,
+}
+
+impl GuardedClient {
+    /// A guarded client that never follows redirects and gives up after
+    /// `timeout`.
+    pub fn new(policy: SsrfPolicy, timeout: Duration) -> Result<Self, String> {
+        let client = build(client_builder(timeout).no_proxy().dns_resolver(Arc::new(
+            PinnedResolver {
+                policy: policy.clone(),
+            },
+        )))?;
+        Ok(Self { client, policy })
+    }
+
+    /// A POST to `url`, or why the guard refuses it (no request is made).
+    pub fn post(&self, url: url::Url) -> Result<reqwest::RequestBuilder, String> {
+        self.policy
+            .check_target(&url)
+            .map_err(|r| Refused(r).to_string())?;
+        Ok(self.client.post(url))
+    }
 }
 
 /// `Retry-After` in seconds (HTTP dates are not used by Slack or buyers),

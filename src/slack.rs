@@ -1,5 +1,6 @@
 //! The Slack router's ports, implemented by the service: the outbox (the
-//! store) and HTTP (reqwest, no redirects, bounded time, URL-free errors).
+//! store) and HTTP through the outbound guard (`crate::outbound::GuardedClient`:
+//! pinned resolution, no redirects, bounded time, URL-free errors).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +12,8 @@ use overseer_actors::slack::{Outcome, PendingRow, Response, SlackStore, SlackTra
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::WebhookUrl;
+use crate::outbound::GuardedClient;
+use crate::ssrf::SsrfPolicy;
 use crate::store::Store;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'static>>;
@@ -96,31 +99,39 @@ impl SlackStore for Store {
     }
 }
 
-/// Posts JSON to webhooks over HTTP(S).
+/// Posts JSON to Slack webhooks (tenants' and the service's own) through the
+/// outbound guard: a URL stored before the rules (or the allowlist)
+/// changed, or written behind the API's back, is checked again here, and a
+/// refusal is a failed attempt that sent nothing.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: GuardedClient,
 }
 
 pub use crate::outbound::install_tls_provider;
 
 impl HttpTransport {
-    /// A client that never follows redirects and gives up after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, String> {
-        let client = crate::outbound::build(crate::outbound::client_builder(timeout))?;
-        Ok(Self { client })
+    /// A guarded client that never follows redirects and gives up after
+    /// `timeout`.
+    pub fn new(policy: SsrfPolicy, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            client: GuardedClient::new(policy, timeout)?,
+        })
     }
 }
 
 impl SlackTransport for HttpTransport {
     fn post(&self, url: &SecretString, body: Vec<u8>) -> BoxFuture<Response> {
-        let request = self
-            .client
-            .post(url.expose_secret())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        let request = url::Url::parse(url.expose_secret())
+            .map_err(|_| "not a URL".to_owned())
+            .and_then(|url| self.client.post(url))
+            .map(|request| {
+                request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+            });
         Box::pin(async move {
-            let response = request.send().await.map_err(crate::outbound::reason)?;
+            let response = request?.send().await.map_err(crate::outbound::reason)?;
             let status = response.status().as_u16();
             let retry_after = crate::outbound::retry_after(response.headers());
             // Slack's error code is a short word; read little of any body.

@@ -1,4 +1,6 @@
-//! Server-side request forgery guard for buyers' webhook URLs.
+//! The outbound guard: the one check every URL the service calls passes
+//! (tenants' three Slack webhooks, the service's own Slack webhooks, buyers'
+//! push-notification configs, media buys' reporting webhooks).
 //!
 //! A URL is refused when its host is, or resolves to, an address of a class
 //! no outside receiver lives at: loopback, private (RFC 1918, IPv6 unique
@@ -7,14 +9,32 @@
 //! IPv4-compatible, NAT64 (64:ff9b::/96) and 6to4 (2002::/16) forms of those;
 //! and when its host is a cloud metadata name. Every resolved address must
 //! pass (one bad answer refuses the URL), and the sender connects to the
-//! addresses checked here, never resolving again (no DNS rebinding).
+//! addresses checked here, never resolving again (no DNS rebinding; see
+//! `crate::outbound::GuardedClient`). In production only `https` is called.
+//!
+//! It runs twice. At registration ([`SsrfPolicy::admit`]) it gives the
+//! caller a 422 naming the field. At send time it runs again on the stored
+//! URL, whatever wrote it (a URL written behind the API's back, or allowed
+//! by an allowlist since shortened, or a name that now resolves elsewhere):
+//! that check is the one that protects, the first one only tells early.
+//! So a name that does not resolve at registration is accepted: it reaches
+//! nothing, a registration must not fail because DNS is slow or a record is
+//! not published yet, and every send resolves it again through the guard.
 //!
 //! Operators may allow CIDRs or host names (`WEBHOOK_ALLOWED_CIDRS`,
-//! `WEBHOOK_ALLOWED_HOSTS`): tests use `127.0.0.1/32`.
+//! `WEBHOOK_ALLOWED_HOSTS`), for every kind of URL alike: tests use
+//! `127.0.0.1/32`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::domain::InvalidField;
+
+/// How long a registration waits for DNS before accepting the name as
+/// unresolved (it is checked again at every send).
+const REGISTRATION_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Host names of cloud metadata services (their addresses are link-local or
 /// CGNAT and refused anyway; the names are refused before any lookup).
@@ -38,14 +58,21 @@ pub enum Refusal {
     Blocked { class: &'static str },
     #[error("the host does not resolve")]
     Unresolvable,
+    #[error("{0} is not allowed (https only in production)")]
+    Scheme(String),
+    #[error("not an absolute URL")]
+    NotAUrl,
 }
 
-/// What may be reached despite the rules.
+/// What may be reached despite the rules, and over which schemes.
 #[derive(Debug, Clone, Default)]
 pub struct SsrfPolicy {
     pub allowed_cidrs: Vec<IpNet>,
     /// Lower-case host names.
     pub allowed_hosts: Vec<String>,
+    /// `ENVIRONMENT=production`: only `https` URLs are called (plain `http`
+    /// also in development).
+    pub https_only: bool,
 }
 
 impl SsrfPolicy {
@@ -79,6 +106,67 @@ impl SsrfPolicy {
         match blocked_class(ip) {
             Some(class) => Err(Refusal::Blocked { class }),
             None => Ok(()),
+        }
+    }
+
+    /// The checks that need no lookup, made on every URL before a request
+    /// goes out: the scheme, an address literal (which no resolver ever
+    /// sees), a metadata host name. Answers the host name still to resolve
+    /// (through [`Self::resolve`]), or `None` for an address literal.
+    pub fn check_target<'u>(&self, url: &'u url::Url) -> Result<Option<&'u str>, Refusal> {
+        match url.scheme() {
+            "https" => {}
+            "http" if !self.https_only => {}
+            other => return Err(Refusal::Scheme(other.to_owned())),
+        }
+        // The WHATWG parser has already turned `2130706433`, `0x7f.1` and
+        // `127.1` into 127.0.0.1: every spelling of an address is a literal.
+        match url.host() {
+            None => Err(Refusal::NoHost),
+            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)).map(|()| None),
+            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)).map(|()| None),
+            Some(url::Host::Domain(name)) => {
+                let lower = name.trim_end_matches('.').to_ascii_lowercase();
+                if lower.is_empty() {
+                    return Err(Refusal::NoHost);
+                }
+                if !self.allows_host(&lower) && METADATA_HOSTS.contains(&lower.as_str()) {
+                    return Err(Refusal::MetadataHost(lower));
+                }
+                Ok(Some(name))
+            }
+        }
+    }
+
+    /// The registration check of `url`: everything [`Self::check_target`]
+    /// checks, and the addresses its name resolves to now. A name that does
+    /// not resolve (or not within a few seconds) passes: see the module
+    /// documentation.
+    pub async fn check_url(&self, url: &url::Url) -> Result<(), Refusal> {
+        let Some(name) = self.check_target(url)? else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        match tokio::time::timeout(REGISTRATION_LOOKUP_TIMEOUT, self.resolve(name, port)).await {
+            Ok(Ok(_)) | Ok(Err(Refusal::Unresolvable)) | Err(_) => Ok(()),
+            Ok(Err(refusal)) => Err(refusal),
+        }
+    }
+
+    /// [`Self::check_url`] for a URL a caller registers as `field`: a
+    /// refusal is a 422 naming the field. The URL itself is never logged
+    /// or echoed (a Slack webhook URL is a credential).
+    pub async fn admit(&self, field: &'static str, url: &str) -> Result<(), InvalidField> {
+        let refusal = match url::Url::parse(url) {
+            Ok(parsed) => self.check_url(&parsed).await.err(),
+            Err(_) => Some(Refusal::NotAUrl),
+        };
+        match refusal {
+            None => Ok(()),
+            Some(refusal) => {
+                tracing::warn!(field, %refusal, "outbound URL refused at registration");
+                Err(InvalidField::new(field, format!("refused: {refusal}")))
+            }
         }
     }
 
@@ -276,7 +364,7 @@ mod tests {
         );
         let allowed = SsrfPolicy {
             allowed_cidrs: SsrfPolicy::parse_cidrs("127.0.0.1/32, ::1").expect("CIDRs"),
-            allowed_hosts: Vec::new(),
+            ..SsrfPolicy::default()
         };
         assert_eq!(
             allowed.resolve("127.0.0.1", 8080).await,
@@ -289,5 +377,84 @@ mod tests {
             Err(Refusal::Blocked { class: "loopback" })
         );
         assert!(SsrfPolicy::parse_cidrs("nonsense").is_err());
+    }
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).expect("a URL")
+    }
+
+    #[test]
+    fn every_spelling_of_an_inside_address_is_a_literal_and_refused() {
+        let strict = SsrfPolicy::default();
+        for u in [
+            "http://2130706433/",
+            "http://0x7f.0.0.1/",
+            "http://127.1/",
+            "http://017700000001/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::127.0.0.1]/",
+            "https://[0:0:0:0:0:ffff:a9fe:a9fe]/",
+        ] {
+            assert!(
+                matches!(strict.check_target(&url(u)), Err(Refusal::Blocked { .. })),
+                "{u}"
+            );
+        }
+        assert_eq!(
+            strict.check_target(&url("https://METADATA.google.internal./x")),
+            Err(Refusal::MetadataHost("metadata.google.internal".into()))
+        );
+        assert_eq!(
+            strict.check_target(&url("https://hooks.slack.com/services/x")),
+            Ok(Some("hooks.slack.com"))
+        );
+        assert_eq!(strict.check_target(&url("https://8.8.8.8/x")), Ok(None));
+    }
+
+    #[test]
+    fn production_calls_https_only() {
+        let production = SsrfPolicy {
+            https_only: true,
+            ..SsrfPolicy::default()
+        };
+        assert_eq!(
+            production.check_target(&url("http://8.8.8.8/x")),
+            Err(Refusal::Scheme("http".into()))
+        );
+        assert!(production.check_target(&url("https://8.8.8.8/x")).is_ok());
+        assert!(
+            SsrfPolicy::default()
+                .check_target(&url("http://8.8.8.8/x"))
+                .is_ok()
+        );
+        assert_eq!(
+            SsrfPolicy::default().check_target(&url("ftp://8.8.8.8/x")),
+            Err(Refusal::Scheme("ftp".into()))
+        );
+    }
+
+    #[actix_web::test]
+    async fn registration_refuses_what_resolves_inside_and_lets_unknown_names_through() {
+        let strict = SsrfPolicy::default();
+        let field = |r: Result<(), InvalidField>| r.expect_err("refused").field;
+        assert_eq!(
+            field(
+                strict
+                    .admit("slack_webhook_url", "https://localhost/x")
+                    .await
+            ),
+            "slack_webhook_url"
+        );
+        assert_eq!(
+            field(strict.admit("hitl_webhook_url", "https://10.1.2.3/x").await),
+            "hitl_webhook_url"
+        );
+        // `.invalid` never resolves (RFC 6761): checked again when sending.
+        assert!(strict.admit("u", "https://nowhere.invalid/x").await.is_ok());
+        let local_names = SsrfPolicy {
+            allowed_hosts: vec!["localhost".into()],
+            ..SsrfPolicy::default()
+        };
+        assert!(local_names.admit("u", "http://localhost:9/x").await.is_ok());
     }
 }

@@ -386,8 +386,8 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     );
 
-    let transport =
-        crate::slack::HttpTransport::new(config.slack.timeout).map_err(std::io::Error::other)?;
+    let transport = crate::slack::HttpTransport::new(config.ssrf.clone(), config.slack.timeout)
+        .map_err(std::io::Error::other)?;
     let sse = overseer_actors::activity::SseHub::start(
         &supervisor,
         policy.clone(),

@@ -1,13 +1,12 @@
 //! The webhook sender's ports, implemented by the service: the outbox (the
-//! store) and HTTP through the SSRF guard — names are resolved by a resolver
-//! that refuses non-public addresses, and the connection goes to the
-//! addresses it checked (no second lookup, so no DNS rebinding); address
-//! literals are checked before the request; redirects are not followed.
+//! store) and HTTP through the outbound guard (`crate::outbound::GuardedClient`):
+//! names are resolved by a resolver that refuses non-public addresses, and
+//! the connection goes to the addresses it checked (no second lookup, so no
+//! DNS rebinding); address literals and the scheme are checked before the
+//! request; redirects are not followed.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +16,7 @@ use overseer_actors::webhook::{
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::push_config::loggable_url;
+use crate::outbound::GuardedClient;
 use crate::ssrf::SsrfPolicy;
 use crate::store::Store;
 
@@ -131,23 +131,6 @@ impl WebhookStore for Store {
     }
 }
 
-/// Resolves names through the SSRF guard.
-struct GuardedResolver {
-    policy: SsrfPolicy,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs = policy.resolve(&host, 0).await?;
-            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 /// `WEBHOOK_DOCKER_LOCALHOST_REWRITE`: a buyer's `localhost` (or
 /// `127.0.0.1`) means the Docker host, `host.docker.internal`. Only when
 /// the operator turns it on; the rewritten URL still passes the SSRF guard.
@@ -158,11 +141,11 @@ pub fn docker_rewrite(url: &mut url::Url) -> bool {
     false
 }
 
-/// Posts to buyers' webhooks.
+/// Posts to buyers' webhooks (push configs and reporting webhooks) through
+/// the outbound guard.
 #[derive(Clone)]
 pub struct HttpWebhookTransport {
-    client: reqwest::Client,
-    policy: SsrfPolicy,
+    client: GuardedClient,
     docker_rewrite: bool,
 }
 
@@ -172,14 +155,8 @@ impl HttpWebhookTransport {
         timeout: Duration,
         docker_rewrite: bool,
     ) -> Result<Self, String> {
-        let client = crate::outbound::build(
-            crate::outbound::client_builder(timeout).dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            })),
-        )?;
         Ok(Self {
-            client,
-            policy,
+            client: GuardedClient::new(policy, timeout)?,
             docker_rewrite,
         })
     }
@@ -193,7 +170,6 @@ impl WebhookTransport for HttpWebhookTransport {
         body: Vec<u8>,
     ) -> BoxFuture<Answer> {
         let client = self.client.clone();
-        let policy = self.policy.clone();
         let url = url.expose_secret().to_owned();
         let rewrite = self.docker_rewrite;
         Box::pin(async move {
@@ -201,14 +177,7 @@ impl WebhookTransport for HttpWebhookTransport {
             if rewrite {
                 docker_rewrite(&mut parsed);
             }
-            // Address literals never reach the resolver: check them here.
-            if let Some(host) = parsed.host_str() {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                if let Ok(ip) = bare.parse::<IpAddr>() {
-                    policy.check_ip(ip).map_err(|r| format!("refused: {r}"))?;
-                }
-            }
-            let mut request = client.post(parsed).body(body);
+            let mut request = client.post(parsed)?.body(body);
             for (name, value) in headers {
                 request = request.header(name, value);
             }

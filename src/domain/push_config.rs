@@ -4,8 +4,10 @@
 //! The authentication token is write-only: stored, used to sign or
 //! authorise, never returned. `hmac-sha256` needs a secret of at least 32
 //! characters; `none` is refused in production; production also requires
-//! https. Whether the host may be reached at all is the SSRF guard's call
-//! (`crate::ssrf`), made by the handler after this parse.
+//! https (the URL rules are every webhook URL's, `super::settings::parse_url`).
+//! Whether the host may be reached at all is the outbound guard's call
+//! (`crate::ssrf`), made by the handler after this parse and again at every
+//! send.
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -73,24 +75,7 @@ pub struct NewPushConfig {
 
 impl CreatePushConfig {
     pub fn parse(self, environment: Environment) -> Result<NewPushConfig, InvalidField> {
-        if self.url.len() > 2_048 {
-            return Err(InvalidField::new("url", "must be at most 2048 characters"));
-        }
-        let url = url::Url::parse(&self.url)
-            .map_err(|_| InvalidField::new("url", "must be an absolute URL"))?;
-        match (url.scheme(), environment) {
-            ("https", _) | ("http", Environment::Development) => {}
-            (_, Environment::Production) => {
-                return Err(InvalidField::new("url", "must use https"));
-            }
-            _ => return Err(InvalidField::new("url", "must use http or https")),
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(InvalidField::new("url", "must name a host"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(InvalidField::new("url", "must not carry credentials"));
-        }
+        let url = super::settings::parse_url("url", &self.url, environment)?;
         let auth = AuthType::parse(&self.authentication_type).ok_or_else(|| {
             InvalidField::new("authentication_type", "must be bearer, hmac-sha256 or none")
         })?;

@@ -11,6 +11,8 @@ use crate::config::Environment;
 /// A webhook URL (Slack or a buyer's): absolute `https` (plain `http` only in
 /// development), with a host and no user info. Held as a secret: a Slack
 /// webhook URL is a credential, so it is shown only masked ([`Self::masked`]).
+/// Whether its host may be reached at all is the outbound guard's call
+/// (`crate::ssrf`), made at registration and again at every send.
 #[derive(Clone)]
 pub struct WebhookUrl(SecretString);
 
@@ -22,30 +24,7 @@ impl WebhookUrl {
         value: &str,
         environment: Environment,
     ) -> Result<Self, InvalidField> {
-        if value.len() > Self::MAX_CHARS {
-            return Err(InvalidField::new(field, "must be at most 2048 characters"));
-        }
-        let url = url::Url::parse(value)
-            .map_err(|_| InvalidField::new(field, "must be an absolute URL"))?;
-        let scheme_ok = match url.scheme() {
-            "https" => true,
-            "http" => environment == Environment::Development,
-            _ => false,
-        };
-        if !scheme_ok {
-            let allowed = match environment {
-                Environment::Development => "http or https",
-                Environment::Production => "https",
-            };
-            return Err(InvalidField::new(field, format!("must use {allowed}")));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(InvalidField::new(field, "must name a host"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(InvalidField::new(field, "must not carry credentials"));
-        }
-        Ok(Self(SecretString::from(url.to_string())))
+        parse_url(field, value, environment).map(|url| Self(SecretString::from(url.to_string())))
     }
 
     /// A URL read back from the store, trusted as written.
@@ -102,6 +81,41 @@ impl std::fmt::Debug for WebhookUrl {
     }
 }
 
+/// The rules every outbound URL's text follows, wherever it is registered
+/// (Slack settings, push configs, reporting webhooks): at most
+/// [`WebhookUrl::MAX_CHARS`], absolute, `https` (plain `http` in development
+/// only), a host, no user info.
+pub fn parse_url(
+    field: &'static str,
+    value: &str,
+    environment: Environment,
+) -> Result<url::Url, InvalidField> {
+    if value.len() > WebhookUrl::MAX_CHARS {
+        return Err(InvalidField::new(field, "must be at most 2048 characters"));
+    }
+    let url =
+        url::Url::parse(value).map_err(|_| InvalidField::new(field, "must be an absolute URL"))?;
+    let scheme_ok = match url.scheme() {
+        "https" => true,
+        "http" => environment == Environment::Development,
+        _ => false,
+    };
+    if !scheme_ok {
+        let allowed = match environment {
+            Environment::Development => "http or https",
+            Environment::Production => "https",
+        };
+        return Err(InvalidField::new(field, format!("must use {allowed}")));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(InvalidField::new(field, "must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(InvalidField::new(field, "must not carry credentials"));
+    }
+    Ok(url)
+}
+
 /// An IANA time zone name (`Europe/Paris`, `UTC`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
@@ -148,6 +162,19 @@ pub struct SettingsChange {
 }
 
 impl SettingsChange {
+    /// The webhook URLs this change sets, with their fields: each must pass
+    /// the outbound guard before the change is saved.
+    pub fn new_urls(&self) -> Vec<(&'static str, &WebhookUrl)> {
+        [
+            ("slack_webhook_url", &self.slack_webhook_url),
+            ("slack_audit_webhook_url", &self.slack_audit_webhook_url),
+            ("hitl_webhook_url", &self.hitl_webhook_url),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.as_ref().and_then(Option::as_ref).map(|url| (field, url)))
+        .collect()
+    }
+
     /// The keys this change touches, for the audit trail (never the values).
     pub fn keys(&self) -> Vec<&'static str> {
         let mut keys = Vec::new();

@@ -77,7 +77,7 @@ when its budget is above the tenant's approval threshold, `pending_activation` o
         (status = 409, description = "The Idempotency-Key was used with another body", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "A field or the Idempotency-Key is invalid", body = ErrorBody),
+        (status = 422, description = "A field or the Idempotency-Key is invalid, or the reporting webhook's host may not be reached (the outbound guard)", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
@@ -116,6 +116,12 @@ async fn create(
     }
     let input: CreateMediaBuy = from_value(body)?;
     let buy = input.parse(state.environment)?;
+    if let Some(webhook) = &buy.reporting_webhook {
+        state
+            .ssrf
+            .admit("reporting_webhook.url", webhook.url.expose())
+            .await?;
+    }
     if !buy.creative_ids.is_empty() {
         let owned = state
             .store

@@ -1,12 +1,11 @@
 //! `/api/v1/push-notification-configs`: a buyer (principal) registers where
 //! its delivery reports and status changes go. Tokens are write-only; the
-//! URL passes the SSRF guard at registration (and again when sending).
+//! URL passes the outbound guard at registration (and again when sending).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::domain::InvalidField;
 use crate::domain::push_config::{
     CreatePushConfig, MAX_PER_PRINCIPAL, PushConfig, PushConfigView, loggable_url, stored_token,
 };
@@ -67,12 +66,7 @@ async fn create(
     let (tenant, principal_id) = caller.principal()?;
     let (tenant, principal_id) = (tenant.clone(), principal_id.to_owned());
     let new = body.parse(state.environment)?;
-    let host = new.url.host_str().unwrap_or_default().to_owned();
-    let port = new.url.port_or_known_default().unwrap_or(443);
-    if let Err(refusal) = state.ssrf.resolve(&host, port).await {
-        tracing::warn!(url = %loggable_url(new.url.as_str()), %refusal, "webhook URL refused");
-        return Err(InvalidField::new("url", format!("refused: {refusal}")).into());
-    }
+    state.ssrf.admit("url", new.url.as_str()).await?;
     let now = state.clock.now();
     let config = PushConfig {
         id: generate_id("pnc"),

@@ -92,7 +92,8 @@ async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
-    /// An https URL (plain http in development only); `null` or `""` clears it.
+    /// An https URL (plain http in development only) whose host is public
+    /// (the outbound guard); `null` or `""` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     slack_webhook_url: Option<Option<String>>,
@@ -168,7 +169,7 @@ impl UpdateSettings {
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 422, description = "A field is invalid, or a webhook URL's host may not be reached (the outbound guard)", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
@@ -183,6 +184,11 @@ async fn update(
 ) -> Result<web::Json<SettingsView>, ApiError> {
     let tenant = caller.tenant_admin()?.clone();
     let change = body.parse(&state)?;
+    // Every URL the service will POST to passes the outbound guard: a 422
+    // naming the field, and nothing saved.
+    for (field, url) in change.new_urls() {
+        state.ssrf.admit(field, url.expose()).await?;
+    }
     let keys = change.keys();
     let current = state
         .store

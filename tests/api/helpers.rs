@@ -218,6 +218,11 @@ async fn spawn_app_inner(
         ("DATABASE_MAX_CONNECTIONS", "4"),
         ("LOG_DIR", log_dir.as_str()),
         ("AUDIT_SPOOL_DIR", spool_dir.as_str()),
+        // The test receivers (Slack, buyers) listen on 127.0.0.1, which the
+        // outbound guard refuses unless an operator allows it: these tests
+        // are that operator. A test of the guard itself clears it
+        // (`WEBHOOK_ALLOWED_CIDRS=""`, later pairs win).
+        ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
     ];
     all.extend_from_slice(vars);
     let config = config_from(&all);

@@ -146,7 +146,7 @@ async fn a_principal_registers_lists_and_deletes_its_configs_and_never_sees_a_to
 }
 
 async fn urls_that_lead_inside_are_refused_at_registration(backend: Backend) {
-    let app = spawn_app_with(backend, &[]).await;
+    let app = spawn_app_with(backend, &[("WEBHOOK_ALLOWED_CIDRS", "")]).await;
     let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
     for url in [
         "http://127.0.0.1:8080/hook",

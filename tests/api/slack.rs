@@ -785,6 +785,8 @@ async fn queued_notifications_survive_a_sigkill_and_urls_stay_out_of_the_logs(ba
         ("SLACK_DIGEST_THRESHOLD", "100"),
         // A send cut off by the kill holds its lease this long.
         ("SLACK_LEASE", "1s"),
+        // The receiver is on 127.0.0.1, behind the outbound guard.
+        ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32"),
     ];
     let mut service = ServiceProcess::start(workdir.path(), &vars);
     let base = service.base_url().await;
