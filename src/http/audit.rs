@@ -396,6 +396,9 @@ const CSV_HEADER: [&str; 16] = [
     "hash",
 ];
 
+/// One page of the CSV export. Every cell goes through [`spreadsheet_safe`]:
+/// this CSV is what an operator opens in a spreadsheet, and its cells carry
+/// what callers sent (`principal_name`, `error`, ...).
 fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError> {
     let internal = |e: csv::Error| ApiError::Internal(Box::new(e));
     let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 512));
@@ -404,12 +407,19 @@ fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError>
     }
     for row in rows {
         let e = &row.event;
-        out.write_record([
-            row.id.to_string().as_str(),
-            &e.log_id.to_string(),
+        let (id, log_id, seq) = (
+            row.id.to_string(),
+            e.log_id.to_string(),
+            row.seq.to_string(),
+        );
+        let created_at = overseer_actors::audit::event::format_timestamp(e.created_at);
+        let details = e.details.to_string();
+        let cells = [
+            id.as_str(),
+            &log_id,
             e.tenant_id.as_deref().unwrap_or(""),
-            &row.seq.to_string(),
-            &overseer_actors::audit::event::format_timestamp(e.created_at),
+            &seq,
+            &created_at,
             &e.operation,
             e.principal_id.as_deref().unwrap_or(""),
             e.principal_name.as_deref().unwrap_or(""),
@@ -422,14 +432,33 @@ fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError>
             } else {
                 "false"
             },
-            &e.details.to_string(),
+            &details,
             &row.prev_hash,
             &row.hash,
-        ])
-        .map_err(internal)?;
+        ]
+        .map(spreadsheet_safe);
+        out.write_record(cells.iter().map(|c| c.as_bytes()))
+            .map_err(internal)?;
     }
     out.into_inner()
         .map_err(|e| ApiError::Internal(Box::new(e.into_error())))
+}
+
+/// A cell a spreadsheet shows as text. A cell beginning with `=`, `+`, `-`,
+/// `@`, a tab (0x09) or a carriage return (0x0D) is read by Excel, LibreOffice
+/// and Google Sheets as a formula (`=HYPERLINK(...)` exfiltrates, `=cmd|...`
+/// runs commands), so it is prefixed with a single quote `'`, as OWASP's
+/// CSV Injection guidance advises; the csv writer then quotes and escapes
+/// the cell as RFC 4180 says. The cost is that a value which merely looks
+/// like a formula (`-5`, `+33 1 23 45 67 89`) also gains the `'`: the
+/// export is for people reading a spreadsheet, and the JSONL export keeps
+/// every value exactly as stored. Hand-written: six characters and a
+/// prefix do not need a crate (none of the well-kept CSV crates does it).
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
 }
 
 fn position_of(row: &CommittedEvent) -> AuditPosition {
