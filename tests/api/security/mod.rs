@@ -5,3 +5,4 @@
 
 // Each attack's module is declared below, one line each.
 mod lockout;
+mod dashboard_headers;
