@@ -12,6 +12,7 @@ use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use overseer_actors::audit::{AuditEvent, Source};
 
@@ -19,8 +20,10 @@ use crate::domain::{TenantId, TokenKind};
 use crate::error::ApiError;
 use crate::http::AppState;
 
-/// The SHA-256 digest of a token.
-#[derive(Clone, PartialEq, Eq)]
+/// The SHA-256 digest of a token. Equality is constant-time (`==` is
+/// [`TokenHash::matches`]), so no comparison of digests can leak how many
+/// leading bytes agree.
+#[derive(Clone)]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
@@ -44,15 +47,21 @@ impl TokenHash {
         Some(Self(bytes))
     }
 
-    /// Compares digests in constant time.
+    /// Compares digests in constant time (`subtle`, whose `ct_eq` is kept
+    /// free of data-dependent branches against the optimiser, which a
+    /// hand-written fold is not).
     pub fn matches(&self, other: &TokenHash) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.0.ct_eq(&other.0).into()
     }
 }
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other)
+    }
+}
+
+impl Eq for TokenHash {}
 
 impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,30 +77,34 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The client's address: the peer's, or with `TRUST_FORWARDED_FOR` the one a
-/// reverse proxy reports (`Forwarded` / `X-Forwarded-For`).
+/// The client's address: the peer's, unless the peer is one of
+/// `TRUSTED_PROXIES`; then the right-most `X-Forwarded-For` hop that is not
+/// (see [`crate::domain::TrustedProxies::client_address`]). `Forwarded` is
+/// not read, nor is anything a client writes when no proxy is trusted.
+/// `None` only where there is no connection (unit tests).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    let trust = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.trust_forwarded_for);
-    if trust && let Some(addr) = req.connection_info().realip_remote_addr() {
-        let addr = addr.trim();
-        // "1.2.3.4:5678", "[::1]:5678" or a bare address.
-        let host = match addr.parse::<std::net::SocketAddr>() {
-            Ok(sock) => sock.ip().to_string(),
-            Err(_) => addr.trim_matches(['[', ']']).to_owned(),
-        };
-        if host.parse::<std::net::IpAddr>().is_ok() {
-            return Some(host);
+    let peer = req.peer_addr()?.ip();
+    let ip = match req.app_data::<web::Data<AppState>>() {
+        Some(state) if !state.trusted_proxies.is_empty() => {
+            // A line that is not visible ASCII is kept as a garbage hop, so
+            // the walk stops there instead of skipping over it.
+            let lines: Vec<&str> = req
+                .headers()
+                .get_all(header::X_FORWARDED_FOR)
+                .map(|v| v.to_str().unwrap_or(""))
+                .collect();
+            state.trusted_proxies.client_address(peer, &lines)
         }
-    }
-    req.peer_addr().map(|addr| addr.ip().to_string())
+        _ => peer.to_canonical(),
+    };
+    Some(ip.to_string())
 }
 
 /// Who the bearer token says the caller is. Extracting it authenticates the
 /// request: 401 for a missing, unknown, revoked or expired token, or one of a
-/// deactivated tenant; 429 while the client's address is cooling down after
-/// repeated failures. Every decision is audited (`token_validated`,
+/// deactivated tenant; 429 instead of 401 while the client's address is
+/// cooling down after repeated failures. A valid token is served whatever
+/// its address has done. Every decision is audited (`token_validated`,
 /// `token_rejected`, `token_expired`, through the batcher) and fed to the
 /// security monitor. The caller is kept in the request's extensions, so a
 /// second extractor (and the audit middleware) sees it without a second
@@ -267,6 +280,21 @@ impl FromRequest for Caller {
 /// Who holds the token whose digest is `hash`: the checks, the audit row and
 /// the security monitor's bookkeeping of [`Caller`]'s extractor, for a token
 /// however it arrived (header, or the dashboard's sign-in form and session).
+///
+/// The token is checked before the address's cool-down, and only a refused
+/// token is held to it: one address is often many people (a proxy, a NAT, an
+/// office), and a cool-down that refused valid tokens would let anyone lock
+/// every operator out with a handful of made-up ones. What the cool-down
+/// still does is count (the `repeated_failed_auth` violation, and
+/// `refused` attempts while blocked) and tell a guessing client to back off
+/// (429, `Retry-After`). It cannot make guessing harder: a blocked guesser
+/// still learns a right guess by its 200. That rests on the tokens' length
+/// (256 random bits for the ones Overseer issues, at least 32 characters for
+/// `ADMIN_TOKEN` in production), not on the throttle.
+///
+/// A refusal during a cool-down is a 429 with no `token_rejected` row, as
+/// before this order was chosen: the violation row that started the block
+/// stands for what follows, so one source cannot flood the trail.
 pub async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
@@ -274,13 +302,6 @@ pub async fn authenticate(
 ) -> Result<Caller, ApiError> {
     let ip = client_ip(req);
     let security = &state.actors.security;
-    if let Some(ip) = &ip
-        && let Some(remaining) = security.blocked(ip)
-    {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: remaining.as_secs().max(1),
-        });
-    }
     let outcome = if hash.matches(&state.admin_token_hash) {
         Ok(Caller::SuperAdmin)
     } else {
@@ -304,6 +325,13 @@ pub async fn authenticate(
             }
         }
     };
+    if outcome.is_err()
+        && let Some(remaining) = ip.as_deref().and_then(|ip| security.failed_auth(ip))
+    {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: remaining.as_secs().max(1),
+        });
+    }
     audit_decision(state, req, ip.as_deref(), &outcome);
     match outcome {
         Ok(caller) => {
@@ -318,12 +346,7 @@ pub async fn authenticate(
             req.extensions_mut().insert(caller.clone());
             Ok(caller)
         }
-        Err(_) => {
-            if let Some(ip) = &ip {
-                security.failed_auth(ip);
-            }
-            Err(ApiError::Unauthorized)
-        }
+        Err(_) => Err(ApiError::Unauthorized),
     }
 }
 
@@ -431,6 +454,8 @@ mod tests {
     fn token_hashes_match_only_the_same_token() {
         assert!(TokenHash::of("secret").matches(&TokenHash::of("secret")));
         assert!(!TokenHash::of("secret").matches(&TokenHash::of("secreT")));
+        assert!(TokenHash::of("secret") == TokenHash::of("secret"));
+        assert!(TokenHash::of("secret") != TokenHash::of("secreT"));
         assert_eq!(format!("{:?}", TokenHash::of("secret")), "TokenHash(****)");
     }
 }

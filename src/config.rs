@@ -162,11 +162,11 @@ pub struct SlackSettings {
 pub struct SecuritySettings {
     /// `SECURITY_*` windows and thresholds (defaults in `SecurityConfig`).
     pub monitor: overseer_actors::security::SecurityConfig,
-    /// `TRUST_FORWARDED_FOR`: take the client address from `Forwarded` /
-    /// `X-Forwarded-For` (behind a reverse proxy you control). Off by
-    /// default: a client could otherwise pick its own address and dodge the
-    /// failed-authentication cool-down.
-    pub trust_forwarded_for: bool,
+    /// `TRUSTED_PROXIES` (comma-separated CIDRs; none by default): peers
+    /// whose `X-Forwarded-For` is read, from the right, to find the client
+    /// address (`crate::domain::TrustedProxies`). With none, the header is
+    /// ignored: a client could otherwise pick its own address.
+    pub trusted_proxies: crate::domain::TrustedProxies,
 }
 
 /// `MOCK_ADAPTER`: simulated delivery for active media buys (demos).
@@ -759,8 +759,28 @@ fn security_settings(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
             notify_cooldown: env.duration("SECURITY_NOTIFY_COOLDOWN", d.notify_cooldown)?,
             max_tracked: d.max_tracked,
         },
-        trust_forwarded_for: env.bool("TRUST_FORWARDED_FOR", false)?,
+        trusted_proxies: trusted_proxies(env)?,
     })
+}
+
+/// `TRUSTED_PROXIES`. The variable it replaces, `TRUST_FORWARDED_FOR`,
+/// trusted the left-most, client-written hop of every request; left set to
+/// `true` it would now quietly do nothing (every client seen as the proxy),
+/// so start-up stops and says what to set instead. `false` meant what no
+/// `TRUSTED_PROXIES` means, and is accepted.
+fn trusted_proxies(env: &Env<'_>) -> Result<crate::domain::TrustedProxies, ConfigError> {
+    if env.bool("TRUST_FORWARDED_FOR", false)? {
+        return Err(ConfigError::new(
+            "TRUST_FORWARDED_FOR",
+            "no longer read: list your reverse proxies' addresses in TRUSTED_PROXIES \
+             (comma-separated CIDRs, such as 10.0.0.0/8) and remove TRUST_FORWARDED_FOR",
+        ));
+    }
+    env.parse_with(
+        "TRUSTED_PROXIES",
+        crate::domain::TrustedProxies::default(),
+        crate::domain::TrustedProxies::parse,
+    )
 }
 
 fn slack_settings(env: &Env<'_>, environment: Environment) -> Result<SlackSettings, ConfigError> {
@@ -1042,12 +1062,38 @@ mod tests {
             ("ENABLE_FAULT_INJECTION", "sometimes"),
             ("DATABASE_WATCH_INTERVAL", "never"),
             ("AGENT_AUDIT_ENABLED", "sometimes"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUST_FORWARDED_FOR", "perhaps"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");
             let line = err.to_string();
             assert!(line.contains(var) && !line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_replace_trust_forwarded_for() {
+        let c = config(&[]).unwrap();
+        assert!(c.security.trusted_proxies.is_empty(), "none by default");
+        let c = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        assert!(
+            c.security
+                .trusted_proxies
+                .contains("10.1.2.3".parse().unwrap())
+        );
+        let err = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]).unwrap_err();
+        assert!(err.to_string().contains("proxy.internal"), "{err}");
+        // The old switch, still on, stops start-up and says what replaces it.
+        for on in ["true", "1", "yes"] {
+            let err = config(&[("TRUST_FORWARDED_FOR", on)]).unwrap_err();
+            assert_eq!(err.var, "TRUST_FORWARDED_FOR");
+            assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+        }
+        // Off, it meant what no TRUSTED_PROXIES means.
+        let c = config(&[("TRUST_FORWARDED_FOR", "false")]).unwrap();
+        assert!(c.security.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Application {
             audit_requests: config.audit.record_requests,
             audit_token_validations: config.audit.record_token_validations,
             environment: config.environment,
-            trust_forwarded_for: config.security.trust_forwarded_for,
+            trusted_proxies: config.security.trusted_proxies.clone(),
             ssrf: config.ssrf.clone(),
             sse: config.sse.clone(),
             sessions: http::dashboard::Sessions::new(&config),

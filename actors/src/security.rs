@@ -583,15 +583,23 @@ impl SecurityMonitor {
         Self { shared, actor }
     }
 
-    /// A failed authentication from `ip`. Callers answer 429 instead of
-    /// calling this while [`SecurityMonitor::blocked`] says so; a call anyway
-    /// is only counted.
-    pub fn failed_auth(&self, ip: &str) {
+    /// A failed authentication from `ip`, counted. `Some(remaining)` when
+    /// `ip` was already blocked: answer 429 with it as `Retry-After` (the
+    /// attempt counts as refused during the block, never towards a new one).
+    /// `None`: answer 401; this attempt may itself have started a block.
+    /// Asked only once the token is known to be bad, so a valid token is
+    /// never held to its address's block.
+    pub fn failed_auth(&self, ip: &str) -> Option<Duration> {
         let now = self.shared.clock.now();
-        let violation = self.shared.state().detector.failed_auth(ip, now);
+        let (blocked, violation) = {
+            let mut state = self.shared.state();
+            let blocked = state.detector.blocked(ip, now);
+            (blocked, state.detector.failed_auth(ip, now))
+        };
         if let Some(violation) = violation {
             self.actor.do_send(Report(violation));
         }
+        blocked
     }
 
     /// `Some(remaining)` while `ip` is blocked: answer 429 with it as
@@ -1188,14 +1196,16 @@ mod tests {
             let _metrics = metrics::set_default_local_recorder(&recorder);
             let app = Harness::start();
 
-            // As the HTTP layer does: a blocked IP is answered 429 and its
-            // attempt is not passed on.
+            // As the HTTP layer does: every refused token is passed on; the
+            // five that make the block are answered 401, the rest 429 with
+            // the time left.
+            let mut answers = Vec::new();
             for _ in 0..50 {
-                if app.monitor.blocked(IP).is_none() {
-                    app.monitor.failed_auth(IP);
-                }
+                answers.push(app.monitor.failed_auth(IP));
                 app.clock.advance(Duration::from_millis(100));
             }
+            assert!(answers[..5].iter().all(Option::is_none), "{answers:?}");
+            assert!(answers[5..].iter().all(Option::is_some), "{answers:?}");
             for _ in 0..3 {
                 app.monitor.failed_auth(OTHER_IP);
             }

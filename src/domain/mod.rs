@@ -12,12 +12,14 @@ mod settings;
 mod tenant;
 pub mod text;
 pub mod time;
+mod trusted_proxies;
 pub mod workflow;
 
 pub use api_token::{ApiToken, NewApiToken, TokenKind};
 pub use money::{Amount, Currency};
 pub use settings::{SettingsChange, TenantSettings, Timezone, WebhookUrl};
 pub use tenant::{NewTenant, Tenant, TenantId, TenantName};
+pub use trusted_proxies::TrustedProxies;
 
 /// Why an input could not become a domain value. `field` names the JSON field
 /// (or query parameter) so the API error can point at it.

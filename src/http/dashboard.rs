@@ -5,7 +5,7 @@
 //! Signing in exchanges an admin token (the super admin's, or a tenant
 //! admin's) for a session cookie: encrypted and authenticated (actix-web's
 //! private cookie jar, AES-256-GCM), `HttpOnly`, `SameSite=Strict`, `Secure`
-//! when the page is served over https. It holds the token's digest and an
+//! in production and whenever the page is served over https. It holds the token's digest and an
 //! expiry (`SESSION_TTL`) and a random session id, never the token; every
 //! request re-checks the token behind it, so revoking the token ends the
 //! session. Signing out ends it on the server too: its id is recorded
@@ -13,11 +13,19 @@
 //! from before is refused from then on. The session authenticates `GET`
 //! requests only (the activity stream, audit search, alerts): anything that
 //! changes state still needs the bearer token.
+//!
+//! Every response under these routes carries the same security headers
+//! ([`security_headers`]): a Content-Security-Policy that allows nothing but
+//! this origin (no inline script, no framing), `X-Content-Type-Options:
+//! nosniff`, `Referrer-Policy: same-origin` and `X-Frame-Options: DENY`.
+//! The two POSTs (sign-in, sign-out) refuse cross-site requests
+//! ([`refuse_cross_site`]).
 
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -37,9 +45,23 @@ const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
 const STYLE: &str = include_str!("dashboard/app.css");
 
-/// Nothing but this origin: no inline script, no third party.
+/// Nothing but this origin: no inline script, no third party, no framing.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
+     object-src 'none'";
+
+/// The headers of every dashboard response: the page, its assets, the
+/// session's JSON and redirects, the stream, and errors alike (a header
+/// missing from a 403 or a redirect is a header an attacker can frame or
+/// sniff). `X-Frame-Options` repeats `frame-ancestors` for browsers that
+/// predate it.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+}
 
 /// The key and lifetime of dashboard sessions.
 #[derive(Clone)]
@@ -104,17 +126,18 @@ impl OpenSession {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/admin").route(web::get().to(index)))
-        .service(web::resource("/admin/").route(web::get().to(index)))
+    let resource = |path| web::resource(path).wrap(security_headers());
+    cfg.service(resource("/admin").route(web::get().to(index)))
+        .service(resource("/admin/").route(web::get().to(index)))
         .service(
-            web::resource("/admin/session")
+            resource("/admin/session")
                 .route(web::get().to(whoami))
                 .route(web::post().to(sign_in)),
         )
-        .service(web::resource("/admin/session/end").route(web::post().to(sign_out)))
-        .service(web::resource("/admin/assets/{file}").route(web::get().to(asset)))
+        .service(resource("/admin/session/end").route(web::post().to(sign_out)))
+        .service(resource("/admin/assets/{file}").route(web::get().to(asset)))
         .service(
-            web::resource("/admin/activity/stream")
+            resource("/admin/activity/stream")
                 .route(web::get().to(crate::http::activity::api_stream)),
         );
 }
@@ -141,18 +164,6 @@ pub fn open_session(req: &HttpRequest, state: &AppState) -> Option<OpenSession> 
 fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .insert_header((
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .insert_header((
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .body(body)
 }
@@ -201,17 +212,58 @@ struct SignIn {
     token: String,
 }
 
-/// A form posted from another site is refused (login CSRF).
-fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+/// A POST from another site, or another origin of the same site (a sibling
+/// subdomain gets `SameSite=Strict` cookies too), is refused: signing a
+/// victim in as the attacker (login CSRF) or out. The rule is Go's
+/// `net/http.CrossOriginProtection` (hand-written: actix-web has no such
+/// middleware, and it is these few lines):
+/// - `Sec-Fetch-Site` (which a page cannot set) decides when present:
+///   `same-origin`, or `none` (the user's own navigation), passes;
+/// - otherwise `Origin`, when present, must be this service's origin;
+/// - a request with neither is not from a browser (every browser since 2020
+///   sends one of them on a POST), so no one's cookies ride on it.
+///
+/// This service's origin is the `Host` the request was sent to, over http
+/// (the listener has no TLS), except that a trusted proxy's
+/// `X-Forwarded-Host` and `X-Forwarded-Proto` say where the browser really
+/// was. Those, like `Forwarded`, are never read from anyone else (actix-web's
+/// `connection_info` would read them from any client).
+fn refuse_cross_site(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let refused = || ApiError::Forbidden("cross-site request refused".into());
+    if let Some(site) = req.headers().get("sec-fetch-site") {
+        return match site.to_str() {
+            Ok("same-origin" | "none") => Ok(()),
+            _ => Err(refused()),
+        };
+    }
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
-    let info = req.connection_info();
-    let expected = format!("{}://{}", info.scheme(), info.host());
-    if origin.to_str().ok() == Some(expected.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("cross-origin sign-in refused".into()))
+    let host = proxy_header(req, state, "x-forwarded-host")
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .ok_or_else(refused)?;
+    let expected = format!("{}://{host}", scheme(req, state));
+    match origin.to_str() {
+        Ok(origin) if origin.eq_ignore_ascii_case(&expected) => Ok(()),
+        _ => Err(refused()),
+    }
+}
+
+/// An `X-Forwarded-*` header, only from a peer in `TRUSTED_PROXIES`.
+fn proxy_header<'a>(req: &'a HttpRequest, state: &AppState, name: &str) -> Option<&'a str> {
+    let peer = req.peer_addr()?.ip();
+    let value = req.headers().get(name).and_then(|v| v.to_str().ok());
+    state.trusted_proxies.forwarded(peer, value)
+}
+
+/// The scheme the browser used: a trusted proxy's `X-Forwarded-Proto`, or
+/// this connection's.
+fn scheme(req: &HttpRequest, state: &AppState) -> String {
+    match proxy_header(req, state, "x-forwarded-proto") {
+        Some(proto) => proto.to_ascii_lowercase(),
+        None if req.app_config().secure() => "https".into(),
+        None => "http".into(),
     }
 }
 
@@ -222,7 +274,7 @@ async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignIn>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req)?;
+    refuse_cross_site(&req, &state)?;
     let token = form.token.trim();
     let redirect = |to: &str| {
         HttpResponse::SeeOther()
@@ -253,7 +305,7 @@ async fn sign_in(
     let mut jar = CookieJar::new();
     let value = serde_json::to_string(&session).map_err(|e| ApiError::Internal(Box::new(e)))?;
     jar.private_mut(&state.sessions.key)
-        .add(cookie(&req, value, state.sessions.ttl));
+        .add(cookie(&state, &req, value, state.sessions.ttl));
     let sealed = jar
         .delta()
         .next()
@@ -278,6 +330,7 @@ async fn sign_in(
 /// record it, the answer is that error and the cookie stays: the session
 /// would otherwise live on in any copy of it.
 async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req, &state)?;
     if let Some(session) = open_session(&req, &state) {
         let now = state.clock.now().timestamp();
         state
@@ -297,7 +350,7 @@ async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             );
         }
     }
-    let mut gone = cookie(&req, String::new(), Duration::ZERO);
+    let mut gone = cookie(&state, &req, String::new(), Duration::ZERO);
     gone.make_removal();
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/admin"))
@@ -305,8 +358,13 @@ async fn sign_out(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .finish())
 }
 
-fn cookie(req: &HttpRequest, value: String, ttl: Duration) -> Cookie<'static> {
-    let secure = req.connection_info().scheme() == "https";
+/// The session cookie. `Secure` in production whatever the request says (a
+/// production dashboard is served over https, and a cookie that never
+/// travels in the clear is worth a sign-in that fails on a misconfigured
+/// plain-http deployment), and elsewhere when the browser used https.
+fn cookie(state: &AppState, req: &HttpRequest, value: String, ttl: Duration) -> Cookie<'static> {
+    let secure = state.environment == crate::config::Environment::Production
+        || scheme(req, state) == "https";
     Cookie::build(COOKIE, value)
         .path("/")
         .http_only(true)

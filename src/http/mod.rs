@@ -57,8 +57,8 @@ pub struct AppState {
     pub audit_token_validations: bool,
     /// Development allows plain-http webhook URLs; production does not.
     pub environment: crate::config::Environment,
-    /// `TRUST_FORWARDED_FOR`: the client address comes from the proxy headers.
-    pub trust_forwarded_for: bool,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-*` headers are read.
+    pub trusted_proxies: crate::domain::TrustedProxies,
     /// Which hosts buyers' webhooks may reach.
     pub ssrf: crate::ssrf::SsrfPolicy,
     /// The activity stream's settings.

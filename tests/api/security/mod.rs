@@ -6,3 +6,5 @@
 // Each attack's module is declared below, one line each.
 mod csv;
 mod outbound;
+mod lockout;
+mod dashboard_headers;
