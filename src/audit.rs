@@ -3,32 +3,35 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use overseer_actors::audit::{
-    AppendError, AppendFuture, AuditEvent, AuditStore, GENESIS_HASH, Turn, chain_hash,
+    AppendError, AppendFuture, AuditEvent, AuditStore, GENESIS_HASH, Offer, Turn, chain_hash,
 };
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::store::{Store, StoreError};
 
 impl AuditStore for Store {
-    fn append(&self, events: Arc<Vec<AuditEvent>>) -> AppendFuture {
+    fn append(&self, events: Arc<Vec<AuditEvent>>, now: DateTime<Utc>) -> AppendFuture {
         let store = self.clone();
-        Box::pin(async move { store.append_audit(&events).await.map_err(append_error) })
+        Box::pin(async move {
+            let offer = Offer::answered(&events, now);
+            store
+                .append_audit_offered(&events, &offer)
+                .await
+                .map_err(append_error)
+        })
     }
 
     fn append_after(
         &self,
         events: Arc<Vec<AuditEvent>>,
-        maybe_stored: Vec<Uuid>,
+        offer: Offer,
         mut turn: Turn,
     ) -> AppendFuture {
         let store = self.clone();
         Box::pin(async move {
-            match store
-                .append_audit_after(&events, &maybe_stored, &mut turn)
-                .await
-            {
+            match store.append_audit_after(&events, &offer, &mut turn).await {
                 Ok(Some(committed)) => Ok(committed),
                 Ok(None) => Err(AppendError::behind()),
                 Err(e) => Err(append_error(e)),

@@ -38,6 +38,10 @@ pub enum ApiError {
     TooManyStreams(String),
     #[error("{0}")]
     Conflict(String),
+    /// An ingested event's `log_id` is already used by a different event
+    /// (another tenant's, or other content); `field` names it.
+    #[error("this log_id is already used by a different event; nothing of the request was stored")]
+    LogIdConflict { field: String },
     #[error("the database is unavailable, try again later")]
     DatabaseUnavailable,
     #[error("the database did not answer in time, try again later")]
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::Conflict(_) => "conflict",
+            ApiError::LogIdConflict { .. } => "log_id_conflict",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::DatabaseTimeout => "database_timeout",
             ApiError::DetailsTooLarge { .. } => "details_too_large",
@@ -127,7 +132,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } | ApiError::TooManyStreams(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::LogIdConflict { .. } => StatusCode::CONFLICT,
             ApiError::DatabaseUnavailable
             | ApiError::DatabaseTimeout
             | ApiError::AuditQueueFull
@@ -141,9 +146,9 @@ impl ResponseError for ApiError {
             tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
         }
         let field = match self {
-            ApiError::InvalidField { field, .. } | ApiError::DetailsTooLarge { field } => {
-                Some(field.as_str())
-            }
+            ApiError::InvalidField { field, .. }
+            | ApiError::DetailsTooLarge { field }
+            | ApiError::LogIdConflict { field } => Some(field.as_str()),
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());

@@ -1030,8 +1030,7 @@ mod tests {
         use super::*;
         use crate::ManualClock;
         use crate::audit::{
-            AppendError, AuditConfig, AuditStore, CommittedEvent, GENESIS_HASH, Redactor,
-            SinkConfig,
+            AuditConfig, AuditStore, CommittedEvent, GENESIS_HASH, Redactor, SinkConfig,
         };
 
         #[derive(Default)]
@@ -1043,10 +1042,10 @@ mod tests {
             fn append(
                 &self,
                 events: Arc<Vec<AuditEvent>>,
-            ) -> Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send>>
-            {
+                _now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::audit::AppendFuture {
                 let mut stored = self.events.lock().unwrap();
-                let committed = events
+                let committed: Vec<CommittedEvent> = events
                     .iter()
                     .map(|event| {
                         stored.push(event.clone());
@@ -1059,7 +1058,7 @@ mod tests {
                         }
                     })
                     .collect();
-                Box::pin(std::future::ready(Ok(committed)))
+                Box::pin(std::future::ready(Ok(committed.into())))
             }
         }
 

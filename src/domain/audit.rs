@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use overseer_actors::audit::AuditEvent;
+use overseer_actors::audit::{AuditEvent, Ingested};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -21,7 +21,9 @@ const MAX_NAME_CHARS: usize = 200;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestEvent {
-    /// The idempotency key: a retry with the same `log_id` stores nothing twice.
+    /// The idempotency key: a retry of the same event (same tenant, same
+    /// content) with the same `log_id` stores nothing twice; a different
+    /// event under a `log_id` already used is refused (409).
     #[serde(default)]
     pub log_id: Option<Uuid>,
     /// With a tenant token: absent or that token's tenant.
@@ -65,16 +67,17 @@ pub enum IngestError {
 }
 
 impl IngestEvent {
-    /// Checks the event and builds its [`AuditEvent`]. `prefix` is the event's
-    /// place in the request (`""` or `"[3]."`), for error paths; `tenant` is
-    /// the tenant the caller's token is bound to, if any (the event's own
-    /// `tenant_id` must then be absent or the same).
+    /// Checks the event and builds its [`AuditEvent`], noting whether the
+    /// client set `created_at` (which its idempotency then covers). `prefix`
+    /// is the event's place in the request (`""` or `"[3]."`), for error
+    /// paths; `tenant` is the tenant the caller's token is bound to, if any
+    /// (the event's own `tenant_id` must then be absent or the same).
     pub fn parse(
         self,
         prefix: &str,
         tenant: Option<&TenantId>,
         now: DateTime<Utc>,
-    ) -> Result<AuditEvent, IngestError> {
+    ) -> Result<Ingested, IngestError> {
         let invalid = |name: &str, message: &str| IngestError::Invalid {
             field: format!("{prefix}{name}"),
             message: message.to_owned(),
@@ -125,6 +128,7 @@ impl IngestEvent {
                 field: format!("{prefix}details"),
             });
         }
+        let created_at_given = self.created_at.is_some();
         let created_at = match self.created_at {
             Some(at) => super::time::timestamp("created_at", at)
                 .map_err(|e| invalid("created_at", &e.message))?,
@@ -143,7 +147,10 @@ impl IngestEvent {
         event.error = self.error;
         event.ip_address = self.ip_address.map(|ip| ip.to_string());
         event.security_violation = self.security_violation;
-        Ok(event)
+        Ok(Ingested {
+            event,
+            created_at_given,
+        })
     }
 }
 
@@ -161,7 +168,8 @@ mod tests {
         let e = event(serde_json::json!({"operation": "x", "success": true}))
             .parse("", Some(&acme), Utc::now())
             .unwrap();
-        assert_eq!(e.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(e.event.tenant_id.as_deref(), Some("acme"));
+        assert!(!e.created_at_given);
         let err =
             event(serde_json::json!({"operation": "x", "success": true, "tenant_id": "other"}))
                 .parse("[2].", Some(&acme), Utc::now())

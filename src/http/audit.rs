@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures_util::stream;
-use overseer_actors::audit::{AuditError, CommittedEvent, Source};
+use overseer_actors::audit::{AuditError, CommittedEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Verification, verify_chain};
@@ -65,7 +65,14 @@ enum IngestBody {
 
 /// `POST /api/v1/audit/events`: one event or an array of up to 1,000. 202 once
 /// every event is durable (committed, or fsync'd to the spool); nothing of a
-/// request with an invalid event is stored.
+/// request with an invalid event is stored. A retry of the same events with
+/// the same `log_id`s is a 202 and stores nothing twice; an event whose
+/// `log_id` is already used by a different one (another tenant's, or other
+/// content) is a 409 naming it, and nothing of the request is stored. The
+/// check is made in the transaction that would store the events, before the
+/// answer; events the spool acknowledges while the database is away are
+/// checked when replayed, and a conflict then leaves a `log_id_conflict` row
+/// (docs/security.md).
 #[utoipa::path(
     post,
     path = "/api/v1/audit/events",
@@ -76,6 +83,8 @@ enum IngestBody {
         (status = 202, description = "Every event is durable", body = Accepted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 409, description = "An event's `log_id` is already used by a different event \
+(`field` names it, e.g. `[3].log_id`); nothing of the request is stored", body = ErrorBody),
         (status = 413, description = "The body, or an event's `details`, is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`)", body = ErrorBody),
@@ -99,32 +108,35 @@ async fn ingest(
         });
     }
     let now = state.clock.now();
+    let prefix = |i: usize| {
+        if body.array {
+            format!("[{i}].")
+        } else {
+            String::new()
+        }
+    };
     let events = body
         .items
         .into_iter()
         .enumerate()
-        .map(|(i, event)| {
-            let prefix = if body.array {
-                format!("[{i}].")
-            } else {
-                String::new()
-            };
-            event.parse(&prefix, caller.tenant(), now)
-        })
+        .map(|(i, event)| event.parse(&prefix(i), caller.tenant(), now))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| match e {
             IngestError::Invalid { field, message } => ApiError::InvalidField { field, message },
             IngestError::DetailsTooLarge { field } => ApiError::DetailsTooLarge { field },
         })?;
-    let log_ids = events.iter().map(|e| e.log_id).collect();
+    let log_ids = events.iter().map(|e| e.event.log_id).collect();
     state
         .actors
         .auditor
-        .record_durable(Source::Api, events)
+        .record_ingested(events)
         .await
         .map_err(|e| match e {
             AuditError::QueueFull => ApiError::AuditQueueFull,
             AuditError::NotDurable(_) => ApiError::AuditUnavailable,
+            AuditError::LogIdConflict { index } => ApiError::LogIdConflict {
+                field: format!("{}log_id", prefix(index)),
+            },
         })?;
     Ok(HttpResponse::Accepted().json(Accepted {
         accepted: n,

@@ -7,7 +7,9 @@
 //! state change) runs in a transaction that first takes one lock for the
 //! whole trail: `pg_advisory_xact_lock` on PostgreSQL, `BEGIN IMMEDIATE` on
 //! SQLite (one writer at a time). Under it, the transaction reads each chain's
-//! head, skips events whose `log_id` is already stored (idempotency), assigns
+//! head, skips events the same as the one already stored under their
+//! `log_id` (idempotency; a different one is refused or recorded, see
+//! `overseer_actors::audit::idempotency`), assigns
 //! `seq` and hashes, inserts, and commits, releasing the lock. Two replicas on
 //! one PostgreSQL therefore extend a chain one after the other, never from the
 //! same head, and the unique `(tenant, seq)` index would refuse it if they
@@ -16,11 +18,12 @@
 //! `id` as a cursor that never skips a late commit. Batches are large, so one
 //! writer at a time costs little.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use overseer_actors::audit::event::Unplaced;
 use overseer_actors::audit::event::format_timestamp;
+use overseer_actors::audit::idempotency::{Claim, Plan};
 use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH};
 use uuid::Uuid;
 
@@ -49,13 +52,51 @@ pub(super) fn prepared(events: &[AuditEvent]) -> Vec<Prepared<'_>> {
         .collect()
 }
 
-/// Drops events whose `log_id` is stored already or came earlier in the batch.
-pub(super) fn fresh<'a>(events: Vec<Prepared<'a>>, stored: &[Uuid]) -> Vec<Prepared<'a>> {
-    let mut seen: HashSet<Uuid> = stored.iter().copied().collect();
-    events
-        .into_iter()
-        .filter(|p| seen.insert(p.event.log_id))
-        .collect()
+/// The events of a batch (`events`, prepared in batch order) that `plan`
+/// keeps, each row recording a conflict right after the event it replaces.
+pub(super) fn fresh<'a>(events: Vec<Prepared<'a>>, plan: &'a Plan) -> Vec<Prepared<'a>> {
+    let mut records = plan.records.iter().peekable();
+    let mut fresh = Vec::with_capacity(events.len() + plan.records.len());
+    for (at, prepared) in events.into_iter().enumerate() {
+        if plan.keep.get(at).copied().unwrap_or(false) {
+            fresh.push(prepared);
+        }
+        while let Some((_, record)) = records.next_if(|(after, _)| *after == at) {
+            fresh.push(Prepared {
+                event: record,
+                unplaced: Unplaced::of(record),
+            });
+        }
+    }
+    fresh
+}
+
+/// What a stored row says about its `log_id` (the lookup before a batch),
+/// as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ClaimRow {
+    pub log_id: String,
+    pub tenant_id: Option<String>,
+    pub ingest_digest: Option<String>,
+}
+
+impl TryFrom<ClaimRow> for Claim {
+    type Error = sqlx::Error;
+
+    fn try_from(row: ClaimRow) -> Result<Self, sqlx::Error> {
+        let log_id = Uuid::parse_str(&row.log_id).map_err(|e| {
+            sqlx::Error::Decode(format!("audit_logs log_id {:?}: {e}", row.log_id).into())
+        })?;
+        Ok(Claim {
+            log_id,
+            tenant_id: row.tenant_id,
+            digest: row.ingest_digest,
+        })
+    }
+}
+
+pub(super) fn into_claims(rows: Vec<ClaimRow>) -> Result<Vec<Claim>, sqlx::Error> {
+    rows.into_iter().map(Claim::try_from).collect()
 }
 
 /// The distinct chains of `events`, sorted.
@@ -180,6 +221,7 @@ impl TryFrom<AuditRow> for CommittedEvent {
                 ip_address: row.ip_address,
                 security_violation: row.security_violation,
                 created_at,
+                ingest_digest: None,
             },
         })
     }
@@ -294,14 +336,21 @@ mod tests {
 
     #[test]
     fn chains_continue_from_their_heads_and_skip_stored_events() {
+        use overseer_actors::audit::idempotency::{Offer, plan};
+
         let at = Utc::now();
         let a1 = AuditEvent::new("a1", at).with_tenant("a");
         let b1 = AuditEvent::new("b1", at).with_tenant("b");
         let a2 = AuditEvent::new("a2", at).with_tenant("a");
         let sys = AuditEvent::new("s", at);
         let batch = vec![a1.clone(), b1.clone(), a1.clone(), a2, sys];
-        let stored = vec![b1.log_id];
-        let fresh = fresh(prepared(&batch), &stored);
+        let stored = vec![Claim {
+            log_id: b1.log_id,
+            tenant_id: Some("b".into()),
+            digest: None,
+        }];
+        let plan = plan(&batch, &Offer::answered(&batch, at), &stored);
+        let fresh = fresh(prepared(&batch), &plan);
         assert_eq!(fresh.len(), 3, "b1 is stored and a1 repeats");
         assert_eq!(chains(&fresh), vec!["".to_owned(), "a".to_owned()]);
 
@@ -321,5 +370,29 @@ mod tests {
             chained[2].hash,
             overseer_actors::audit::chain_hash(GENESIS_HASH, 1, chained[2].event)
         );
+    }
+
+    #[test]
+    fn a_conflict_is_recorded_in_the_place_of_the_event_it_replaces() {
+        use overseer_actors::audit::idempotency::{CONFLICT_OPERATION, Offer, plan};
+
+        let at = Utc::now();
+        let held = AuditEvent::new("a_op", at).with_tenant("a");
+        let mut reuse = AuditEvent::new("b_op", at).with_tenant("b");
+        reuse.log_id = held.log_id;
+        let after = AuditEvent::new("b_next", at).with_tenant("b");
+        let batch = vec![reuse, after];
+        let stored = vec![Claim {
+            log_id: held.log_id,
+            tenant_id: Some("a".into()),
+            digest: None,
+        }];
+        let plan = plan(&batch, &Offer::answered(&batch, at), &stored);
+        let chained = assign(fresh(prepared(&batch), &plan), Vec::new());
+        let order: Vec<(&str, i64)> = chained
+            .iter()
+            .map(|c| (c.event.operation.as_str(), c.seq))
+            .collect();
+        assert_eq!(order, [(CONFLICT_OPERATION, 1), ("b_next", 2)]);
     }
 }

@@ -117,6 +117,18 @@ macro_rules! shared_queries {
             Ok(committed)
         }
 
+        /// Appends `events` as `offer` says, in one transaction.
+        pub(super) async fn append_audit_offered(
+            &self,
+            events: &[overseer_actors::audit::AuditEvent],
+            offer: &overseer_actors::audit::Offer,
+        ) -> Result<overseer_actors::audit::Appended, sqlx::Error> {
+            let mut tx = self.begin_write().await?;
+            let appended = self.append_offered_in(&mut tx, events, offer).await?;
+            tx.commit().await?;
+            Ok(appended)
+        }
+
         pub(super) async fn insert_api_token(
             &self,
             token: &crate::domain::NewApiToken,
@@ -204,7 +216,6 @@ use crate::domain::{
 use overseer_actors::audit::{AuditEvent, CommittedEvent};
 use overseer_actors::mock_adapter::ActiveBuy;
 use overseer_actors::notify::Notification;
-use uuid::Uuid;
 
 pub use activity::ActivityQuery;
 pub use audit::{AuditPosition, AuditQuery};
@@ -478,8 +489,10 @@ impl Store {
     }
 
     /// Appends a batch of audit events to their chains in one transaction;
-    /// events whose `log_id` is stored already are skipped. Returns what was
-    /// stored, in `id` order.
+    /// an event the same as the one stored under its `log_id` is skipped,
+    /// a different one is recorded as a `log_id_conflict` row instead (see
+    /// `overseer_actors::audit::idempotency`). Returns what was stored, in
+    /// `id` order.
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn append_audit(
         &self,
@@ -488,19 +501,32 @@ impl Store {
         dispatch!(self.append_audit(events))
     }
 
-    /// [`Self::append_audit`] for a batch that may follow another one still
-    /// in flight (see `overseer_actors::audit::AuditStore::append_after`):
-    /// `None` if it was rolled back because that one did not commit. Only
-    /// the `log_id`s of `maybe_stored` are looked up; a repeat among the
-    /// others makes the unique index refuse the batch.
+    /// [`Self::append_audit`] as `offer` says: the `log_id`s of
+    /// `offer.maybe_stored` looked up, conflicts refused or recorded per
+    /// submission, at `offer.now`.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    pub async fn append_audit_offered(
+        &self,
+        events: &[AuditEvent],
+        offer: &overseer_actors::audit::Offer,
+    ) -> Result<overseer_actors::audit::Appended, StoreError> {
+        dispatch!(self.append_audit_offered(events, offer))
+    }
+
+    /// [`Self::append_audit_offered`] for a batch that may follow another
+    /// one still in flight (see
+    /// `overseer_actors::audit::AuditStore::append_after`): `None` if it was
+    /// rolled back because that one did not commit. Only the `log_id`s of
+    /// `offer.maybe_stored` are looked up; a repeat among the others makes
+    /// the unique index refuse the batch.
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn append_audit_after(
         &self,
         events: &[AuditEvent],
-        maybe_stored: &[Uuid],
+        offer: &overseer_actors::audit::Offer,
         turn: &mut overseer_actors::audit::Turn,
-    ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
-        dispatch!(self.append_audit_after(events, maybe_stored, turn))
+    ) -> Result<Option<overseer_actors::audit::Appended>, StoreError> {
+        dispatch!(self.append_audit_after(events, offer, turn))
     }
 
     /// Up to `limit` rows of one chain (`""` = the system chain) after

@@ -4,7 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use overseer_actors::audit::{AuditEvent, CommittedEvent};
+use overseer_actors::audit::idempotency::{self, Plan};
+use overseer_actors::audit::{Appended, AuditEvent, CommittedEvent, Offer};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
@@ -29,6 +30,7 @@ struct Columns {
     ip_address: Vec<Option<String>>,
     security_violation: Vec<bool>,
     created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    ingest_digest: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -48,6 +50,7 @@ impl Columns {
             ip_address: column(|e| e.ip_address.clone()),
             security_violation: events.iter().map(|p| p.event.security_violation).collect(),
             created_at: events.iter().map(|p| p.event.created_at).collect(),
+            ingest_digest: column(|e| e.ingest_digest.clone()),
         }
     }
 }
@@ -142,25 +145,46 @@ impl PgStore {
     }
 
     /// Appends `events` inside the caller's transaction: the same-transaction path
-    /// for state changes, and the batcher's path. Takes the audit lock, which is
-    /// held until the caller commits.
+    /// for state changes. Takes the audit lock, which is held until the caller
+    /// commits. Every `log_id` is looked up; these events' ids were minted
+    /// here, so a conflict would be a bug, recorded at the wall clock's time.
     pub(super) async fn append_audit_in(
         &self,
         conn: &mut PgConnection,
         events: &[AuditEvent],
     ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        let offer = Offer::answered(events, chrono::Utc::now());
+        Ok(self
+            .append_offered_in(conn, events, &offer)
+            .await?
+            .committed)
+    }
+
+    /// Appends `events` inside the caller's transaction as `offer` says: the
+    /// spool's replay path. Takes the audit lock, which is held until the
+    /// caller commits.
+    pub(super) async fn append_offered_in(
+        &self,
+        conn: &mut PgConnection,
+        events: &[AuditEvent],
+        offer: &Offer,
+    ) -> Result<Appended, sqlx::Error> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended::default());
         }
         self.lock_audit(conn).await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
-        let (fresh, columns) = self.unstored(conn, events, &ids).await?;
+        let plan = self.plan(conn, events, offer).await?;
+        let fresh = audit::fresh(audit::prepared(events), &plan);
         if fresh.is_empty() {
-            return Ok(Vec::new());
+            return Ok(plan_only(plan));
         }
+        let columns = Columns::of(&fresh);
         let chained = self.chain(conn, fresh).await?;
         let ids = self.insert_chained(conn, &columns, &chained).await?;
-        Ok(audit::committed(chained, ids))
+        Ok(Appended {
+            committed: audit::committed(chained, ids),
+            conflicts: plan.conflicts,
+        })
     }
 
     /// Takes the trail's lock for the rest of the transaction.
@@ -175,21 +199,25 @@ impl PgStore {
 
     /// `Store::append_audit_after` on PostgreSQL. What does not depend on
     /// the chain's head happens before the lock is taken, while the batch
-    /// before may still hold it: the lookup of `maybe_stored` and the
-    /// columns. Under the lock remain the heads, the hashes and the insert;
-    /// the committed events are built after the commit. An event stored by
-    /// someone else between the lookup and the insert (a retry racing its
-    /// original), or a repeat of an event not in `maybe_stored`, makes the
-    /// unique index refuse the batch, which the AuditActor then spools and
-    /// replays with the lookup under the lock.
+    /// before may still hold it: the lookup of `maybe_stored`, the plan
+    /// (what is a retry, what conflicts) and the columns. Under the lock
+    /// remain the heads, the hashes and the insert; the committed events
+    /// are built after the commit. An event stored by someone else between
+    /// the lookup and the insert (a retry racing its original, or two
+    /// submissions racing for one `log_id`), or a repeat of an event not in
+    /// `maybe_stored`, makes the unique index refuse the batch, which the
+    /// AuditActor then spools and replays with the lookup under the lock:
+    /// the loser is then skipped (the same event) or recorded (another).
     pub(super) async fn append_audit_after(
         &self,
         events: &[AuditEvent],
-        maybe_stored: &[Uuid],
+        offer: &Offer,
         turn: &mut overseer_actors::audit::Turn,
-    ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
+    ) -> Result<Option<Appended>, sqlx::Error> {
         let mut tx = self.begin_write().await?;
-        let (fresh, columns) = self.unstored(&mut tx, events, maybe_stored).await?;
+        let plan = self.plan(&mut tx, events, offer).await?;
+        let fresh = audit::fresh(audit::prepared(events), &plan);
+        let columns = Columns::of(&fresh);
         turn.previous_locked().await;
         self.lock_audit(&mut tx).await?;
         turn.locked();
@@ -204,29 +232,34 @@ impl PgStore {
             return Ok(None);
         }
         tx.commit().await?;
-        Ok(Some(audit::committed(chained, ids)))
+        Ok(Some(Appended {
+            committed: audit::committed(chained, ids),
+            conflicts: plan.conflicts,
+        }))
     }
 
-    /// The events of `events` not repeated within it and, of those whose
-    /// `log_id` is in `lookup`, not stored yet, prepared; and their columns.
-    async fn unstored<'a>(
+    /// Looks up the `log_id`s of `offer.maybe_stored` and decides what of
+    /// `events` to insert (see `idempotency::plan`).
+    async fn plan(
         &self,
         conn: &mut PgConnection,
-        events: &'a [AuditEvent],
-        lookup: &[Uuid],
-    ) -> Result<(Vec<Prepared<'a>>, Columns), sqlx::Error> {
-        let stored: Vec<Uuid> = if lookup.is_empty() {
+        events: &[AuditEvent],
+        offer: &Offer,
+    ) -> Result<Plan, sqlx::Error> {
+        let stored = if offer.maybe_stored.is_empty() {
             Vec::new()
         } else {
-            sqlx::query_scalar("SELECT log_id FROM audit_logs WHERE log_id = ANY($1)")
-                .persistent(self.persistent)
-                .bind(lookup)
-                .fetch_all(&mut *conn)
-                .await?
+            let rows: Vec<audit::ClaimRow> = sqlx::query_as(
+                "SELECT log_id::text AS log_id, tenant_id, ingest_digest FROM audit_logs \
+                 WHERE log_id = ANY($1)",
+            )
+            .persistent(self.persistent)
+            .bind(&offer.maybe_stored)
+            .fetch_all(&mut *conn)
+            .await?;
+            audit::into_claims(rows)?
         };
-        let fresh = audit::fresh(audit::prepared(events), &stored);
-        let columns = Columns::of(&fresh);
-        Ok((fresh, columns))
+        Ok(idempotency::plan(events, offer, &stored))
     }
 
     /// Places `fresh` in its chains, after their heads (lock held).
@@ -261,16 +294,16 @@ impl PgStore {
         sqlx::query_as(
             "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, principal_name, \
                  adapter_id, success, details, error, ip_address, security_violation, created_at, \
-                 prev_hash, hash) \
+                 prev_hash, hash, ingest_digest) \
              SELECT log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
                  success, details::jsonb, error, ip_address, security_violation, created_at, \
-                 prev_hash, hash \
+                 prev_hash, hash, ingest_digest \
              FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
                  $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::bool[], \
-                 $13::timestamptz[], $14::text[], $15::text[]) \
+                 $13::timestamptz[], $14::text[], $15::text[], $16::text[]) \
                  AS t(log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
                       success, details, error, ip_address, security_violation, created_at, \
-                      prev_hash, hash) \
+                      prev_hash, hash, ingest_digest) \
              RETURNING id, log_id",
         )
         .persistent(self.persistent)
@@ -289,6 +322,7 @@ impl PgStore {
         .bind(&columns.created_at)
         .bind(chained.iter().map(|c| c.prev_hash.as_str()).collect::<Vec<_>>())
         .bind(chained.iter().map(|c| c.hash.as_str()).collect::<Vec<_>>())
+        .bind(&columns.ingest_digest)
         .fetch_all(&mut *conn)
         .await
     }
@@ -384,6 +418,14 @@ const AUDIT_SELECT: &str = concat!(
 const TIMESTAMP_CAST: &str = "::timestamptz";
 
 type Db = sqlx::Postgres;
+
+/// An append that inserted nothing: its conflicts, if any.
+fn plan_only(plan: Plan) -> Appended {
+    Appended {
+        committed: Vec::new(),
+        conflicts: plan.conflicts,
+    }
+}
 
 /// The advisory lock every audit append takes ("overseer" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x6f76_6572_7365_6572;

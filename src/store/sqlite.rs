@@ -10,7 +10,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use overseer_actors::audit::event::format_timestamp;
-use overseer_actors::audit::{AuditEvent, CommittedEvent};
+use overseer_actors::audit::idempotency::{self, Plan};
+use overseer_actors::audit::{Appended, AuditEvent, CommittedEvent, Offer};
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -46,7 +47,7 @@ const TIMESTAMP_CAST: &str = "";
 
 type Db = sqlx::Sqlite;
 
-/// Rows per INSERT statement: 15 parameters each, well under SQLite's limit
+/// Rows per INSERT statement: 16 parameters each, well under SQLite's limit
 /// of 32,766 parameters per statement.
 const INSERT_CHUNK: usize = 1_000;
 
@@ -128,64 +129,70 @@ impl SqliteStore {
     pub(super) async fn append_audit_after(
         &self,
         events: &[AuditEvent],
-        maybe_stored: &[Uuid],
+        offer: &Offer,
         turn: &mut overseer_actors::audit::Turn,
-    ) -> Result<Option<Vec<CommittedEvent>>, sqlx::Error> {
+    ) -> Result<Option<Appended>, sqlx::Error> {
         let prepared = audit::prepared(events);
         if !turn.previous_committed().await {
             return Ok(None);
         }
         let mut tx = self.begin_write().await?;
         turn.locked();
-        let committed = self
-            .append_prepared(&mut tx, prepared, maybe_stored)
+        let appended = self
+            .append_prepared(&mut tx, events, prepared, offer)
             .await?;
         tx.commit().await?;
-        Ok(Some(committed))
+        Ok(Some(appended))
     }
 
     /// Appends `events` inside the caller's write transaction (opened with
-    /// `begin_write`): the same-transaction path for state changes, and the
-    /// batcher's path.
+    /// `begin_write`): the same-transaction path for state changes. Every
+    /// `log_id` is looked up; these events' ids were minted here, so a
+    /// conflict would be a bug, recorded at the wall clock's time.
     pub(super) async fn append_audit_in(
         &self,
         conn: &mut SqliteConnection,
         events: &[AuditEvent],
     ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
-        let ids: Vec<Uuid> = events.iter().map(|e| e.log_id).collect();
-        self.append_prepared(conn, audit::prepared(events), &ids)
+        let offer = Offer::answered(events, chrono::Utc::now());
+        Ok(self
+            .append_offered_in(conn, events, &offer)
+            .await?
+            .committed)
+    }
+
+    /// Appends `events` inside the caller's write transaction as `offer`
+    /// says: the spool's replay path.
+    pub(super) async fn append_offered_in(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[AuditEvent],
+        offer: &Offer,
+    ) -> Result<Appended, sqlx::Error> {
+        self.append_prepared(conn, events, audit::prepared(events), offer)
             .await
     }
 
-    /// [`Self::append_audit_in`] for events prepared before the write lock
-    /// was taken, looking up only the `log_id`s of `lookup` (a repeat of
-    /// another makes the unique index refuse the batch).
+    /// [`Self::append_offered_in`] for events prepared before the write
+    /// lock was taken, looking up only the `log_id`s of `offer.maybe_stored`
+    /// (a repeat of another makes the unique index refuse the batch).
     async fn append_prepared(
         &self,
         conn: &mut SqliteConnection,
-        events: Vec<Prepared<'_>>,
-        lookup: &[Uuid],
-    ) -> Result<Vec<CommittedEvent>, sqlx::Error> {
+        events: &[AuditEvent],
+        prepared: Vec<Prepared<'_>>,
+        offer: &Offer,
+    ) -> Result<Appended, sqlx::Error> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended::default());
         }
-        let stored: Vec<Uuid> = if lookup.is_empty() {
-            Vec::new()
-        } else {
-            let stored: Vec<String> = sqlx::query_scalar(
-                "SELECT log_id FROM audit_logs WHERE log_id IN (SELECT value FROM json_each($1))",
-            )
-            .bind(serde_json::to_string(lookup).unwrap_or_default())
-            .fetch_all(&mut *conn)
-            .await?;
-            stored
-                .iter()
-                .map(|id| parse_log_id(id))
-                .collect::<Result<_, _>>()?
-        };
-        let fresh = audit::fresh(events, &stored);
+        let plan = self.plan(conn, events, offer).await?;
+        let fresh = audit::fresh(prepared, &plan);
         if fresh.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended {
+                committed: Vec::new(),
+                conflicts: plan.conflicts,
+            });
         }
         let chains = audit::chains(&fresh);
         let heads: Vec<ChainHead> = sqlx::query_as(
@@ -206,7 +213,7 @@ impl SqliteStore {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, \
                  principal_name, adapter_id, success, details, error, ip_address, \
-                 security_violation, created_at, prev_hash, hash) ",
+                 security_violation, created_at, prev_hash, hash, ingest_digest) ",
             );
             qb.push_values(chunk, |mut row, c| {
                 let e = c.event;
@@ -224,7 +231,8 @@ impl SqliteStore {
                     .push_bind(e.security_violation)
                     .push_bind(format_timestamp(e.created_at))
                     .push_bind(c.prev_hash.clone())
-                    .push_bind(c.hash.clone());
+                    .push_bind(c.hash.clone())
+                    .push_bind(e.ingest_digest.clone());
             });
             qb.push(" RETURNING id, log_id");
             let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -232,7 +240,33 @@ impl SqliteStore {
                 ids.push((id, parse_log_id(&log_id)?));
             }
         }
-        Ok(audit::committed(chained, ids))
+        Ok(Appended {
+            committed: audit::committed(chained, ids),
+            conflicts: plan.conflicts,
+        })
+    }
+
+    /// Looks up the `log_id`s of `offer.maybe_stored` and decides what of
+    /// `events` to insert (see `idempotency::plan`).
+    async fn plan(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[AuditEvent],
+        offer: &Offer,
+    ) -> Result<Plan, sqlx::Error> {
+        let stored = if offer.maybe_stored.is_empty() {
+            Vec::new()
+        } else {
+            let rows: Vec<audit::ClaimRow> = sqlx::query_as(
+                "SELECT log_id, tenant_id, ingest_digest FROM audit_logs \
+                 WHERE log_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(serde_json::to_string(&offer.maybe_stored).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+            audit::into_claims(rows)?
+        };
+        Ok(idempotency::plan(events, offer, &stored))
     }
 
     /// `Store::audit_logs_plan` on SQLite: `EXPLAIN QUERY PLAN`, one line

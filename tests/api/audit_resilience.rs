@@ -665,22 +665,23 @@ impl overseer_actors::audit::AuditStore for Noted {
     fn append(
         &self,
         events: std::sync::Arc<Vec<overseer_actors::audit::AuditEvent>>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> overseer_actors::audit::AppendFuture {
-        self.store.append(events)
+        self.store.append(events, now)
     }
 
     fn append_after(
         &self,
         events: std::sync::Arc<Vec<overseer_actors::audit::AuditEvent>>,
-        maybe_stored: Vec<uuid::Uuid>,
+        offer: overseer_actors::audit::Offer,
         turn: overseer_actors::audit::Turn,
     ) -> overseer_actors::audit::AppendFuture {
         let ids = events.iter().map(|e| e.log_id).collect();
         self.batches
             .lock()
             .unwrap()
-            .push((ids, maybe_stored.clone()));
-        self.store.append_after(events, maybe_stored, turn)
+            .push((ids, offer.maybe_stored.clone()));
+        self.store.append_after(events, offer, turn)
     }
 }
 

@@ -244,11 +244,16 @@ async fn ended_sessions_are_remembered_until_they_would_have_expired(backend: Ba
 /// stored event it was not told of makes the unique index refuse the whole
 /// batch, so nothing is stored twice either way.
 async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) {
-    use overseer_actors::audit::{AuditEvent, Turn};
+    use overseer_actors::audit::{AuditEvent, Offer, Turn};
 
     let db = TestDatabase::new(backend).await;
     let store = migrated_store(&db, &[]).await;
     let now = Utc::now();
+    let offer = |maybe_stored: Vec<uuid::Uuid>| Offer {
+        maybe_stored,
+        shares: Vec::new(),
+        now,
+    };
     let event = |i: i64| {
         AuditEvent::new("looked_up", now + chrono::Duration::microseconds(i))
             .with_tenant("acme")
@@ -265,12 +270,13 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
     let stored = store
         .append_audit_after(
             &[first.clone(), second.clone()],
-            &[first.log_id],
+            &offer(vec![first.log_id]),
             &mut Turn::default(),
         )
         .await
         .unwrap()
-        .expect("no batch before it");
+        .expect("no batch before it")
+        .committed;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].event.log_id, second.log_id);
     assert_eq!(stored[0].seq, 2);
@@ -278,16 +284,25 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
     // Not told of: the unique index refuses the batch, the new event with it.
     let third = event(2);
     let refused = store
-        .append_audit_after(&[third.clone(), first.clone()], &[], &mut Turn::default())
+        .append_audit_after(
+            &[third.clone(), first.clone()],
+            &offer(Vec::new()),
+            &mut Turn::default(),
+        )
         .await;
     assert!(refused.is_err(), "{refused:?}");
 
     // Nothing to look up, nothing repeated: stored.
     let stored = store
-        .append_audit_after(std::slice::from_ref(&third), &[], &mut Turn::default())
+        .append_audit_after(
+            std::slice::from_ref(&third),
+            &offer(Vec::new()),
+            &mut Turn::default(),
+        )
         .await
         .unwrap()
-        .expect("no batch before it");
+        .expect("no batch before it")
+        .committed;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].seq, 3);
 

@@ -37,6 +37,13 @@ pub struct AuditEvent {
     pub security_violation: bool,
     /// UTC, microseconds.
     pub created_at: DateTime<Utc>,
+    /// For an event a client sent (`POST /api/v1/audit/events`): its
+    /// [`content_digest`], which tells a retry of it from another event
+    /// under the same `log_id` (see [`super::idempotency`]). Stored beside
+    /// the row, outside the chain; never served (the spool keeps it, see
+    /// [`super::spool`]).
+    #[serde(skip)]
+    pub ingest_digest: Option<String>,
 }
 
 impl AuditEvent {
@@ -61,6 +68,7 @@ impl AuditEvent {
             ip_address: None,
             security_violation: false,
             created_at: truncate_to_micros(created_at),
+            ingest_digest: None,
         }
     }
 
@@ -180,6 +188,34 @@ fn record_bytes(e: &AuditEvent) -> Vec<u8> {
     serde_json::to_vec(&record).unwrap_or_default()
 }
 
+/// SHA-256 (hex) of the canonical content of an event a client sent, as
+/// it is stored: after redaction, with `details` keys sorted at every depth
+/// (so neither the client's key order nor JSONB's matters) and the address
+/// in its parsed form. `created_at` counts only when the client set it
+/// (`created_at_given`): otherwise it is the time of receipt, which a retry
+/// does not repeat. The tenant is the event's own, so the same body sent
+/// for two tenants has two digests. The `log_id` is left out: it is what
+/// the digest is compared under.
+pub fn content_digest(e: &AuditEvent, created_at_given: bool) -> String {
+    let content = (
+        "overseer.ingest.v1",
+        &e.tenant_id,
+        &e.operation,
+        &e.principal_id,
+        &e.principal_name,
+        &e.adapter_id,
+        e.success,
+        Canonical(&e.details),
+        &e.error,
+        &e.ip_address,
+        e.security_violation,
+        created_at_given.then(|| format_timestamp(e.created_at)),
+    );
+    // Serializing strings, booleans and maps into a Vec cannot fail.
+    let bytes = serde_json::to_vec(&content).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
 /// A JSON value serialized with object keys sorted, whatever order its map
 /// kept them in.
 pub struct Canonical<'a>(pub &'a serde_json::Value);
@@ -275,6 +311,33 @@ mod tests {
             String::from_utf8(canonical_bytes(7, &e)).unwrap(),
             "[7,\"00000000-0000-0000-0000-000000000000\",\"acme\",\"op\",null,null,null,\
              true,{},null,null,false,\"2026-11-24T04:05:06.000000Z\"]"
+        );
+    }
+
+    #[test]
+    fn the_content_digest_ignores_key_order_and_an_unset_created_at() {
+        let sent = event();
+        let mut again = sent.clone();
+        again.log_id = Uuid::new_v4();
+        again.details = serde_json::json!({"a": {"y": [1, "x"], "z": true}, "b": 1});
+        again.created_at += chrono::Duration::seconds(3);
+        // No `created_at` from the client: receipt time is not content.
+        assert_eq!(content_digest(&sent, false), content_digest(&again, false));
+        // Set by the client: it is.
+        assert_ne!(content_digest(&sent, true), content_digest(&again, true));
+        assert_ne!(content_digest(&sent, false), content_digest(&sent, true));
+        assert_eq!(content_digest(&sent, false).len(), 64);
+        let mut other = sent.clone();
+        other.tenant_id = Some("other".into());
+        assert_ne!(content_digest(&sent, false), content_digest(&other, false));
+        let mut other = sent.clone();
+        other.success = false;
+        assert_ne!(content_digest(&sent, false), content_digest(&other, false));
+        let mut other = sent;
+        other.details["b"] = serde_json::json!("1");
+        assert_ne!(
+            content_digest(&event(), false),
+            content_digest(&other, false)
         );
     }
 

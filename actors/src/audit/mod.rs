@@ -4,7 +4,9 @@
 //! Producers put events on a bounded queue that lives outside the actor, so a
 //! restart loses nothing; the batch being flushed stays in that shared state
 //! until its outcome is known, so a panic mid-flush loses nothing either (the
-//! next instance flushes it again, idempotently on `log_id`).
+//! next instance flushes it again, idempotently on `log_id`). Idempotency
+//! holds only for the same event: a `log_id` reused by a different one is
+//! refused or recorded, never skipped (see [`idempotency`]).
 //!
 //! The actor flushes when [`AuditConfig::batch_size`] events are waiting or
 //! every [`AuditConfig::flush_interval`], through the [`AuditStore`] port (one
@@ -25,6 +27,7 @@
 //! ([`SinkWriter`]), so the next flush never waits for the disk.
 
 pub mod event;
+pub mod idempotency;
 pub mod redact;
 pub mod sinks;
 pub mod spool;
@@ -42,7 +45,8 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-pub use event::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash};
+pub use event::{AuditEvent, CommittedEvent, GENESIS_HASH, chain_hash, content_digest};
+pub use idempotency::{Appended, Offer, Share};
 pub use redact::Redactor;
 pub use sinks::{FileSinks, SinkConfig};
 pub use spool::Spool;
@@ -51,10 +55,14 @@ use crate::Clock;
 use crate::supervisor::{ActorHandle, Child};
 
 /// The port to the database: append a batch in one transaction, assigning
-/// each event its `id`, `seq` and hashes; events whose `log_id` is already
-/// stored are skipped (idempotency). Returns the events it stored.
+/// each event its `id`, `seq` and hashes. An event the same as the one
+/// already stored under its `log_id` is skipped (idempotency); a different
+/// one is not stored either, and is refused or recorded as
+/// [`idempotency::plan`] says. Returns what it stored and the conflicts.
 pub trait AuditStore: Send + Sync + 'static {
-    fn append(&self, events: Arc<Vec<AuditEvent>>) -> AppendFuture;
+    /// Appends with every `log_id` looked up and nobody waiting for the
+    /// answer ([`Offer::answered`]): a conflict is recorded, at `now`.
+    fn append(&self, events: Arc<Vec<AuditEvent>>, now: DateTime<Utc>) -> AppendFuture;
 
     /// [`append`](Self::append) for a batch that may follow another one
     /// still in flight, as `turn` says. An implementation that overlaps the
@@ -63,22 +71,25 @@ pub trait AuditStore: Send + Sync + 'static {
     /// [`Turn::previous_committed`] says so, else roll back and return
     /// [`AppendError::behind`].
     ///
-    /// Only the events whose `log_id` is in `maybe_stored` can be in the
-    /// trail already, and need looking up: the rest were minted by this
+    /// Only the events whose `log_id` is in `offer.maybe_stored` can be in
+    /// the trail already, and need looking up: the rest were minted by this
     /// service and never offered to a database (see [`Source`]). A repeat
-    /// among those all the same (a bug) is refused by the unique index, and
-    /// the batch is then spooled and replayed with every `log_id` looked up.
+    /// among those all the same (a bug), or an event stored by another
+    /// writer since the lookup (two submissions racing for one `log_id`),
+    /// makes the unique index refuse the batch, which is then spooled and
+    /// replayed with every `log_id` looked up: the loser of the race is
+    /// recorded then, never dropped.
     ///
-    /// This default overlaps nothing and looks every `log_id` up: it waits
-    /// for the previous batch's outcome, then appends.
+    /// This default overlaps nothing, looks every `log_id` up and answers
+    /// no one (conflicts are recorded): it waits for the previous batch's
+    /// outcome, then appends.
     fn append_after(
         &self,
         events: Arc<Vec<AuditEvent>>,
-        maybe_stored: Vec<Uuid>,
+        offer: Offer,
         mut turn: Turn,
     ) -> AppendFuture {
-        let _ = maybe_stored;
-        let append = self.append(events);
+        let append = self.append(events, offer.now);
         Box::pin(async move {
             if !turn.previous_committed().await {
                 return Err(AppendError::behind());
@@ -91,7 +102,7 @@ pub trait AuditStore: Send + Sync + 'static {
 
 /// What [`AuditStore::append`] returns. Nothing happens before it is polled.
 pub type AppendFuture =
-    Pin<Box<dyn Future<Output = Result<Vec<CommittedEvent>, AppendError>> + Send + 'static>>;
+    Pin<Box<dyn Future<Output = Result<Appended, AppendError>> + Send + 'static>>;
 
 /// Where a batch stands in the flush pipeline: the batch flushed just before
 /// it may still be in flight. See [`AuditStore::append_after`].
@@ -217,6 +228,20 @@ pub enum AuditError {
     QueueFull,
     #[error("the events could not be made durable: {0}")]
     NotDurable(String),
+    /// The event at `index` of the submission has a `log_id` already used
+    /// by a different event (another tenant's, or other content): nothing
+    /// of the submission was stored.
+    #[error("event {index}'s log_id is already used by a different event")]
+    LogIdConflict { index: usize },
+}
+
+/// An event a client sent through the ingest API, as parsed.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub event: AuditEvent,
+    /// The client set `created_at`; otherwise it is the time of receipt,
+    /// which is not part of what a retry must repeat.
+    pub created_at_given: bool,
 }
 
 /// What `/health` shows of the audit path. `queue_depth` and
@@ -399,11 +424,39 @@ impl Auditor {
         source: Source,
         mut events: Vec<AuditEvent>,
     ) -> Result<(), AuditError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         for event in &mut events {
             self.prepare(event);
+        }
+        self.enqueue_durable(source, events).await
+    }
+
+    /// Records the events of one ingest request ([`Source::Api`]) as
+    /// [`record_durable`](Self::record_durable) does, each with its
+    /// [`content_digest`] (of the event as stored, after redaction), so that
+    /// a retry is told from a reuse of its `log_id`. All or nothing: if one
+    /// event's `log_id` is already used by a different event (while the
+    /// database answers; see [`idempotency`] for the spool),
+    /// [`AuditError::LogIdConflict`] names it and none is stored.
+    pub async fn record_ingested(&self, events: Vec<Ingested>) -> Result<(), AuditError> {
+        let events = events
+            .into_iter()
+            .map(|mut ingested| {
+                self.prepare(&mut ingested.event);
+                let digest = content_digest(&ingested.event, ingested.created_at_given);
+                ingested.event.ingest_digest = Some(digest);
+                ingested.event
+            })
+            .collect();
+        self.enqueue_durable(Source::Api, events).await
+    }
+
+    async fn enqueue_durable(
+        &self,
+        source: Source,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
         }
         let (tx, rx) = oneshot::channel();
         let n = events.len() as u64;
@@ -785,6 +838,8 @@ struct Formed {
     events: Arc<Vec<AuditEvent>>,
     /// The `log_id`s of `events` that may be stored already.
     maybe_stored: Vec<Uuid>,
+    /// Its submissions, in order.
+    shares: Vec<Share>,
     sources: SourceCounts,
 }
 
@@ -804,6 +859,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
     let mut queue = lock(&shared.queue);
     let mut events = Vec::new();
     let mut maybe_stored = Vec::new();
+    let mut shares = Vec::new();
     let mut parts = Vec::new();
     let mut sources = SourceCounts::default();
     while events.len() < shared.config.batch_size {
@@ -814,6 +870,10 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
         if submission.recheck {
             maybe_stored.extend(submission.events.iter().map(|e| e.log_id));
         }
+        shares.push(Share {
+            len: submission.events.len(),
+            waiting: submission.ack.is_some(),
+        });
         parts.push(Part {
             len: submission.events.len(),
             source: submission.source,
@@ -838,6 +898,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
         id,
         events,
         maybe_stored,
+        shares,
         sources,
     })
 }
@@ -866,6 +927,7 @@ async fn flush(
         id,
         events,
         maybe_stored,
+        shares,
         sources,
     } = formed;
     let Handoff {
@@ -889,9 +951,12 @@ async fn flush(
         // A task of its own, so that a transaction is never cut off halfway
         // when this instance ends: it runs to its end, and rolls back if the
         // batch before it never got an outcome.
-        let append = shared
-            .store
-            .append_after(events.clone(), maybe_stored, turn);
+        let offer = Offer {
+            maybe_stored,
+            shares,
+            now: shared.clock.now(),
+        };
+        let append = shared.store.append_after(events.clone(), offer, turn);
         tokio::spawn(append).await.unwrap_or_else(|e| {
             Err(AppendError {
                 transient: true,
@@ -908,11 +973,15 @@ async fn flush(
     child.check_fault().map_err(|e| e.to_string())?;
 
     let outcome = match stored {
-        Ok(committed) => {
+        Ok(Appended {
+            committed,
+            conflicts,
+        }) => {
             metrics::histogram!("audit_batch_size").record(n as f64);
             metrics::histogram!("audit_flush_seconds").record(started.elapsed().as_secs_f64());
             sources.count("committed");
-            finish(&shared, id, Ok(()), |status| {
+            report_conflicts(&conflicts);
+            finish(&shared, id, Ok(&conflicts), |status| {
                 status.last_flush_at = Some(shared.clock.now());
                 status.last_error = None;
             });
@@ -950,7 +1019,7 @@ async fn flush(
                 Ok(spool_events) => {
                     sources.count("spooled");
                     metrics::gauge!("audit_spool_events").set(spool_events as f64);
-                    finish(&shared, id, Ok(()), |status| {
+                    finish(&shared, id, Ok(&[]), |status| {
                         if !quiet {
                             status.last_error = Some(db_error.reason.clone());
                         }
@@ -979,15 +1048,16 @@ async fn flush(
     Ok(outcome)
 }
 
-/// Takes batch `id` out of flight and answers its durable producers. On
-/// failure, durable submissions are refused (their callers retry) and the
-/// others go back to the head of the queue, behind those of earlier failed
-/// batches. Nothing happens if the batch is no longer in flight (a restarted
-/// instance took it back).
+/// Takes batch `id` out of flight and answers its durable producers: those
+/// whose submission `conflicts` refused are told which event's `log_id`
+/// conflicts. On failure, durable submissions are refused (their callers
+/// retry) and the others go back to the head of the queue, behind those of
+/// earlier failed batches. Nothing happens if the batch is no longer in
+/// flight (a restarted instance took it back).
 fn finish(
     shared: &Shared,
     id: u64,
-    result: Result<(), AuditError>,
+    result: Result<&[idempotency::Conflict], AuditError>,
     update: impl FnOnce(&mut AuditStatus),
 ) {
     let mut queue = lock(&shared.queue);
@@ -998,10 +1068,17 @@ fn finish(
         return;
     };
     match &result {
-        Ok(()) => {
+        Ok(conflicts) => {
             queue.depth -= batch.events.len();
-            for ack in batch.parts.into_iter().filter_map(|part| part.ack) {
-                let _ = ack.send(Ok(()));
+            for (share, part) in batch.parts.into_iter().enumerate() {
+                let Some(ack) = part.ack else {
+                    continue;
+                };
+                let refused = conflicts
+                    .iter()
+                    .find(|c| c.refused && c.share == share)
+                    .map(|c| AuditError::LogIdConflict { index: c.index });
+                let _ = ack.send(refused.map_or(Ok(()), Err));
             }
         }
         Err(e) => {
@@ -1074,8 +1151,12 @@ async fn replay(shared: Arc<Shared>) -> Replay {
         let (path, events) = oldest;
         let n = events.len();
         let events = Arc::new(events);
-        let committed = match shared.store.append(events.clone()).await {
-            Ok(committed) => committed,
+        let appended = match shared
+            .store
+            .append(events.clone(), shared.clock.now())
+            .await
+        {
+            Ok(appended) => appended,
             Err(e) if e.transient => {
                 tracing::debug!(reason = %e, "audit spool replay: database still unavailable");
                 return Replay::Failed;
@@ -1085,7 +1166,8 @@ async fn replay(shared: Arc<Shared>) -> Replay {
                 one_by_one(&shared, &events).await
             }
         };
-        after_commit(&shared, committed).await;
+        report_conflicts(&appended.conflicts);
+        after_commit(&shared, appended.committed).await;
         let spool = shared.spool.clone();
         let removed = blocking(move || {
             let mut spool = lock(&spool);
@@ -1117,12 +1199,16 @@ async fn replay(shared: Arc<Shared>) -> Replay {
 
 /// Stores the events of a refused batch one at a time; the ones the database
 /// still refuses go to `rejected/` in the spool, logged as critical.
-async fn one_by_one(shared: &Arc<Shared>, events: &[AuditEvent]) -> Vec<CommittedEvent> {
-    let mut committed = Vec::new();
+async fn one_by_one(shared: &Arc<Shared>, events: &[AuditEvent]) -> Appended {
+    let mut appended = Appended::default();
     let mut rejected = Vec::new();
     for event in events {
-        match shared.store.append(Arc::new(vec![event.clone()])).await {
-            Ok(mut one) => committed.append(&mut one),
+        let one = Arc::new(vec![event.clone()]);
+        match shared.store.append(one, shared.clock.now()).await {
+            Ok(mut one) => {
+                appended.committed.append(&mut one.committed);
+                appended.conflicts.append(&mut one.conflicts);
+            }
             Err(_) => rejected.push(event.clone()),
         }
     }
@@ -1141,7 +1227,32 @@ async fn one_by_one(shared: &Arc<Shared>, events: &[AuditEvent]) -> Vec<Committe
             }
         }
     }
-    committed
+    appended
+}
+
+/// Logs and counts the `log_id` conflicts an append met. The `log_id` and
+/// tenant only: the refused content stays out of the log as out of the trail.
+fn report_conflicts(conflicts: &[idempotency::Conflict]) {
+    for conflict in conflicts {
+        let tenant_id = conflict.tenant_id.as_deref().unwrap_or("");
+        if conflict.refused {
+            metrics::counter!("audit_log_id_conflicts_total", "answer" => "refused").increment(1);
+            tracing::warn!(
+                log_id = %conflict.log_id,
+                tenant_id,
+                "ingest refused: a log_id already used by a different event"
+            );
+        } else {
+            metrics::counter!("audit_log_id_conflicts_total", "answer" => "recorded").increment(1);
+            tracing::error!(
+                security_violation = true,
+                log_id = %conflict.log_id,
+                tenant_id,
+                "an acknowledged event reused a log_id held by a different event: \
+                 not stored, recorded as log_id_conflict"
+            );
+        }
+    }
 }
 
 /// File sinks and subscribers, for events the database holds.

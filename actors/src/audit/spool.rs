@@ -7,12 +7,46 @@
 //! replayed oldest first and removed once their events are committed; replay
 //! is idempotent on `log_id`, so a crash between commit and removal stores
 //! nothing twice.
+//!
+//! A line is the event's JSON plus, for an event a client sent, its
+//! `ingest_digest`, which the replay needs to tell a retry from a reuse of
+//! the `log_id` (and which the event's own JSON, as served, leaves out).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::AuditEvent;
+
+/// One line of a spool file, as written.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_digest: Option<&'a str>,
+}
+
+/// One line of a spool file, as read (files written before the digest
+/// existed have none).
+#[derive(Deserialize)]
+struct ReadLine {
+    #[serde(flatten)]
+    event: AuditEvent,
+    #[serde(default)]
+    ingest_digest: Option<String>,
+}
+
+fn write_line(out: &mut impl Write, event: &AuditEvent) -> io::Result<()> {
+    let line = Line {
+        event,
+        ingest_digest: event.ingest_digest.as_deref(),
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
 
 const EXTENSION: &str = "jsonl";
 
@@ -73,8 +107,7 @@ impl Spool {
         let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         let mut out = BufWriter::new(file);
         for event in events {
-            serde_json::to_writer(&mut out, event)?;
-            out.write_all(b"\n")?;
+            write_line(&mut out, event)?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         fs::rename(&tmp, &done)?;
@@ -118,8 +151,7 @@ impl Spool {
         self.next += 1;
         let mut out = BufWriter::new(File::create(&path)?);
         for event in events {
-            serde_json::to_writer(&mut out, event)?;
-            out.write_all(b"\n")?;
+            write_line(&mut out, event)?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         sync_dir(&dir)?;
@@ -151,7 +183,12 @@ fn read_events(path: &Path) -> io::Result<Vec<AuditEvent>> {
         if line.trim().is_empty() {
             continue;
         }
-        events.push(serde_json::from_str(&line).map_err(io::Error::other)?);
+        let ReadLine {
+            mut event,
+            ingest_digest,
+        } = serde_json::from_str(&line).map_err(io::Error::other)?;
+        event.ingest_digest = ingest_digest;
+        events.push(event);
     }
     Ok(events)
 }
@@ -168,7 +205,14 @@ mod tests {
 
     fn events(n: usize) -> Vec<AuditEvent> {
         (0..n)
-            .map(|i| AuditEvent::new(format!("op_{i}"), Utc::now()))
+            .map(|i| {
+                let mut event = AuditEvent::new(format!("op_{i}"), Utc::now());
+                // A client's event keeps its digest through the spool.
+                if i % 2 == 0 {
+                    event.ingest_digest = Some(format!("digest-{i}"));
+                }
+                event
+            })
             .collect()
     }
 

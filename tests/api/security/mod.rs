@@ -8,3 +8,4 @@ mod csv;
 mod outbound;
 mod lockout;
 mod dashboard_headers;
+mod log_id;
