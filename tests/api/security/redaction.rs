@@ -3,7 +3,8 @@
 //! names in every spelling (camelCase, kebab, UPPER), at random depths, in
 //! arrays within objects; secret-shaped text inside `error`, inside the name
 //! fields and inside sentences anywhere in `details`, a Slack hook among
-//! them. None of the secret material may come out of any sink: the database
+//! them; and principals named with a secret, whose rows are committed with
+//! the state change. None of the secret material may come out of any sink: the database
 //! rows (read through the store and through the export), the four files
 //! under logs/, the live activity stream, what Slack receives, and the
 //! service's own output.
@@ -364,6 +365,13 @@ async fn secrets_in_random_places_reach_no_sink(backend: Backend) {
 
     // The attack: 200 events with secrets in random places.
     let mut secrets = Secrets::new(seed);
+    // And state changes, whose audit rows are committed with the change
+    // rather than through the batcher: principals named with a secret.
+    for _ in 0..3 {
+        let name = secrets.sentence(true);
+        api.post("/api/v1/principals", &admin, json!({ "name": name }))
+            .await;
+    }
     let mut events = vec![secrets.the_reported_event()];
     events.extend((1..EVENTS).map(|_| secrets.event()));
     let mut log_ids: HashSet<String> = HashSet::new();
@@ -424,6 +432,13 @@ async fn secrets_in_random_places_reach_no_sink(backend: Backend) {
         .filter(|row| log_ids.iter().any(|id| row.contains(id.as_str())))
         .count();
     assert_eq!(stored, EVENTS, "seed {seed}: rows stored");
+    assert_eq!(
+        rows.iter()
+            .filter(|row| row.contains("create_principal"))
+            .count(),
+        3,
+        "seed {seed}: the principals' rows"
+    );
     let rows = rows.join("\n");
     assert!(
         rows.contains("[REDACTED]"),
