@@ -33,7 +33,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::audit::{AuditCommitted, CommittedEvent, Redactor};
+use crate::audit::{AuditCommitted, CommittedEvent, Redactor, redact};
 use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
 
 /// What an operation is about, for the dashboard's colours and the
@@ -172,16 +172,16 @@ struct Payload<'a> {
 }
 
 impl Frame {
-    /// Encodes `event`. `details` go through the redactor once more (a
-    /// producer's redaction is not taken on trust).
+    /// Encodes `event`. `details`, `error` and the principal go through the
+    /// redactor once more (a producer's redaction is not taken on trust).
     pub fn encode(event: &CommittedEvent) -> Self {
         let e = &event.event;
         let category = Category::of(&e.operation, e.security_violation, e.tenant_id.as_deref());
         let mut details = e.details.clone();
-        Redactor {
-            max_value_chars: usize::MAX,
-        }
-        .redact(&mut details);
+        Redactor::SECRETS_ONLY.redact(&mut details);
+        let error = e.error.as_deref().map(redact::scrub);
+        let principal_id = e.principal_id.as_deref().map(redact::scrub);
+        let principal_name = redact::scrub(e.principal_name.as_deref().unwrap_or("System"));
         let payload = Payload {
             id: event.id,
             log_id: e.log_id,
@@ -189,10 +189,10 @@ impl Frame {
             tenant_id: e.tenant_id.as_deref(),
             operation: &e.operation,
             category,
-            principal_id: e.principal_id.as_deref(),
-            principal_name: e.principal_name.as_deref().unwrap_or("System"),
+            principal_id: principal_id.as_deref(),
+            principal_name: &principal_name,
             success: e.success,
-            error: e.error.as_deref(),
+            error: error.as_deref(),
             details: &details,
             action_required: action_required(event),
             security_violation: e.security_violation,

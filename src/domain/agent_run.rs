@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use overseer_actors::audit::Redactor;
-use overseer_actors::audit::redact::strip_nul;
+use overseer_actors::audit::redact::{redact_secrets, strip_nul};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -323,9 +323,11 @@ pub fn json_document(
 }
 
 /// The error text as stored: without NUL (PostgreSQL text cannot hold it),
-/// cut to [`MAX_ERROR_CHARS`] characters on a character boundary.
+/// its secret-shaped parts redacted (before the cut, which could leave half
+/// a secret the scan no longer recognises), cut to [`MAX_ERROR_CHARS`] characters on a character boundary.
 pub fn truncate_error(mut error: String) -> String {
     strip_nul(&mut error);
+    redact_secrets(&mut error);
     if let Some((cut_at, _)) = error.char_indices().nth(MAX_ERROR_CHARS) {
         error.truncate(cut_at);
     }

@@ -24,8 +24,23 @@ use chrono::{DateTime, Utc};
 use overseer_actors::audit::event::Unplaced;
 use overseer_actors::audit::event::format_timestamp;
 use overseer_actors::audit::idempotency::{Claim, Plan};
-use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH};
+use overseer_actors::audit::{AuditEvent, CommittedEvent, GENESIS_HASH, Redactor};
 use uuid::Uuid;
+
+/// A state change's audit rows, redacted as the AuditActor redacts what it
+/// is given: a state change builds its rows itself and commits them here,
+/// in its own transaction, without passing the actor. Secrets only (nothing
+/// is cut, as before); the events are few.
+pub(super) fn redacted(events: &[AuditEvent]) -> Vec<AuditEvent> {
+    events
+        .iter()
+        .cloned()
+        .map(|mut event| {
+            Redactor::SECRETS_ONLY.redact_event(&mut event);
+            event
+        })
+        .collect()
+}
 
 /// An event placed in its chain, ready to insert.
 pub(super) struct Chained<'a> {

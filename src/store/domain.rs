@@ -99,7 +99,8 @@ macro_rules! domain_queries {
                 });
                 qb.build().persistent(self.persistent).execute(&mut *tx).await?;
             }
-            let committed = self.append_audit_in(&mut tx, effects.audit).await?;
+            let audit = super::audit::redacted(effects.audit);
+            let committed = self.append_audit_in(&mut tx, &audit).await?;
             tx.commit().await?;
             Ok(committed)
         }

@@ -62,7 +62,8 @@ macro_rules! shared_queries {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-            let committed = self.append_audit_in(&mut tx, audit).await?;
+            let audit = super::audit::redacted(audit);
+            let committed = self.append_audit_in(&mut tx, &audit).await?;
             tx.commit().await?;
             Ok((created, committed))
         }

@@ -575,25 +575,7 @@ impl Auditor {
 
     /// Redaction, and the clock's precision for timestamps.
     fn prepare(&self, event: &mut AuditEvent) {
-        let redactor = &self.shared.config.redactor;
-        redactor.redact(&mut event.details);
-        redact::strip_nul(&mut event.operation);
-        for text in [
-            &mut event.tenant_id,
-            &mut event.principal_id,
-            &mut event.principal_name,
-            &mut event.adapter_id,
-            &mut event.ip_address,
-            &mut event.error,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            redact::strip_nul(text);
-        }
-        if let Some(error) = event.error.as_mut() {
-            redactor.truncate(error);
-        }
+        self.shared.config.redactor.redact_event(event);
         event.created_at = event::truncate_to_micros(event.created_at);
     }
 

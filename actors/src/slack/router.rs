@@ -40,7 +40,7 @@ use super::blocks;
 use super::pacer::{Pace, Pacer, backoff};
 use super::route::{Channel, route};
 use crate::Clock;
-use crate::audit::{AuditEvent, Auditor, NotableEvent, Source};
+use crate::audit::{AuditEvent, Auditor, NotableEvent, Source, redact};
 use crate::notify::{Notification, NotificationEvent, NotificationOutbox};
 use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
 
@@ -525,7 +525,17 @@ impl SlackRouterActor {
         let mut groups: Vec<Group> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for row in rows {
-            let event: NotificationEvent = match serde_json::from_str(&row.payload) {
+            // What Slack is sent is redacted like the trail: a notice's text
+            // (an error, a reason someone typed) may quote a secret.
+            let event: NotificationEvent = match serde_json::from_str::<serde_json::Value>(
+                &row.payload,
+            )
+            .map(|mut payload| {
+                redact::scrub_strings(&mut payload);
+                payload
+            })
+            .and_then(serde_json::from_value)
+            {
                 Ok(event) => event,
                 Err(err) => {
                     tracing::warn!(outbox_id = row.id, error = %err, "slack: unreadable notification");

@@ -9,3 +9,4 @@ mod outbound;
 mod lockout;
 mod dashboard_headers;
 mod log_id;
+mod redaction;
