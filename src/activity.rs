@@ -9,6 +9,20 @@
 //! committed after it reaches the hub after the subscription, so it is queued.
 //! Ids are the commit order (every audit append holds the trail's lock until
 //! it commits), so "after the cursor" never skips a late commit.
+//!
+//! What a stream may hold: it hands the HTTP layer at most about
+//! [`CHUNK_BYTES`] at a time (a large batch or replay page goes out in
+//! several writes, never as one copy of itself), so what is copied for one
+//! client that stops reading is that chunk and actix's write buffer; the
+//! shared batches it keeps waiting are bounded by the hub
+//! (`SSE_MAX_BUFFERED_BYTES`), and the socket by the write timeout.
+//!
+//! Whether it may still run: at each heartbeat the stream asks its
+//! [`Recheck`] whether the credentials it was opened with still hold (the
+//! session not signed out, the token not revoked or expired, the tenant
+//! active). When they do not, it sends `event: end` with `{"reason":
+//! "unauthorized"}` and ends; reconnecting then gets 401. The question is
+//! asked at heartbeat cadence, never per event.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +31,7 @@ use std::time::Duration;
 use actix::Recipient;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use futures_util::future::LocalBoxFuture;
 use overseer_actors::activity::{
     ActivityFeed, ActivityFilter, Batch, Category, Demand, Frame, Slot, SseHub, Subscription,
 };
@@ -32,8 +47,12 @@ const AUDIT_CHANNEL: &str = "overseer_audit";
 /// Rows read from the trail per query while replaying.
 const PAGE: u32 = 500;
 
-/// Waiting batches are gathered into one write up to about this size.
-const CHUNK_BYTES: usize = 64 * 1024;
+/// What a stream hands the HTTP layer at once: frames are gathered up to
+/// about this size (a single larger frame goes alone). actix copies each
+/// chunk into its write buffer, which it fills up to 32 KiB before writing;
+/// for a client that reads nothing, that buffer and one chunk are the
+/// stream's own copies.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The PostgreSQL feed: `LISTEN overseer_audit` (migration 14), then the rows
 /// each notification names, in order. Survives a lost connection: it
@@ -232,8 +251,20 @@ pub enum Start {
     After(i64),
 }
 
+/// Whether the credentials a stream was opened with still hold, asked at
+/// each heartbeat: `Ok(false)` when they are gone (the stream ends), `Err`
+/// with a short reason when the question cannot be answered now.
+///
+/// A failed question is asked again at the next heartbeat and the stream
+/// runs on meanwhile; a second failure in a row ends it with `event:
+/// resync` (the client reconnects and is authenticated afresh). Why not end
+/// at once: the store is what fails, and while it is down nothing new is
+/// committed for the stream to send, so one heartbeat of doubt shows
+/// nothing that the check would have refused; ending every stream on a
+/// blip would instead send every dashboard back to a full reconnection.
+pub type Recheck = Box<dyn Fn() -> LocalBoxFuture<'static, Result<bool, String>>>;
+
 /// What a connection asked for and the limits it runs under.
-#[derive(Debug, Clone)]
 pub struct StreamSpec {
     pub filter: ActivityFilter,
     pub start: Start,
@@ -241,6 +272,9 @@ pub struct StreamSpec {
     pub max_replay: u32,
     pub heartbeat: Duration,
     pub retry_ms: u64,
+    /// `None`: the credentials cannot go away while the process runs (the
+    /// bootstrap super admin's token, from the configuration).
+    pub recheck: Option<Recheck>,
 }
 
 /// A prepared stream: where replay starts (for the `Overseer-Replay-From`
@@ -274,7 +308,6 @@ pub async fn prepare(
     let query = sql_filter(&spec.filter);
     let mut head = BytesMut::new();
     head.extend_from_slice(format!("retry: {}\n\n", spec.retry_ms).as_bytes());
-    let mut sent = 0u64;
 
     let after = match spec.start {
         Start::After(id) => {
@@ -290,28 +323,22 @@ pub async fn prepare(
         }
         Start::Backfill(_) => None,
     };
-    let (cursor, replay_from) = match after {
-        Some(id) => (id, id),
+    let cursor = match after {
+        Some(id) => id,
         None => {
             let n = match spec.start {
                 Start::Backfill(n) => n,
                 Start::After(_) => spec.backfill,
             };
-            // Everything up to `floor` is considered; later events come from
-            // the replay below and the hub.
+            // The newest `n` events up to `floor`; the replay below sends
+            // them, then what was committed since (it reads the trail after
+            // the cursor, filtered alike), in pieces of at most a chunk.
             let floor = store.max_audit_id().await?;
             let mut newest = store.activity_latest(floor, &query, n).await?;
             newest.retain(|e| category_matches(&spec.filter, e));
-            newest.reverse();
-            let replay_from = newest.first().map_or(floor, |e| e.id - 1);
-            for event in &newest {
-                head.extend_from_slice(&Frame::encode(event).bytes);
-                sent += 1;
-            }
-            (floor, replay_from)
+            newest.iter().map(|e| e.id).min().map_or(floor, |id| id - 1)
         }
     };
-    metrics::counter!("sse_events_sent_total").increment(sent);
 
     let mut heartbeat = tokio::time::interval_at(Instant::now() + spec.heartbeat, spec.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -326,11 +353,14 @@ pub async fn prepare(
         cursor,
         replaying: true,
         head: Some(head.freeze()),
+        current: None,
         heartbeat,
+        recheck: spec.recheck,
+        unverified: false,
         done: false,
     };
     Ok(Prepared {
-        replay_from,
+        replay_from: cursor,
         body: Box::pin(futures_util::stream::unfold(state, step)),
     })
 }
@@ -347,7 +377,12 @@ struct State {
     cursor: i64,
     replaying: bool,
     head: Option<Bytes>,
+    /// The batch being sent and the index of its next frame.
+    current: Option<(Batch, usize)>,
     heartbeat: Interval,
+    recheck: Option<Recheck>,
+    /// The last heartbeat's re-check could not be answered.
+    unverified: bool,
     done: bool,
 }
 
@@ -377,18 +412,24 @@ async fn step(mut st: State) -> Option<(Item, State)> {
                 return None;
             }
         };
-        if page.len() < PAGE as usize {
-            st.replaying = false;
-        }
-        let Some(last) = page.last().map(|e| e.id) else {
-            continue;
-        };
-        st.cursor = last;
+        let full = page.len() == PAGE as usize;
         let mut chunk = BytesMut::new();
         let mut n = 0;
-        for event in page.iter().filter(|e| category_matches(&st.filter, e)) {
-            chunk.extend_from_slice(&Frame::encode(event).bytes);
-            n += 1;
+        let mut cut = false;
+        for event in &page {
+            if chunk.len() >= CHUNK_BYTES {
+                // The rest of the page is read again next time.
+                cut = true;
+                break;
+            }
+            st.cursor = event.id;
+            if category_matches(&st.filter, event) {
+                chunk.extend_from_slice(&Frame::encode(event).bytes);
+                n += 1;
+            }
+        }
+        if !full && !cut {
+            st.replaying = false;
         }
         if n > 0 {
             metrics::counter!("sse_events_sent_total").increment(n);
@@ -401,54 +442,115 @@ async fn step(mut st: State) -> Option<(Item, State)> {
         Batch(Option<Batch>),
         Beat,
     }
-    let next = {
-        let State {
-            subscription,
-            heartbeat,
-            shutdown,
-            ..
-        } = &mut st;
-        let subscription = subscription.as_mut()?;
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => Next::Shutdown,
-            batch = subscription.recv() => Next::Batch(batch),
-            _ = heartbeat.tick() => Next::Beat,
+    loop {
+        if st.subscription.as_ref()?.lagged() {
+            return lagged(st);
         }
-    };
-    match next {
-        Next::Shutdown => {
-            metrics::counter!("sse_clients_dropped_total", "reason" => "shutdown").increment(1);
-            None
-        }
-        Next::Beat => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
-        Next::Batch(batch) => {
-            let subscription = st.subscription.as_mut()?;
-            if subscription.lagged() {
-                return lagged(st);
+        // What is left of a batch goes before anything new.
+        if st.current.is_some() {
+            let chunk = fill(&mut st);
+            if !chunk.is_empty() {
+                return Some((Ok(chunk), st));
             }
+            continue;
+        }
+        // The heartbeat before the batches: the re-check is not put off
+        // by a busy stream.
+        let next = {
+            let State {
+                subscription,
+                heartbeat,
+                shutdown,
+                ..
+            } = &mut st;
+            let subscription = subscription.as_mut()?;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => Next::Shutdown,
+                _ = heartbeat.tick() => Next::Beat,
+                batch = subscription.recv() => Next::Batch(batch),
+            }
+        };
+        match next {
+            Next::Shutdown => {
+                metrics::counter!("sse_clients_dropped_total", "reason" => "shutdown").increment(1);
+                return None;
+            }
+            // Boxed, as the queries above: the stream keeps this future
+            // inline for as long as it lives.
+            Next::Beat => return Box::pin(beat(st)).await,
             // `None`: the hub restarted; the client reconnects and resumes.
-            let mut batch = batch?;
-            let mut chunk = BytesMut::new();
-            let mut n = 0u64;
-            loop {
-                for frame in subscription.take(&batch) {
-                    if frame.id > st.cursor {
-                        st.cursor = frame.id;
-                        chunk.extend_from_slice(&frame.bytes);
-                        n += 1;
-                    }
-                }
-                if chunk.len() >= CHUNK_BYTES {
-                    break;
-                }
-                match subscription.try_recv() {
-                    Some(next) => batch = next,
-                    None => break,
-                }
+            Next::Batch(batch) => st.current = Some((batch?, 0)),
+        }
+    }
+}
+
+/// Frames of the current batch, then of batches already waiting, up to
+/// about [`CHUNK_BYTES`].
+fn fill(st: &mut State) -> Bytes {
+    let mut chunk = BytesMut::new();
+    let mut n = 0u64;
+    while let Some((batch, next)) = st.current.as_mut() {
+        let subscription = match st.subscription.as_ref() {
+            Some(s) => s,
+            None => break,
+        };
+        while *next < batch.len() && chunk.len() < CHUNK_BYTES {
+            let frame = &batch[*next];
+            *next += 1;
+            if frame.id > st.cursor && subscription.wants(frame) {
+                st.cursor = frame.id;
+                chunk.extend_from_slice(&frame.bytes);
+                n += 1;
             }
-            metrics::counter!("sse_events_sent_total").increment(n);
-            Some((Ok(chunk.freeze()), st))
+        }
+        if *next < batch.len() {
+            break;
+        }
+        st.current = st
+            .subscription
+            .as_mut()
+            .and_then(Subscription::try_recv)
+            .map(|b| (b, 0));
+        if chunk.len() >= CHUNK_BYTES {
+            break;
+        }
+    }
+    if n > 0 {
+        metrics::counter!("sse_events_sent_total").increment(n);
+    }
+    chunk.freeze()
+}
+
+/// A heartbeat: the credentials re-checked, then `: keep-alive` (which also
+/// finds a client that has gone away), or the end.
+async fn beat(mut st: State) -> Option<(Item, State)> {
+    const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+    let Some(recheck) = st.recheck.as_ref() else {
+        return Some((Ok(Bytes::from_static(KEEP_ALIVE)), st));
+    };
+    match recheck().await {
+        Ok(true) => {
+            st.unverified = false;
+            Some((Ok(Bytes::from_static(KEEP_ALIVE)), st))
+        }
+        Ok(false) => {
+            metrics::counter!("sse_clients_dropped_total", "reason" => "unauthorized").increment(1);
+            tracing::info!("activity stream ended: its credentials no longer hold");
+            st.done = true;
+            Some((Ok(end_frame("unauthorized")), st))
+        }
+        Err(reason) if st.unverified => {
+            metrics::counter!("sse_clients_dropped_total", "reason" => "unverified").increment(1);
+            tracing::warn!(%reason, "activity stream ended: its credentials could not be checked twice in a row");
+            st.done = true;
+            let frame = resync_frame("unverified", Some(st.cursor));
+            Some((Ok(frame), st))
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "activity stream's credentials could not be checked; asking again at the next heartbeat");
+            st.unverified = true;
+            Some((Ok(Bytes::from_static(KEEP_ALIVE)), st))
         }
     }
 }
@@ -456,8 +558,16 @@ async fn step(mut st: State) -> Option<(Item, State)> {
 /// The hub dropped this client for falling behind: say so and end.
 fn lagged(mut st: State) -> Option<(Item, State)> {
     st.done = true;
+    st.current = None;
     let frame = resync_frame("slow_client", Some(st.cursor));
     Some((Ok(frame), st))
+}
+
+/// `event: end`: the stream is over for good (`unauthorized`: the
+/// credentials it was opened with no longer hold; reconnecting gets 401).
+fn end_frame(reason: &str) -> Bytes {
+    let data = serde_json::json!({ "reason": reason });
+    Bytes::from(format!("event: end\ndata: {data}\n\n"))
 }
 
 /// `event: resync`: the client should reconnect with its `Last-Event-ID`
@@ -506,6 +616,15 @@ mod tests {
         assert_eq!(parse_range("12:40"), Some((12, 40)));
         assert_eq!(parse_range("x:1"), None);
         assert_eq!(parse_range(""), None);
+    }
+
+    #[test]
+    fn end_frames_are_one_event() {
+        let frame = end_frame("unauthorized");
+        assert_eq!(
+            std::str::from_utf8(&frame).unwrap(),
+            "event: end\ndata: {\"reason\":\"unauthorized\"}\n\n"
+        );
     }
 
     #[test]

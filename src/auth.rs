@@ -70,7 +70,7 @@ impl std::fmt::Debug for TokenHash {
 }
 
 /// The bearer token of a request, if it carries one.
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -302,29 +302,7 @@ pub async fn authenticate(
 ) -> Result<Caller, ApiError> {
     let ip = client_ip(req);
     let security = &state.actors.security;
-    let outcome = if hash.matches(&state.admin_token_hash) {
-        Ok(Caller::SuperAdmin)
-    } else {
-        match state.store.api_token(&hash.to_hex()).await? {
-            None => Err((Refusal::Rejected("unknown token"), None)),
-            Some(token) => {
-                let caller = Caller::Tenant {
-                    tenant_id: token.tenant_id.clone(),
-                    kind: token.kind,
-                    token_id: token.id.clone(),
-                };
-                if token.revoked_at.is_some() {
-                    Err((Refusal::Rejected("revoked token"), Some(caller)))
-                } else if !token.tenant_active {
-                    Err((Refusal::Rejected("tenant deactivated"), Some(caller)))
-                } else if token.expires_at.is_some_and(|at| at <= state.clock.now()) {
-                    Err((Refusal::Expired, Some(caller)))
-                } else {
-                    Ok(caller)
-                }
-            }
-        }
-    };
+    let outcome = verdict(state, &hash).await?;
     if outcome.is_err()
         && let Some(remaining) = ip.as_deref().and_then(|ip| security.failed_auth(ip))
     {
@@ -348,6 +326,46 @@ pub async fn authenticate(
         }
         Err(_) => Err(ApiError::Unauthorized),
     }
+}
+
+type Verdict = Result<Caller, (Refusal, Option<Caller>)>;
+
+/// The checks of [`authenticate`] on the token whose digest is `hash`, with
+/// none of its effects (no audit row, no throttling, no security
+/// bookkeeping): one store lookup, none for the super admin's token.
+async fn verdict(state: &AppState, hash: &TokenHash) -> Result<Verdict, ApiError> {
+    if hash.matches(&state.admin_token_hash) {
+        return Ok(Ok(Caller::SuperAdmin));
+    }
+    Ok(match state.store.api_token(&hash.to_hex()).await? {
+        None => Err((Refusal::Rejected("unknown token"), None)),
+        Some(token) => {
+            let caller = Caller::Tenant {
+                tenant_id: token.tenant_id.clone(),
+                kind: token.kind,
+                token_id: token.id.clone(),
+            };
+            if token.revoked_at.is_some() {
+                Err((Refusal::Rejected("revoked token"), Some(caller)))
+            } else if !token.tenant_active {
+                Err((Refusal::Rejected("tenant deactivated"), Some(caller)))
+            } else if token.expires_at.is_some_and(|at| at <= state.clock.now()) {
+                Err((Refusal::Expired, Some(caller)))
+            } else {
+                Ok(caller)
+            }
+        }
+    })
+}
+
+/// Whether the token whose digest is `hash` would still be accepted: the
+/// checks of [`authenticate`] (unknown, revoked, expired, tenant
+/// deactivated) without its effects. For credentials accepted earlier and
+/// asked about again, such as an open activity stream's at each heartbeat:
+/// that question is not a new authentication, and auditing it would write a
+/// row per stream per heartbeat.
+pub async fn still_valid(state: &AppState, hash: &TokenHash) -> Result<bool, ApiError> {
+    Ok(verdict(state, hash).await?.is_ok())
 }
 
 /// One audit row per authentication decision, through the batcher. Names the

@@ -119,8 +119,14 @@ pub struct Config {
 pub struct SseSettings {
     /// `SSE_CLIENT_BUFFER` (1,024 events): how many events a client may
     /// have waiting before it is sent `resync` and dropped (a client with
-    /// nothing waiting always takes the next committed batch whole); `SSE_MAX_STREAMS_PER_TENANT`
-    /// (50) and `SSE_MAX_STREAMS` (10,000): open streams allowed.
+    /// nothing waiting always takes the next committed batch whole);
+    /// `SSE_MAX_BUFFERED_BYTES` (4 MiB): likewise in bytes, each waiting
+    /// batch counted whole since that is what it keeps in memory (about
+    /// eight batches of 500 ordinary events, so a reader that keeps up is
+    /// never dropped by it; 50 slow streams of a tenant hold at most
+    /// 200 MiB, and streams behind on the same events share them);
+    /// `SSE_MAX_STREAMS_PER_TENANT` (50) and `SSE_MAX_STREAMS` (10,000):
+    /// open streams allowed.
     pub hub: overseer_actors::activity::SseConfig,
     /// `SSE_HEARTBEAT_INTERVAL` (15 s): a comment on an idle stream, which
     /// also finds dead peers.
@@ -242,6 +248,13 @@ pub struct HttpConfig {
     /// Bearer <it>` (401 otherwise); unset, `/metrics` is open, as
     /// Prometheus scrapes usually are inside a cluster.
     pub metrics_token: Option<SecretString>,
+    /// `HTTP_WRITE_TIMEOUT`, default 30 s: a connection whose client accepts
+    /// none of the bytes sent to it for this long is closed
+    /// (`TCP_USER_TIMEOUT`, Linux; see `http::connection`). Twice the
+    /// activity stream's heartbeat: a reading client's kernel acknowledges
+    /// within milliseconds, so this is a client that has stopped reading or
+    /// gone away, and its stream's slot and buffers are released.
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +382,7 @@ impl Config {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(8))?,
             health_check_timeout: env.duration("HEALTH_CHECK_TIMEOUT", Duration::from_secs(2))?,
             metrics_token: env.get("METRICS_TOKEN")?.map(SecretString::from),
+            write_timeout: env.duration("HTTP_WRITE_TIMEOUT", Duration::from_secs(30))?,
         };
 
         let database = database_config(&env)?;
@@ -434,6 +448,8 @@ impl Config {
             sse: SseSettings {
                 hub: overseer_actors::activity::SseConfig {
                     client_buffer: env.positive_int("SSE_CLIENT_BUFFER", 1_024)?,
+                    max_buffered_bytes: env
+                        .positive_int("SSE_MAX_BUFFERED_BYTES", 4 * 1024 * 1024)?,
                     max_per_tenant: env.positive_int("SSE_MAX_STREAMS_PER_TENANT", 50)?,
                     max_total: env.positive_int("SSE_MAX_STREAMS", 10_000)?,
                 },
@@ -481,6 +497,7 @@ impl Config {
             max_body_bytes = self.http.max_body_bytes,
             shutdown_timeout_ms = self.http.shutdown_timeout.as_millis() as u64,
             health_check_timeout_ms = self.http.health_check_timeout.as_millis() as u64,
+            http_write_timeout_ms = self.http.write_timeout.as_millis() as u64,
             database_url = %self.database.display_url(),
             database_backend = self.database.backend.as_str(),
             database_connect_timeout_ms = self.database.connect_timeout.as_millis() as u64,

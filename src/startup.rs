@@ -133,6 +133,8 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .workers(config.http.workers)
+        // Before `listen`: the callback is captured when a listener is added.
+        .on_connect(http::connection::on_connect(config.http.write_timeout))
         .shutdown_timeout(config.http.shutdown_timeout.as_secs().max(1))
         // Signals are handled in `run_until_stopped`, which also stops the
         // rest of the application after the server.

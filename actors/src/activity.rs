@@ -10,12 +10,21 @@
 //! Each event is encoded once into its SSE frame ([`Frame`]); a committed
 //! batch becomes one shared [`Batch`], handed to every subscriber with at
 //! least one matching frame (the stream picks its frames out itself, on its
-//! own worker thread). A subscriber counts the frames it has waiting; one
-//! whose count would pass [`SseConfig::client_buffer`] has fallen behind: it
-//! is marked lagged and removed, and its stream ends with `event: resync`
-//! (the client reconnects with `Last-Event-ID` and catches up from the
-//! database). The hub never waits on a client, and what a client can hold
-//! is bounded: its buffer, or one batch when it had nothing waiting.
+//! own worker thread). A subscriber counts what it has waiting: the matching
+//! frames, and the bytes of the batches it keeps alive (a batch is kept
+//! whole, whatever part of it matches). One whose frames would pass
+//! [`SseConfig::client_buffer`], or whose bytes would pass
+//! [`SseConfig::max_buffered_bytes`], has fallen behind: it is marked lagged
+//! and removed, and its stream ends with `event: resync` (the client
+//! reconnects with `Last-Event-ID` and catches up from the database). The
+//! hub never waits on a client, and what a client can hold is bounded: its
+//! buffer, or one batch when it had nothing waiting.
+//!
+//! A client that stops reading altogether stops its stream from being
+//! polled, so the stream cannot notice that it was dropped; what it holds
+//! meanwhile is the bound above, until the connection's write timeout closes
+//! the socket and the stream, its subscription and its slot go with it (see
+//! `HTTP_WRITE_TIMEOUT` in the service).
 //!
 //! What outlives an instance of the actor ([`SseHub`]'s shared part): the
 //! connection slots and the shutdown signal. Subscribers do not: a restarted
@@ -299,6 +308,9 @@ impl ActivityFeed for LocalFeed {
 pub struct SseConfig {
     /// Frames a subscriber may have waiting before it counts as too slow.
     pub client_buffer: usize,
+    /// Bytes of batches a subscriber may keep waiting before it counts as
+    /// too slow (each batch counted whole: it is what stays in memory).
+    pub max_buffered_bytes: usize,
     pub max_per_tenant: usize,
     pub max_total: usize,
 }
@@ -361,14 +373,30 @@ impl Drop for Slot {
 /// Frames committed together, shared by every subscriber.
 pub type Batch = Arc<[Frame]>;
 
+/// A batch handed to one subscriber, with what it was charged for it.
+#[derive(Debug)]
+struct Delivery {
+    batch: Batch,
+    frames: usize,
+    bytes: usize,
+}
+
+/// What a subscriber has waiting: handed over by the hub, not yet received
+/// by its stream.
+#[derive(Debug, Default)]
+struct Pending {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
 /// A live subscription: batches as the hub publishes them, and whether the
-/// hub dropped it for falling behind.
+/// hub dropped it for falling behind. Dropping it lets go of every batch
+/// still waiting.
 #[derive(Debug)]
 pub struct Subscription {
-    batches: mpsc::UnboundedReceiver<Batch>,
+    batches: mpsc::UnboundedReceiver<Delivery>,
     filter: Arc<ActivityFilter>,
-    /// Matching frames handed over and not yet taken.
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -379,22 +407,32 @@ impl Subscription {
     }
 
     /// The next batch; `None` once the hub has let go of this subscriber.
+    /// A received batch no longer counts as waiting.
     pub async fn recv(&mut self) -> Option<Batch> {
-        self.batches.recv().await
+        let delivery = self.batches.recv().await?;
+        Some(self.received(delivery))
     }
 
     /// A batch already waiting, if any.
     pub fn try_recv(&mut self) -> Option<Batch> {
-        self.batches.try_recv().ok()
+        let delivery = self.batches.try_recv().ok()?;
+        Some(self.received(delivery))
     }
 
-    /// The frames of `batch` this subscriber wants, in order; they no longer
-    /// count as waiting.
-    pub fn take<'a>(&self, batch: &'a Batch) -> impl Iterator<Item = &'a Frame> + use<'a> {
-        let filter = self.filter.clone();
-        let matching: Vec<&'a Frame> = batch.iter().filter(|f| filter.matches(f)).collect();
-        self.pending.fetch_sub(matching.len(), Ordering::AcqRel);
-        matching.into_iter()
+    fn received(&self, delivery: Delivery) -> Batch {
+        self.pending
+            .frames
+            .fetch_sub(delivery.frames, Ordering::AcqRel);
+        self.pending
+            .bytes
+            .fetch_sub(delivery.bytes, Ordering::AcqRel);
+        delivery.batch
+    }
+
+    /// Whether this subscriber wants `frame` (a batch holds every frame
+    /// committed together).
+    pub fn wants(&self, frame: &Frame) -> bool {
+        self.filter.matches(frame)
     }
 }
 
@@ -485,8 +523,8 @@ impl SseHub {
 
 struct Subscriber {
     filter: Arc<ActivityFilter>,
-    tx: mpsc::UnboundedSender<Batch>,
-    pending: Arc<AtomicUsize>,
+    tx: mpsc::UnboundedSender<Delivery>,
+    pending: Arc<Pending>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -569,21 +607,34 @@ impl Handler<AuditCommitted> for SseHubActor {
             return;
         }
         let batch: Batch = fresh.into_iter().map(Frame::encode).collect();
-        let limit = self.shared.config.client_buffer;
+        // What each subscriber handed this batch keeps alive.
+        let bytes: usize = batch.iter().map(|f| f.bytes.len()).sum();
+        let (max_frames, max_bytes) = (
+            self.shared.config.client_buffer,
+            self.shared.config.max_buffered_bytes,
+        );
         self.subscribers.retain(|s| {
             let matching = batch.iter().filter(|f| s.filter.matches(f)).count();
             if matching == 0 {
                 return !s.tx.is_closed();
             }
-            let waiting = s.pending.load(Ordering::Acquire);
-            if waiting > 0 && waiting + matching > limit {
+            let frames = s.pending.frames.load(Ordering::Acquire);
+            let queued = s.pending.bytes.load(Ordering::Acquire);
+            // One with nothing waiting takes the batch whatever its size.
+            if frames > 0 && (frames + matching > max_frames || queued + bytes > max_bytes) {
                 s.lagged.store(true, Ordering::Release);
                 metrics::counter!("sse_clients_dropped_total", "reason" => "slow").increment(1);
                 return false;
             }
-            s.pending.fetch_add(matching, Ordering::AcqRel);
+            s.pending.frames.fetch_add(matching, Ordering::AcqRel);
+            s.pending.bytes.fetch_add(bytes, Ordering::AcqRel);
             // An error: the client went away; its stream gave back its slot.
-            s.tx.send(batch.clone()).is_ok()
+            s.tx.send(Delivery {
+                batch: batch.clone(),
+                frames: matching,
+                bytes,
+            })
+            .is_ok()
         });
         self.shared.demand.set(self.subscribers.len());
     }

@@ -9,16 +9,25 @@
 //! `operation` and `category` (repeat, or separate with commas),
 //! `principal_id`, `success`. Resume: the `Last-Event-ID` header, or
 //! `last_event_id` for clients that cannot set headers (the header wins).
+//!
+//! A stream lasts as long as the credentials it was opened with: at each
+//! heartbeat it asks the same question again, with the same credentials (the
+//! session cookie's session, or the bearer token), and ends with `event: end`
+//! (`{"reason":"unauthorized"}`) once they no longer hold. See
+//! [`crate::activity::Recheck`].
+
+use std::rc::Rc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use overseer_actors::activity::{ActivityFilter, Category, Refused};
 
-use crate::activity::{Start, StreamError, StreamSpec};
-use crate::auth::Caller;
+use crate::activity::{Recheck, Start, StreamError, StreamSpec};
+use crate::auth::{Caller, TokenHash};
 use crate::domain::TenantId;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::dashboard::OpenSession;
 
 /// Names where replay started: every matching event with a greater id is
 /// sent. A client that resumed from a smaller id than this missed events.
@@ -114,6 +123,7 @@ pub async fn open(
         max_replay: settings.max_replay,
         heartbeat: settings.heartbeat,
         retry_ms: settings.retry_ms,
+        recheck: recheck(req, caller)?,
     };
     let prepared = crate::activity::prepare(state.store.clone(), hub, slot, spec)
         .await
@@ -127,6 +137,42 @@ pub async fn open(
         .insert_header(("X-Accel-Buffering", HeaderValue::from_static("no")))
         .insert_header((REPLAY_FROM, prepared.replay_from))
         .streaming(prepared.body))
+}
+
+/// The credentials a stream was opened with, as the request presented them.
+enum Credentials {
+    Token(TokenHash),
+    Session(OpenSession),
+}
+
+/// The stream's heartbeat question: do the request's credentials still
+/// hold? Asked of the same credentials the [`Caller`] extractor accepted: the
+/// bearer token when there is one, or else the dashboard's session. `None`
+/// for the bootstrap super admin's token, which holds as long as the
+/// process runs (it comes from the configuration).
+fn recheck(req: &HttpRequest, caller: &Caller) -> Result<Option<Recheck>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))?
+        .clone();
+    let credentials = match crate::auth::bearer_token(req) {
+        Some(_) if *caller == Caller::SuperAdmin => return Ok(None),
+        Some(token) => Credentials::Token(TokenHash::of(token)),
+        None => Credentials::Session(
+            crate::http::dashboard::open_session(req, &state).ok_or(ApiError::Unauthorized)?,
+        ),
+    };
+    let credentials = Rc::new(credentials);
+    Ok(Some(Box::new(move || {
+        let (state, credentials) = (state.clone(), credentials.clone());
+        Box::pin(async move {
+            let holds = match &*credentials {
+                Credentials::Token(hash) => crate::auth::still_valid(&state, hash).await,
+                Credentials::Session(session) => session.still_open(&state).await,
+            };
+            holds.map_err(|e| e.to_string())
+        })
+    })))
 }
 
 struct Params {

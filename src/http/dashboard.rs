@@ -123,6 +123,19 @@ impl OpenSession {
         }
         Ok(self.token)
     }
+
+    /// Whether the session would still be accepted now: unexpired, not
+    /// signed out, and its token still valid (without a new audit row: see
+    /// [`crate::auth::still_valid`]). An open activity stream asks at each
+    /// heartbeat.
+    pub async fn still_open(&self, state: &AppState) -> Result<bool, ApiError> {
+        if self.expires_at <= state.clock.now().timestamp()
+            || state.store.session_ended(&self.id).await?
+        {
+            return Ok(false);
+        }
+        crate::auth::still_valid(state, &self.token).await
+    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -10,3 +10,4 @@ mod lockout;
 mod dashboard_headers;
 mod log_id;
 mod redaction;
+mod streams;
