@@ -123,6 +123,10 @@ impl Application {
         }
         let server = HttpServer::new(move || {
             App::new()
+                // Closest to the handlers: each reads the caller a handler
+                // authenticated and the answer it gave.
+                .wrap(from_fn(http::access::report_cross_tenant))
+                .wrap(from_fn(http::admin::audit_admin_requests))
                 .wrap(http::json_errors())
                 .wrap(from_fn(http::request_id_header))
                 .wrap(from_fn(http::metrics::record_request))

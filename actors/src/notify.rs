@@ -57,6 +57,12 @@ pub enum NotificationEvent {
         target: String,
         changed: Vec<String>,
         actor: String,
+        /// A privilege change: a token issued, a tenant reactivated, a
+        /// principal's token rotated. Announced as critical (a privilege
+        /// escalation is, to whoever watches the audit channel). Absent in
+        /// rows queued before it existed: `false`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        privilege: bool,
     },
     /// A security violation (audit channel, always). `count` is how many
     /// violations of this rule and subject the notice stands for.
@@ -269,6 +275,7 @@ pub(crate) mod tests {
                 target: s("settings"),
                 changed: vec![s("slack_webhook_url")],
                 actor: s("tenant admin"),
+                privilege: false,
             },
             SecurityViolation {
                 violation_type: s("failed_auth_threshold"),

@@ -1,6 +1,9 @@
 //! The security monitor: turns auth and access events into security
-//! violations, and each violation into an audit row, a metric, a log line and
-//! (at most once per cool-down) a Slack notice.
+//! violations, and each violation into an audit row, a metric, a critical log
+//! line and (at most once per cool-down) a Slack notice on the audit channel.
+//! It speaks for every violation, not only its own: violation rows other
+//! producers commit (events ingested with `security_violation: true`) reach
+//! it as [`NotableEvent`]s and are logged, gated and notified the same way.
 //!
 //! Detection is plain data and arithmetic ([`Detector`], [`NotifyGate`]) that
 //! reads the time it is given, so windows and cool-downs are tested with
@@ -9,7 +12,7 @@
 //! restart of the actor neither unblocks an IP nor sends a notice again. The
 //! [`SecurityActor`] only does the slow part of a violation (audit, outbox).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,9 +20,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::Clock;
-use crate::audit::{AuditEvent, Auditor, Source};
+use crate::audit::{AuditEvent, Auditor, NotableEvent, Source};
 use crate::notify::{Notification, NotificationEvent, NotificationOutbox};
 use crate::supervisor::{ActorHandle, Child, RestartPolicy, Supervisor};
 
@@ -78,6 +82,19 @@ impl Severity {
             Severity::Medium => "medium",
             Severity::Low => "low",
         }
+    }
+
+    /// `critical`, `high`, `medium` or `low`, in any case; anything else is
+    /// `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+        ]
+        .into_iter()
+        .find(|severity| severity.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -379,15 +396,17 @@ struct GateEntry {
     suppressed: u64,
 }
 
-/// Edge-triggered notification gate per (ViolationType, subject): the first
-/// violation notifies; later ones within the cool-down are only counted; the
-/// first after the cool-down notifies with count = 1 + suppressed meanwhile.
-/// So a burst becomes one notice that says how big it was, not a flood.
+/// Edge-triggered notification gate per (violation type, subject): the
+/// first violation notifies; later ones within the cool-down are only
+/// counted; the first after the cool-down notifies with count = 1 +
+/// suppressed meanwhile. So a burst becomes one notice that says how big it
+/// was, not a flood. The type is a name, not a [`ViolationType`]: violations
+/// other producers record (an ingested event, say) carry names of their own.
 #[derive(Debug)]
 pub struct NotifyGate {
     cooldown: TimeDelta,
     max_tracked: usize,
-    entries: HashMap<(ViolationType, String), GateEntry>,
+    entries: HashMap<(String, String), GateEntry>,
 }
 
 impl NotifyGate {
@@ -409,7 +428,12 @@ impl NotifyGate {
     /// `Some(count)` when `v` should be notified, standing for `count`
     /// violations; `None` when it is only counted.
     pub fn admit(&mut self, v: &Violation, now: DateTime<Utc>) -> Option<u64> {
-        let key = (v.kind, v.subject.clone());
+        self.admit_named(v.kind.as_str(), &v.subject, now)
+    }
+
+    /// [`NotifyGate::admit`] for a violation of type `kind` about `subject`.
+    pub fn admit_named(&mut self, kind: &str, subject: &str, now: DateTime<Utc>) -> Option<u64> {
+        let key = (kind.to_owned(), subject.to_owned());
         match self.entries.get_mut(&key) {
             Some(entry) if age(now, entry.notified_at) < self.cooldown => {
                 entry.suppressed += 1;
@@ -523,9 +547,169 @@ fn after(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
     t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// What the log line, the gate and the notice say about one violation:
+/// one this monitor detected or a handler reported ([`Violation`]), or one
+/// another producer recorded in the trail (an event ingested with
+/// `security_violation: true`, a `log_id` conflict found on replay), read
+/// back from its committed row ([`Alarm::recorded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    /// The rule's name: a [`ViolationType`]'s, or the recorder's own.
+    pub violation_type: String,
+    pub severity: Severity,
+    /// The gate's key with `violation_type`: who or what the violation is
+    /// about.
+    pub subject: String,
+    /// Whose audit channel hears of it (`None`: the service's).
+    pub tenant_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub resource_id: Option<String>,
+    pub reason: String,
+    /// `monitor` (detected or reported here) or `recorded` (read from the
+    /// trail); also the `type` label of `security_violations_total` for
+    /// recorded ones, whose own names come from clients and must not become
+    /// label values.
+    pub origin: &'static str,
+}
+
+/// Longest type name taken from a recorded violation; a longer or stranger
+/// one is replaced by the event's operation.
+const MAX_RECORDED_TYPE_CHARS: usize = 64;
+/// Longest subject, reason or resource taken from a recorded violation (they
+/// are a gate key and a line of a Slack message, not a document).
+const MAX_RECORDED_TEXT_CHARS: usize = 500;
+
+impl From<&Violation> for Alarm {
+    fn from(v: &Violation) -> Self {
+        Self {
+            violation_type: v.kind.as_str().to_owned(),
+            severity: v.kind.severity(),
+            subject: v.subject.clone(),
+            tenant_id: v.tenant_id.clone(),
+            principal_id: v.principal_id.clone(),
+            ip_address: v.ip_address.clone(),
+            resource_id: v.resource_id.clone(),
+            reason: v.reason.clone(),
+            origin: "monitor",
+        }
+    }
+}
+
+impl Alarm {
+    /// A violation another producer recorded, from its (redacted) row. The
+    /// type is `details.type` when it is a plain name (`[a-z0-9_.:-]`, at
+    /// most 64 characters), else the operation; the severity is
+    /// `details.severity` (`critical`, `high`, `medium`, `low`), else high;
+    /// the subject is the principal, else the client address, else the
+    /// operation; the reason is the error, else `details.reason`, else the
+    /// operation.
+    pub fn recorded(event: &AuditEvent) -> Self {
+        let text = |key: &str| {
+            event
+                .details
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let violation_type = text("type")
+            .filter(|t| {
+                t.len() <= MAX_RECORDED_TYPE_CHARS
+                    && t.chars().all(|c| {
+                        c.is_ascii_lowercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, '_' | '.' | ':' | '-')
+                    })
+            })
+            .unwrap_or(&event.operation);
+        let nonempty = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let subject = nonempty(&event.principal_id)
+            .or_else(|| nonempty(&event.ip_address))
+            .unwrap_or_else(|| event.operation.clone());
+        let reason = nonempty(&event.error)
+            .or_else(|| text("reason").map(str::to_owned))
+            .unwrap_or_else(|| event.operation.clone());
+        Self {
+            violation_type: cut(violation_type, MAX_RECORDED_TYPE_CHARS),
+            severity: text("severity")
+                .and_then(Severity::parse)
+                .unwrap_or(Severity::High),
+            subject: cut(&subject, MAX_RECORDED_TEXT_CHARS),
+            tenant_id: event.tenant_id.clone(),
+            principal_id: event.principal_id.clone(),
+            ip_address: event.ip_address.clone(),
+            resource_id: text("resource_id").map(|r| cut(r, MAX_RECORDED_TEXT_CHARS)),
+            reason: cut(&reason, MAX_RECORDED_TEXT_CHARS),
+            origin: "recorded",
+        }
+    }
+
+    fn metric_type(&self) -> &str {
+        if self.origin == "monitor" {
+            &self.violation_type
+        } else {
+            self.origin
+        }
+    }
+}
+
+/// At most `max` characters of `s`.
+fn cut(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The log ids of the violation rows this monitor recorded itself: when
+/// they come back committed, they were logged and gated already. Bounded:
+/// past [`MAX_OWN_ROWS`] (rows waiting for a database that is away), the
+/// oldest are forgotten, and such a row is announced a second time when it
+/// is finally committed — through the gate, so at most a second notice.
+#[derive(Debug, Default)]
+struct OwnRows {
+    order: VecDeque<Uuid>,
+    ids: HashSet<Uuid>,
+}
+
+const MAX_OWN_ROWS: usize = 10_000;
+
+impl OwnRows {
+    fn insert(&mut self, id: Uuid) {
+        if self.ids.len() >= MAX_OWN_ROWS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+    }
+
+    /// Whether `id` is one of ours; forgets it (each row comes back once).
+    fn take(&mut self, id: &Uuid) -> bool {
+        if !self.ids.remove(id) {
+            return false;
+        }
+        self.order.retain(|kept| kept != id);
+        true
+    }
+}
+
+/// At most this many notices wait for the outbox; more are counted
+/// (`security_notices_dropped_total`) and dropped (their violations are in
+/// the trail all the same).
+const MAX_WAITING_NOTICES: usize = 10_000;
+
 struct State {
     detector: Detector,
     gate: NotifyGate,
+    own: OwnRows,
+    /// Notices waiting to be written to the outbox, oldest first.
+    waiting: Vec<Notification>,
 }
 
 /// State that outlives any one instance of the actor.
@@ -556,7 +740,9 @@ impl fmt::Debug for SecurityMonitor {
 }
 
 impl SecurityMonitor {
-    /// Starts the SecurityActor under `supervisor` as `security_monitor`.
+    /// Starts the SecurityActor under `supervisor` as `security_monitor`. It
+    /// subscribes to `auditor`'s notable events: every committed violation
+    /// row it did not record itself is announced as well.
     pub fn start(
         supervisor: &Supervisor,
         policy: RestartPolicy,
@@ -570,6 +756,8 @@ impl SecurityMonitor {
             state: Mutex::new(State {
                 detector: Detector::new(config),
                 gate,
+                own: OwnRows::default(),
+                waiting: Vec::new(),
             }),
             auditor,
             outbox,
@@ -579,6 +767,7 @@ impl SecurityMonitor {
         let actor = supervisor.spawn("security_monitor", policy, move |child| SecurityActor {
             child: child.clone(),
             shared: for_factory.clone(),
+            flushing: false,
         });
         Self { shared, actor }
     }
@@ -629,28 +818,40 @@ impl SecurityMonitor {
     }
 }
 
-/// How often idle IPs, principals and gate entries are forgotten.
+/// How often idle IPs, principals and gate entries are forgotten (and
+/// notices left waiting by an instance that stopped are written).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Records violations. Its state that matters lives outside it, shared with
-/// every [`SecurityMonitor`], so a restart loses none of it.
+/// Records violations and announces them. Its state that matters lives
+/// outside it, shared with every [`SecurityMonitor`], so a restart loses
+/// none of it.
 pub struct SecurityActor {
     child: Child,
     shared: Arc<Shared>,
+    /// A write of waiting notices to the outbox is under way.
+    flushing: bool,
 }
 
 impl Actor for SecurityActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared
+            .auditor
+            .subscribe_notable(ctx.address().recipient());
+        // Notices an earlier instance left waiting.
+        self.flush(ctx);
         ctx.run_interval(PRUNE_EVERY, |act, ctx| {
             if act.child.trip(ctx) {
                 return;
             }
             let now = act.shared.clock.now();
-            let mut state = act.shared.state();
-            state.detector.prune(now);
-            state.gate.prune(now);
+            {
+                let mut state = act.shared.state();
+                state.detector.prune(now);
+                state.gate.prune(now);
+            }
+            act.flush(ctx);
         });
     }
 }
@@ -668,20 +869,64 @@ impl Handler<Report> for SecurityActor {
             return;
         }
         let now = self.shared.clock.now();
-        self.shared
-            .auditor
-            .record(Source::Internal, audit_event(&v, now));
-        metrics::counter!("security_violations_total", "type" => v.kind.as_str()).increment(1);
-        let count = self.shared.state().gate.admit(&v, now);
-        tracing::warn!(
-            violation_type = v.kind.as_str(),
-            severity = v.kind.severity().as_str(),
-            subject = %v.subject,
-            tenant_id = v.tenant_id.as_deref(),
-            principal_id = v.principal_id.as_deref(),
-            ip_address = v.ip_address.as_deref(),
-            resource_id = v.resource_id.as_deref(),
-            reason = %v.reason,
+        let event = audit_event(&v, now);
+        self.shared.state().own.insert(event.log_id);
+        self.shared.auditor.record(Source::Internal, event);
+        self.announce(Alarm::from(&v), now, ctx);
+    }
+}
+
+/// Committed violation rows that other producers recorded (an ingested
+/// event with `security_violation: true`, a `log_id` conflict found on
+/// replay): the monitor speaks for every violation, so these are logged,
+/// gated and notified like its own. Its own rows come back here too, and
+/// are skipped: they were announced when reported.
+impl Handler<NotableEvent> for SecurityActor {
+    type Result = ();
+
+    fn handle(&mut self, NotableEvent(committed): NotableEvent, ctx: &mut Context<Self>) {
+        let event = &committed.event;
+        if !event.security_violation {
+            return;
+        }
+        if self.child.trip(ctx) {
+            return;
+        }
+        if self.shared.state().own.take(&event.log_id) {
+            return;
+        }
+        let now = self.shared.clock.now();
+        self.announce(Alarm::recorded(event), now, ctx);
+    }
+}
+
+impl SecurityActor {
+    /// The critical log line, the metric, and (when the gate lets it
+    /// through) a `security_violation` notice for the audit channel of the
+    /// violation's tenant, or the service's without one.
+    ///
+    /// Every violation is logged at the critical level: tracing has no
+    /// CRITICAL, so, as for the service's other critical lines, at ERROR with
+    /// `critical = true` (`severity` keeps the violation's own).
+    fn announce(&mut self, alarm: Alarm, now: DateTime<Utc>, ctx: &mut Context<Self>) {
+        metrics::counter!("security_violations_total", "type" => alarm.metric_type().to_owned())
+            .increment(1);
+        let count =
+            self.shared
+                .state()
+                .gate
+                .admit_named(&alarm.violation_type, &alarm.subject, now);
+        tracing::error!(
+            critical = true,
+            violation_type = %alarm.violation_type,
+            severity = alarm.severity.as_str(),
+            origin = alarm.origin,
+            subject = %alarm.subject,
+            tenant_id = alarm.tenant_id.as_deref(),
+            principal_id = alarm.principal_id.as_deref(),
+            ip_address = alarm.ip_address.as_deref(),
+            resource_id = alarm.resource_id.as_deref(),
+            reason = %alarm.reason,
             notified = count.is_some(),
             "security violation"
         );
@@ -689,26 +934,53 @@ impl Handler<Report> for SecurityActor {
             return;
         };
         let notification = Notification::new(
-            v.tenant_id.clone(),
+            alarm.tenant_id,
             NotificationEvent::SecurityViolation {
-                violation_type: v.kind.as_str().to_owned(),
-                severity: v.kind.severity().as_str().to_owned(),
-                subject: v.subject,
-                reason: v.reason,
-                resource_id: v.resource_id,
+                violation_type: alarm.violation_type,
+                severity: alarm.severity.as_str().to_owned(),
+                subject: alarm.subject,
+                reason: alarm.reason,
+                resource_id: alarm.resource_id,
                 count,
             },
             now,
         );
+        {
+            let mut state = self.shared.state();
+            if state.waiting.len() >= MAX_WAITING_NOTICES {
+                metrics::counter!("security_notices_dropped_total").increment(1);
+                return;
+            }
+            state.waiting.push(notification);
+        }
+        self.flush(ctx);
+    }
+
+    /// Writes the waiting notices to the outbox, in one go: one write at a
+    /// time, and what arrives meanwhile goes with the next, so a flood of
+    /// violations is a few transactions, not one per notice.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        let notices = std::mem::take(&mut self.shared.state().waiting);
+        if notices.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let n = notices.len();
         let outbox = self.shared.outbox.clone();
-        let kind = v.kind.as_str();
         ctx.spawn(
             async move {
-                if let Err(reason) = outbox.enqueue(notification).await {
-                    tracing::warn!(violation_type = kind, %reason, "could not queue the security violation notice");
+                if let Err(reason) = outbox.enqueue_all(notices).await {
+                    tracing::warn!(notices = n, %reason, "could not queue security violation notices");
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.flushing = false;
+                act.flush(ctx);
+            }),
         );
     }
 }
@@ -1020,6 +1292,66 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_recorded_violation_is_read_from_its_row_with_bounded_names() {
+        let mut event = AuditEvent::new("login_anomaly", at(0))
+            .with_tenant("acme")
+            .with_principal("p_evil", None)
+            .with_details(serde_json::json!({
+                "type": "credential_stuffing",
+                "severity": "CRITICAL",
+                "resource_id": "acct_9",
+            }))
+            .failed("42 passwords tried");
+        event.security_violation = true;
+        let alarm = Alarm::recorded(&event);
+        assert_eq!(alarm.violation_type, "credential_stuffing");
+        assert_eq!(alarm.severity, Severity::Critical);
+        assert_eq!(alarm.subject, "p_evil");
+        assert_eq!(alarm.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(alarm.resource_id.as_deref(), Some("acct_9"));
+        assert_eq!(alarm.reason, "42 passwords tried");
+        assert_eq!(alarm.origin, "recorded");
+        assert_eq!(alarm.metric_type(), "recorded", "no client text as a label");
+
+        // Nothing usable given: the operation names it, high, the address is
+        // the subject.
+        let mut bare = AuditEvent::new("odd_thing", at(0)).with_details(serde_json::json!({
+            "type": "Not A Name <!channel>",
+            "severity": "apocalyptic",
+            "reason": "because",
+        }));
+        bare.ip_address = Some(IP.into());
+        bare.security_violation = true;
+        let alarm = Alarm::recorded(&bare);
+        assert_eq!(alarm.violation_type, "odd_thing");
+        assert_eq!(alarm.severity, Severity::High);
+        assert_eq!(alarm.subject, IP);
+        assert_eq!(alarm.reason, "because");
+        assert_eq!(alarm.tenant_id, None);
+
+        let mut long = bare.clone();
+        long.ip_address = None;
+        long.error = Some("x".repeat(10_000));
+        let alarm = Alarm::recorded(&long);
+        assert_eq!(alarm.subject, "odd_thing");
+        assert_eq!(alarm.reason.chars().count(), MAX_RECORDED_TEXT_CHARS);
+    }
+
+    #[test]
+    fn own_rows_are_remembered_once_and_bounded() {
+        let mut own = OwnRows::default();
+        let first = Uuid::now_v7();
+        own.insert(first);
+        assert!(own.take(&first));
+        assert!(!own.take(&first), "each row comes back once");
+        for _ in 0..MAX_OWN_ROWS + 5 {
+            own.insert(Uuid::now_v7());
+        }
+        assert_eq!(own.ids.len(), MAX_OWN_ROWS);
+        assert_eq!(own.order.len(), MAX_OWN_ROWS);
+    }
+
     mod actor {
         use std::future::Future;
         use std::path::PathBuf;
@@ -1079,6 +1411,7 @@ mod tests {
 
         struct Harness {
             monitor: SecurityMonitor,
+            auditor: Auditor,
             store: Arc<MemoryStore>,
             outbox: Arc<MemoryOutbox>,
             clock: ManualClock,
@@ -1122,12 +1455,13 @@ mod tests {
                     &supervisor,
                     RestartPolicy::default(),
                     SecurityConfig::default(),
-                    auditor,
+                    auditor.clone(),
                     outbox.clone(),
                     Arc::new(clock.clone()),
                 );
                 Self {
                     monitor,
+                    auditor,
                     store,
                     outbox,
                     clock,
@@ -1280,6 +1614,74 @@ mod tests {
                 NotificationEvent::SecurityViolation { severity, resource_id, .. }
                     if severity == "critical" && resource_id.as_deref() == Some("mb_1")
             ));
+        }
+
+        #[actix::test]
+        async fn violations_other_producers_record_are_announced_through_the_gate() {
+            let app = Harness::start();
+            // The monitor's own violation: one row, one notice, never a
+            // second one when its row comes back committed.
+            app.monitor.report(Violation::access(
+                ViolationType::CrossTenantAccess,
+                "acme",
+                "p_1",
+                "mb_1",
+                "media buy of another tenant",
+            ));
+            // Another service's violations, ingested: a burst from one
+            // subject is one notice; another subject is another; a failed
+            // operation that is no violation is none.
+            let ingested = |principal: &str| {
+                let mut event = AuditEvent::new("login_anomaly", t0())
+                    .with_tenant("acme")
+                    .with_principal(principal, None)
+                    .with_details(serde_json::json!({
+                        "type": "credential_stuffing",
+                        "severity": "critical",
+                    }))
+                    .failed("42 passwords tried");
+                event.security_violation = true;
+                event
+            };
+            for _ in 0..5 {
+                app.auditor.record(Source::Api, ingested("p_evil"));
+            }
+            app.auditor.record(Source::Api, ingested("p_other"));
+            app.auditor.record(
+                Source::Api,
+                AuditEvent::new("sync_creatives", t0())
+                    .with_tenant("acme")
+                    .failed("upstream timed out"),
+            );
+            app.settle(|app| app.audit_rows().len() == 8 && app.notifications().len() >= 3)
+                .await;
+
+            let notifications = app.notifications();
+            let told: Vec<(String, String, u64)> = notifications
+                .iter()
+                .map(|n| match &n.event {
+                    NotificationEvent::SecurityViolation {
+                        violation_type,
+                        subject,
+                        count,
+                        ..
+                    } => (violation_type.clone(), subject.clone(), *count),
+                    other => panic!("not a violation notice: {other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                told,
+                [
+                    ("cross_tenant_access".to_owned(), "p_1".to_owned(), 1),
+                    ("credential_stuffing".to_owned(), "p_evil".to_owned(), 1),
+                    ("credential_stuffing".to_owned(), "p_other".to_owned(), 1),
+                ]
+            );
+            assert!(
+                notifications
+                    .iter()
+                    .all(|n| n.tenant_id.as_deref() == Some("acme"))
+            );
         }
     }
 }

@@ -1,15 +1,19 @@
 //! What the domain handlers share: audit events naming the caller, the
 //! ownership check that turns "someone else's" into a 404 and a security
-//! violation, and keyset pages.
+//! violation, the middleware that reports a read of another tenant by its
+//! `tenant_id`, privilege changes, and keyset pages.
 
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, web};
 use overseer_actors::audit::{AuditEvent, CommittedEvent, Source};
 use overseer_actors::security::{Violation, ViolationType};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, client_ip};
-use crate::domain::InvalidField;
 use crate::domain::text::client_id;
+use crate::domain::{InvalidField, TenantId};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::audit::AuditedByHandler;
@@ -96,6 +100,83 @@ pub fn check_owner(
     }
 }
 
+/// Middleware (on every route): a caller bound to a tenant that names
+/// another tenant in a `tenant_id` — a path segment or a query parameter —
+/// is reported as `cross_tenant_access`, as the resource routes report
+/// another tenant's resource ([`check_owner`]). Every such route answers a
+/// tenant's caller 403 (`Caller::readable_tenant`, the `SuperAdmin`
+/// extractor); naming the other tenant is the violation, whatever the
+/// answer, so it is reported after the response and a route added later
+/// that takes a `tenant_id` is covered without a line of its own.
+///
+/// The row goes to the caller's own chain and audit channel (the named
+/// tenant's id is the caller's own input, kept as `resource_id`; it may not
+/// even exist, and its chain is not the caller's to write to). Names that
+/// are not tenant ids name no tenant and are not reported.
+pub async fn report_cross_tenant(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let req = res.request();
+    let caller = req.extensions().get::<Caller>().cloned();
+    let Some(caller) = caller else {
+        return Ok(res);
+    };
+    let Some(own) = caller.tenant() else {
+        return Ok(res);
+    };
+    let Some(other) = named_tenants(req).into_iter().find(|t| t != own) else {
+        return Ok(res);
+    };
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        let route = req
+            .match_pattern()
+            .unwrap_or_else(|| req.path().chars().take(200).collect());
+        let mut violation = Violation::access(
+            ViolationType::CrossTenantAccess,
+            own.as_str(),
+            caller.principal_id(),
+            other.as_str(),
+            format!("{} {route} of another tenant requested", req.method()),
+        );
+        if let Some(ip) = client_ip(req) {
+            violation = violation.with_ip(ip);
+        }
+        state.actors.security.report(violation);
+    }
+    Ok(res)
+}
+
+/// The tenants a request names: its `{tenant_id}` path segment and every
+/// `tenant_id` query parameter that is a tenant id.
+fn named_tenants(req: &HttpRequest) -> Vec<TenantId> {
+    let from_path = req.match_info().get("tenant_id").map(str::to_owned);
+    let from_query = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, _)| key == "tenant_id")
+        .map(|(_, value)| value);
+    from_path
+        .into_iter()
+        .chain(from_query)
+        .filter_map(|t| TenantId::parse("tenant_id", &t).ok())
+        .collect()
+}
+
+/// Marks `event` as a privilege change (`change`: `admin_token_created`,
+/// `tenant_reactivated`, `principal_token_rotated`, ...): its details say
+/// `"security_relevant": true` and name the change, so a search of the trail
+/// finds every grant of access. Its notice goes with `privilege: true`
+/// (critical, audit channel).
+pub fn privilege_change(mut event: AuditEvent, change: &str) -> AuditEvent {
+    if let serde_json::Value::Object(details) = &mut event.details {
+        details.insert("security_relevant".into(), true.into());
+        details.insert("privilege_change".into(), change.into());
+    }
+    event
+}
+
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
@@ -163,6 +244,38 @@ pub fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenants_a_request_names_are_its_path_and_query_tenant_ids() {
+        use actix_web::test::TestRequest;
+
+        let req = TestRequest::get()
+            .uri("/x?tenant_id=other&tenant_id=Not%20One&operation=a&tenant_id=third")
+            .param("tenant_id", "acme")
+            .to_http_request();
+        let named: Vec<String> = named_tenants(&req)
+            .into_iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        assert_eq!(named, ["acme", "other", "third"]);
+        let none = TestRequest::get().uri("/x?tenant=acme").to_http_request();
+        assert!(named_tenants(&none).is_empty());
+    }
+
+    #[test]
+    fn a_privilege_change_is_marked_security_relevant() {
+        let event = AuditEvent::new("create_admin_token", chrono::Utc::now())
+            .with_details(serde_json::json!({"token_id": "tok_1"}));
+        let marked = privilege_change(event, "admin_token_created");
+        assert_eq!(
+            marked.details,
+            serde_json::json!({
+                "token_id": "tok_1",
+                "security_relevant": true,
+                "privilege_change": "admin_token_created",
+            })
+        );
+    }
 
     #[test]
     fn cursors_and_path_ids_are_ids_or_nothing() {

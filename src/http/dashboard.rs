@@ -405,5 +405,7 @@ fn record(
         .with_details(serde_json::json!({ "role": role }));
     event.tenant_id = tenant.map(str::to_owned);
     event.ip_address = crate::auth::client_ip(req);
+    // This is the request's row: the `/admin` audit middleware adds none.
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::http::audit::AuditedByHandler);
     state.actors.auditor.record(Source::Internal, event);
 }

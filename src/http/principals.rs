@@ -45,13 +45,22 @@ struct WithToken {
     expires_at: Option<DateTime<Utc>>,
 }
 
-fn change_note(tenant: &str, change: &str, actor: &str, now: DateTime<Utc>) -> [Notification; 1] {
+/// The audit channel's notice of a change to a principal; `privilege` for
+/// one that grants access (a rotated token).
+fn change_note(
+    tenant: &str,
+    change: &str,
+    actor: &str,
+    privilege: bool,
+    now: DateTime<Utc>,
+) -> [Notification; 1] {
     [Notification::new(
         Some(tenant.to_owned()),
         NotificationEvent::ConfigurationChanged {
             target: "principal".into(),
             changed: vec![change.to_owned()],
             actor: actor.to_owned(),
+            privilege,
         },
         now,
     )]
@@ -96,6 +105,7 @@ async fn create(
         tenant.as_str(),
         "principal_created",
         caller.principal_id(),
+        false,
         now,
     );
     let (principal, committed) = state
@@ -251,6 +261,7 @@ async fn revoke(
         principal.tenant_id.as_str(),
         "token_revoked",
         caller.principal_id(),
+        false,
         now,
     );
     let (updated, committed) = state
@@ -305,15 +316,18 @@ async fn rotate(
     let now = state.clock.now();
     let expires_at = future_expiry(body.expires_at, now)?;
     let issued = IssuedToken::generate();
-    let audit = [
+    // A new credential for an existing identity: a privilege change.
+    let audit = [access::privilege_change(
         access::event(&state, &req, &caller, "update_principal").with_details(
             serde_json::json!({"principal_id": principal.principal_id, "change": "token_rotated"}),
         ),
-    ];
+        "principal_token_rotated",
+    )];
     let notes = change_note(
         principal.tenant_id.as_str(),
         "token_rotated",
         caller.principal_id(),
+        true,
         now,
     );
     let (updated, committed) = state

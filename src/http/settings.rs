@@ -206,6 +206,7 @@ async fn update(
             target: "settings".into(),
             changed: keys.iter().map(|k| k.to_string()).collect(),
             actor: caller.principal_id().to_owned(),
+            privilege: false,
         },
         now,
     )];

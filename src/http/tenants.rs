@@ -1,5 +1,8 @@
 //! `/api/v1/tenants`: the super admin creates, lists, reads and changes
-//! tenants, and issues their admin and ingest tokens.
+//! tenants, and issues their admin and ingest tokens. Issuing a token and
+//! reactivating a tenant are privilege changes: their audit rows are marked
+//! security-relevant and their notices are critical, on the tenant's audit
+//! channel ([`access::privilege_change`]).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -214,22 +217,37 @@ async fn update(
     if changed.is_empty() {
         return Err(InvalidField::new("name", "nothing to change: give name or is_active").into());
     }
+    // Reactivating a tenant gives every token it ever issued its access back:
+    // a privilege change. (Read before the change: only the super admin
+    // changes tenants, so a race here can only mislabel its own request.)
+    let reactivated = body.is_active == Some(true)
+        && !state
+            .store
+            .tenant(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?
+            .is_active;
     let now = state.clock.now();
-    let audit = [
-        access::event(&state, &req, &Caller::SuperAdmin, "update_tenant")
-            .with_tenant(id.as_str())
-            .with_details(serde_json::json!({
-                "tenant_id": id,
-                "changed": changed,
-                "is_active": body.is_active,
-            })),
-    ];
+    let mut audit = access::event(&state, &req, &Caller::SuperAdmin, "update_tenant")
+        .with_tenant(id.as_str())
+        .with_details(serde_json::json!({
+            "tenant_id": id,
+            "changed": changed,
+            "is_active": body.is_active,
+        }));
+    let mut noted: Vec<String> = changed.iter().map(|s| s.to_string()).collect();
+    if reactivated {
+        audit = access::privilege_change(audit, "tenant_reactivated");
+        noted.push("tenant_reactivated".into());
+    }
+    let audit = [audit];
     let notes = [Notification::new(
         Some(id.to_string()),
         NotificationEvent::ConfigurationChanged {
             target: "tenant".into(),
-            changed: changed.iter().map(|s| s.to_string()).collect(),
+            changed: noted,
             actor: "super_admin".into(),
+            privilege: reactivated,
         },
         now,
     )];
@@ -441,15 +459,25 @@ async fn create_token(
         TokenKind::Adapter => "create_adapter_token",
         _ => "create_ingest_token",
     };
-    let audit: [AuditEvent; 1] = [access::event(state, req, &Caller::SuperAdmin, operation)
-        .with_tenant(record.tenant_id.as_str())
-        .with_details(serde_json::json!({"token_id": record.id, "kind": kind.as_str()}))];
+    // Every token issued is access granted: a privilege change.
+    let change = format!("{}_token_created", kind.as_str());
+    let audit: [AuditEvent; 1] = [access::privilege_change(
+        access::event(state, req, &Caller::SuperAdmin, operation)
+            .with_tenant(record.tenant_id.as_str())
+            .with_details(serde_json::json!({
+                "token_id": record.id,
+                "kind": kind.as_str(),
+                "expires_at": expires_at,
+            })),
+        &change,
+    )];
     let notes = [Notification::new(
         Some(record.tenant_id.to_string()),
         NotificationEvent::ConfigurationChanged {
             target: "token".into(),
-            changed: vec![format!("{}_token_created", kind.as_str())],
+            changed: vec![change],
             actor: "super_admin".into(),
+            privilege: true,
         },
         now,
     )];

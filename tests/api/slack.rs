@@ -317,6 +317,7 @@ async fn every_event_reaches_its_channel_and_no_other_within_slack_limits(backen
             target: "settings".into(),
             changed: vec!["timezone".into()],
             actor: "admin".into(),
+            privilege: false,
         },
     )
     .await;
@@ -963,6 +964,7 @@ fn one_of_each() -> Vec<NotificationEvent> {
             target: s("principal"),
             changed: vec![s("token")],
             actor: s("admin"),
+            privilege: false,
         },
         failed_operation(s("timeout")),
         NotificationEvent::HighValueTransaction {

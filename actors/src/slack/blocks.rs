@@ -613,6 +613,7 @@ fn describe(event: &NotificationEvent) -> Description<'_> {
             target,
             changed,
             actor,
+            privilege: _,
         } => Description {
             fact: format!("{target} ({}) by {actor}", joined(changed)),
             fields: vec![

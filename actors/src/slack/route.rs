@@ -105,7 +105,10 @@ use Severity::{High, Info, Warning};
 /// The routing table. `security_violation` takes its severity from the
 /// event; `alert_firing` / `alert_resolved` take channel and severity from the
 /// alert rule (the table gives the defaults); `webhook_failing` goes to the
-/// general webhook when the audit webhook is the one failing.
+/// general webhook when the audit webhook is the one failing; a
+/// `configuration_changed` that is a privilege change (a token issued, a
+/// tenant reactivated, a principal's token rotated) is critical and titled
+/// [`PRIVILEGE_CHANGE_TITLE`].
 pub const ROUTES: &[Rule] = &[
     rule(
         "media_buy_created",
@@ -216,6 +219,10 @@ pub const ROUTES: &[Rule] = &[
     ),
 ];
 
+/// The title of a privilege change's notice (a `configuration_changed`
+/// with `privilege`).
+pub const PRIVILEGE_CHANGE_TITLE: &str = "Privilege change";
+
 /// Where an event goes and how it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -255,6 +262,13 @@ pub fn route(event: &NotificationEvent) -> Route {
         }
         NotificationEvent::WebhookFailing { target, .. } if target == "slack_audit" => {
             route.channel = Channel::General;
+        }
+        NotificationEvent::ConfigurationChanged {
+            privilege: true, ..
+        } => {
+            route.severity = Severity::Critical;
+            route.emoji = ":key:";
+            route.title = PRIVILEGE_CHANGE_TITLE;
         }
         _ => {}
     }
@@ -338,5 +352,45 @@ mod tests {
         };
         assert_eq!(route(&failing("slack_audit")).channel, Channel::General);
         assert_eq!(route(&failing("slack_general")).channel, Channel::Audit);
+    }
+
+    #[test]
+    fn a_privilege_change_is_critical_on_the_audit_channel() {
+        let change = |privilege: bool| NotificationEvent::ConfigurationChanged {
+            target: "token".into(),
+            changed: vec!["admin_token_created".into()],
+            actor: "super_admin".into(),
+            privilege,
+        };
+        let plain = route(&change(false));
+        assert_eq!(
+            (plain.channel, plain.severity, plain.title),
+            (Channel::Audit, Severity::Info, "Configuration changed")
+        );
+        let privileged = route(&change(true));
+        assert_eq!(
+            (privileged.channel, privileged.severity, privileged.title),
+            (Channel::Audit, Severity::Critical, PRIVILEGE_CHANGE_TITLE)
+        );
+        // Rows queued before the flag existed read as no privilege change.
+        let old: NotificationEvent = serde_json::from_str(
+            r#"{"kind":"configuration_changed","target":"settings","changed":["x"],"actor":"a"}"#,
+        )
+        .unwrap();
+        assert_eq!(old, change_of("settings", false));
+        assert!(
+            !serde_json::to_string(&change(false))
+                .unwrap()
+                .contains("privilege")
+        );
+    }
+
+    fn change_of(target: &str, privilege: bool) -> NotificationEvent {
+        NotificationEvent::ConfigurationChanged {
+            target: target.into(),
+            changed: vec!["x".into()],
+            actor: "a".into(),
+            privilege,
+        }
     }
 }

@@ -393,8 +393,11 @@ const NOT_A_FAILED_OPERATION: &[&str] = &[
 ];
 
 /// The audit-channel notice for a committed failed operation: `None` for
-/// successes, security violations and authentication decisions (the
-/// security monitor speaks for those).
+/// successes, security violations and authentication decisions. The
+/// security monitor speaks for those: it subscribes to the same committed
+/// events and announces every violation row, its own and any other
+/// producer's, through its notification gate
+/// ([`crate::security::SecurityMonitor::start`]).
 pub fn failure_notice(event: &AuditEvent, now: DateTime<Utc>) -> Option<Notification> {
     if event.success
         || event.security_violation

@@ -11,3 +11,4 @@ mod dashboard_headers;
 mod log_id;
 mod redaction;
 mod streams;
+mod violations;
