@@ -60,7 +60,8 @@ pub struct AppState {
     pub environment: crate::config::Environment,
     /// `TRUSTED_PROXIES`: whose `X-Forwarded-*` headers are read.
     pub trusted_proxies: crate::domain::TrustedProxies,
-    /// Which hosts buyers' webhooks may reach.
+    /// Which hosts every outbound URL (Slack, push configs, reporting
+    /// webhooks) may reach.
     pub ssrf: crate::ssrf::SsrfPolicy,
     /// The activity stream's settings.
     pub sse: crate::config::SseSettings,
