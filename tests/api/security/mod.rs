@@ -4,3 +4,5 @@
 //! no internal host reached, no secret stored.
 
 // Each attack's module is declared below, one line each.
+mod approval;
+mod money;
