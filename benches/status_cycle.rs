@@ -74,6 +74,7 @@ const BARE_UPDATES: [&str; 3] = [
      AND NOT EXISTS (SELECT 1 FROM creative_assignments ca JOIN creatives c \
          ON c.tenant_id = ca.tenant_id AND c.id = ca.creative_id \
          WHERE ca.media_buy_id = media_buys.id AND c.status <> 'approved') \
+     AND approved_budget_micros IS NOT NULL AND budget_micros <= approved_budget_micros \
      AND tenant_id IN (SELECT id FROM tenants WHERE is_active) \
      RETURNING id, tenant_id, principal_id, order_name",
     "UPDATE media_buys SET status = 'completed', updated_at = $1 \
@@ -311,11 +312,11 @@ async fn load(pool: &PgPool, now: DateTime<Utc>, push_configs: bool) {
         ),
         format!(
             "INSERT INTO media_buys (id, tenant_id, principal_id, buyer_ref, order_name, \
-                 advertiser_name, currency, budget_micros, flight_start, flight_end, status, \
-                 created_at, updated_at) \
+                 advertiser_name, currency, budget_micros, approved_budget_micros, flight_start, \
+                 flight_end, status, created_at, updated_at) \
              SELECT 'bench_mb_' || lpad(i::text, 6, '0'), 'bench_t' || (i / 20 % {TENANTS}), \
                  'bench_p' || (i / 20 % {TENANTS}), 'ref-' || i, 'Order ' || i, \
-                 'Advertiser ' || (i % 97), 'USD', 1000000000 + i, \
+                 'Advertiser ' || (i % 97), 'USD', 1000000000 + i, 1000000000 + i, \
                  CASE kind WHEN 'start' THEN $1 - interval '1 day' \
                      WHEN 'blocked' THEN $1 - interval '1 day' \
                      WHEN 'complete' THEN $1 - interval '30 days' \

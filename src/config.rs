@@ -93,6 +93,12 @@ pub struct Config {
     /// `DELIVERY_WEBHOOK_INTERVAL` (3600 s; empty = default): how often the
     /// delivery-report cycle runs (unless `SKIP_CRON`).
     pub delivery_interval: Duration,
+    /// `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE` (2; 1 to 9, decimals allowed;
+    /// empty = default): a delivery post after which a buy's total spend
+    /// would exceed this many times its budget is refused (422). The ceiling
+    /// of 9 keeps every sum of a buy's spend inside 64 bits (the domain's
+    /// type, parsed here).
+    pub delivery_spend_max_multiple: crate::domain::SpendMultiple,
     /// The outbound guard (`crate::ssrf`) for every URL the service calls
     /// (Slack and buyers' webhooks): `WEBHOOK_ALLOWED_CIDRS`,
     /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated) are what may be reached
@@ -426,6 +432,11 @@ impl Config {
                 .duration("MEDIA_BUY_STATUS_CHECK_INTERVAL", Duration::from_secs(60))?,
             delivery_interval: env
                 .duration("DELIVERY_WEBHOOK_INTERVAL", Duration::from_secs(3_600))?,
+            delivery_spend_max_multiple: env.parse_with(
+                "DELIVERY_SPEND_MAX_BUDGET_MULTIPLE",
+                crate::domain::SpendMultiple::DEFAULT,
+                crate::domain::SpendMultiple::parse,
+            )?,
             webhook: {
                 let d = overseer_actors::webhook::WebhookConfig::default();
                 overseer_actors::webhook::WebhookConfig {
@@ -534,6 +545,7 @@ impl Config {
             slack = ?self.slack,
             status_check_interval_ms = self.status_check_interval.as_millis() as u64,
             delivery_interval_ms = self.delivery_interval.as_millis() as u64,
+            delivery_spend_max_budget_multiple = %self.delivery_spend_max_multiple,
             webhook_ssrf = ?self.ssrf,
             webhook = ?self.webhook,
             webhook_timeout_ms = self.webhook_timeout.as_millis() as u64,
@@ -967,6 +979,25 @@ mod tests {
             c.supervision.database_watch_interval,
             Duration::from_secs(10)
         );
+        assert_eq!(
+            c.delivery_spend_max_multiple,
+            crate::domain::SpendMultiple::DEFAULT
+        );
+    }
+
+    #[test]
+    fn the_delivery_spend_multiple_is_a_number_from_1_to_9() {
+        let c = config(&[("DELIVERY_SPEND_MAX_BUDGET_MULTIPLE", "1.5")]).unwrap();
+        assert_eq!(c.delivery_spend_max_multiple.to_string(), "1.5");
+        let c = config(&[("DELIVERY_SPEND_MAX_BUDGET_MULTIPLE", "")]).unwrap();
+        assert_eq!(
+            c.delivery_spend_max_multiple,
+            crate::domain::SpendMultiple::DEFAULT
+        );
+        for bad in ["0.5", "10", "1e3", "-1", "two"] {
+            let err = config(&[("DELIVERY_SPEND_MAX_BUDGET_MULTIPLE", bad)]).unwrap_err();
+            assert_eq!(err.var, "DELIVERY_SPEND_MAX_BUDGET_MULTIPLE", "{bad}");
+        }
     }
 
     #[test]

@@ -16,7 +16,11 @@
 //! Figures come from `media_buy_delivery` (one row per package and day):
 //! a daily report sums the days of its period; an hourly report carries the
 //! current day's cumulative figures (delivery is recorded per day, not per
-//! hour); the final report sums the flight. Each report takes the buy's next
+//! hour); the final report sums the flight. The sums are checked
+//! ([`DeliveryTotals::of`]) before anything is queued: figures that do not
+//! fit in 64 bits (rows stored before the spend cap) queue no report, and the
+//! cycle reports the buy, rather than send the buyer a wrapped number. Each
+//! report takes the buy's next
 //! sequence number in the transaction that queues it; the envelope (with its
 //! `timestamp` and `idempotency_key`) is frozen there, so every retry sends the
 //! same bytes.
@@ -24,7 +28,9 @@
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::domain::media_buy::{DeliveryRow, Package, ReportingWebhook, WebhookAuth};
+use crate::domain::media_buy::{
+    DeliveryRow, DeliveryTotals, Package, ReportingWebhook, WebhookAuth,
+};
 use crate::store::reports::{NewReport, ReportCandidate};
 use crate::store::{Effects, Store, StoreError};
 use secrecy::ExposeSecret;
@@ -109,19 +115,22 @@ fn period_of(
     })
 }
 
-/// The envelope of one report.
-#[allow(clippy::too_many_arguments)]
-fn envelope(
-    buy: &ReportCandidate,
-    sequence: i64,
+/// The figures of one report: totals and, per package, its totals.
+#[derive(Debug, Clone, PartialEq)]
+struct Figures {
+    totals: DeliveryTotals,
+    by_package: Vec<(Package, DeliveryTotals)>,
+}
+
+/// The figures of the report of `kind` over `(start, end)`: checked sums of
+/// the rows it counts, or why they cannot be counted.
+fn figures(
     kind: &str,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
-    next_expected_at: Option<DateTime<Utc>>,
     packages: &[Package],
     delivery: &[DeliveryRow],
     frequency: &str,
-    now: DateTime<Utc>,
-) -> (String, String) {
+) -> Result<Figures, String> {
     let (from_day, to_day) = (start.date_naive(), end.date_naive());
     let counted = |row: &&DeliveryRow| match row.day.parse::<chrono::NaiveDate>() {
         Ok(day) if kind == "final" => day >= from_day && day <= to_day,
@@ -130,31 +139,54 @@ fn envelope(
         Err(_) => false,
     };
     let rows: Vec<&DeliveryRow> = delivery.iter().filter(counted).collect();
-    let sum = |package: Option<&str>| {
-        rows.iter()
-            .filter(|r| package.is_none_or(|p| r.package_id == p))
-            .fold((0i64, 0i64, 0i64), |(i, c, s), r| {
-                (i + r.impressions, c + r.clicks, s + r.spend.micros())
-            })
-    };
-    let spend = |micros: i64| micros as f64 / 1e6;
-    let ctr = |i: i64, c: i64| if i > 0 { c as f64 / i as f64 } else { 0.0 };
-    let (impressions, clicks, spent) = sum(None);
-    let by_package: Vec<Value> = packages
+    let overflow = |e: crate::domain::media_buy::TotalsOverflow| e.to_string();
+    let totals = DeliveryTotals::of(rows.iter().copied()).map_err(overflow)?;
+    let by_package = packages
         .iter()
         .map(|p| {
-            let (i, c, s) = sum(Some(&p.package_id));
+            let of_package = rows
+                .iter()
+                .copied()
+                .filter(|r| r.package_id == p.package_id);
+            Ok((p.clone(), DeliveryTotals::of(of_package).map_err(overflow)?))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Figures { totals, by_package })
+}
+
+/// The envelope of one report.
+fn envelope(
+    buy: &ReportCandidate,
+    sequence: i64,
+    kind: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    next_expected_at: Option<DateTime<Utc>>,
+    figures: &Figures,
+    now: DateTime<Utc>,
+) -> (String, String) {
+    let ctr = |t: &DeliveryTotals| {
+        if t.impressions > 0 {
+            t.clicks as f64 / t.impressions as f64
+        } else {
+            0.0
+        }
+    };
+    let by_package: Vec<Value> = figures
+        .by_package
+        .iter()
+        .map(|(p, t)| {
             json!({
                 "package_id": p.package_id,
-                "impressions": i,
-                "spend": spend(s),
-                "clicks": c,
+                "impressions": t.impressions,
+                "spend": t.spend.as_f64(),
+                "clicks": t.clicks,
                 "pricing_model": p.pricing_model,
                 "rate": p.rate.as_f64(),
                 "currency": buy.currency,
             })
         })
         .collect();
+    let totals = &figures.totals;
     let idempotency_key = format!("delivery.{}.{sequence}", buy.id);
     let mut result = json!({
         "notification_type": kind,
@@ -165,10 +197,10 @@ fn envelope(
             "media_buy_id": buy.id,
             "status": adcp_status(&buy.status),
             "totals": {
-                "impressions": impressions,
-                "spend": spend(spent),
-                "clicks": clicks,
-                "ctr": ctr(impressions, clicks),
+                "impressions": totals.impressions,
+                "spend": totals.spend.as_f64(),
+                "clicks": totals.clicks,
+                "ctr": ctr(totals),
             },
             "by_package": by_package,
         }],
@@ -261,20 +293,11 @@ async fn report_one(
         .delivery(&buy.id)
         .await
         .map_err(|e| e.short_reason())?;
-    let frequency = webhook.frequency.clone();
-    let build = |sequence: i64| {
-        envelope(
-            buy,
-            sequence,
-            kind,
-            (start, end),
-            next,
-            &packages,
-            &delivery,
-            &frequency,
-            now,
-        )
-    };
+    // Counted before anything is queued: figures that cannot be counted
+    // queue nothing (the cycle reports the buy).
+    let figures = figures(kind, (start, end), &packages, &delivery, &webhook.frequency)
+        .map_err(|reason| format!("delivery figures: {reason}"))?;
+    let build = |sequence: i64| envelope(buy, sequence, kind, (start, end), next, &figures, now);
     // A concurrent writer may take the same sequence number (or period):
     // the unique keys refuse the second, which tries again.
     let mut last = String::new();
@@ -315,6 +338,50 @@ mod tests {
             flight_end: Utc.with_ymd_and_hms(2027, 3, 31, 0, 0, 0).unwrap(),
             reporting_webhook: String::new(),
         }
+    }
+
+    #[test]
+    fn figures_that_cannot_be_counted_queue_no_report() {
+        use crate::domain::Amount;
+        let package = |id: &str| Package {
+            package_id: id.into(),
+            budget: Amount::MAX,
+            pricing_model: "cpm".into(),
+            rate: Amount::ZERO,
+        };
+        let row = |package: &str, day: u32| DeliveryRow {
+            package_id: package.into(),
+            day: format!("2027-03-{day:02}"),
+            impressions: 1_000,
+            clicks: 1,
+            spend: Amount::MAX,
+        };
+        let flight = (
+            Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2027, 3, 31, 0, 0, 0).unwrap(),
+        );
+        let packages = [package("a"), package("b")];
+        // Nine rows of 1e12 are counted exactly, in total and per package.
+        let nine: Vec<DeliveryRow> = (1..=9)
+            .map(|d| row(if d % 2 == 0 { "b" } else { "a" }, d))
+            .collect();
+        let counted = figures("final", flight, &packages, &nine, "daily").unwrap();
+        assert_eq!(
+            Some(counted.totals.spend),
+            Amount::checked_sum([Amount::MAX; 9])
+        );
+        assert_eq!(counted.by_package[0].1.impressions, 5_000);
+        assert_eq!(counted.by_package[1].1.impressions, 4_000);
+        // The tenth does not fit: an error, never a wrapped figure.
+        let ten: Vec<DeliveryRow> = (1..=10).map(|d| row("a", d)).collect();
+        assert!(figures("final", flight, &packages, &ten, "daily").is_err());
+        // A daily report counts only its day, which fits.
+        let day = (
+            Utc.with_ymd_and_hms(2027, 3, 4, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2027, 3, 5, 0, 0, 0).unwrap(),
+        );
+        let one = figures("scheduled", day, &packages, &ten, "daily").unwrap();
+        assert_eq!(one.totals.spend, Amount::MAX);
     }
 
     #[test]

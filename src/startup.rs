@@ -114,6 +114,7 @@ impl Application {
             sse: config.sse.clone(),
             sessions: http::dashboard::Sessions::new(&config),
             metrics_token: config.http.metrics_token.as_ref().map(TokenHash::of_secret),
+            delivery_spend_max_multiple: config.delivery_spend_max_multiple,
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;

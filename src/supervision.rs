@@ -90,11 +90,24 @@ impl DeliveryStore for Store {
                     spend: Amount::from_micros(r.spend_micros),
                 })
                 .collect();
-            store
-                .upsert_delivery(&media_buy_id, &rows, chrono::Utc::now(), Effects::default())
+            // Simulated spend is at most 1.15 times the budget; the ceiling
+            // multiple keeps the bound that no sum of it can overflow.
+            match store
+                .upsert_delivery(
+                    &media_buy_id,
+                    &rows,
+                    crate::domain::SpendMultiple::CEILING,
+                    chrono::Utc::now(),
+                    Effects::default(),
+                )
                 .await
-                .map(drop)
-                .map_err(|e| e.short_reason())
+                .map_err(|e| e.short_reason())?
+            {
+                crate::store::DeliveryWrite::Stored(_) => Ok(()),
+                crate::store::DeliveryWrite::SpendAboveCap { .. } => {
+                    Err("simulated spend above the cap".to_owned())
+                }
+            }
         })
     }
 }

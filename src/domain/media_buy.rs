@@ -231,7 +231,7 @@ pub struct CreateMediaBuy {
     pub flight_start: DateTime<Utc>,
     /// After `flight_start`.
     pub flight_end: DateTime<Utc>,
-    /// 1 to 100 packages; the budget of the buy is their sum.
+    /// 1 to 100 packages; the budget of the buy is their sum, at most 1e12.
     #[schema(min_items = 1, max_items = 100)]
     pub packages: Vec<PackageInput>,
     /// Creatives of this principal, at most 1,000.
@@ -354,9 +354,17 @@ impl CreateMediaBuy {
                 )));
             }
             let rate = Amount::parse(field("packages.rate"), &p.rate).map_err(at)?;
+            // The documented maximum bounds the buy, not only each package
+            // (nine packages of 1e12 were once a 9e12 budget).
             budget = budget
                 .checked_add(package_budget)
-                .ok_or_else(|| at(InvalidField::new("packages.budget", "total is too large")))?;
+                .filter(|total| *total <= Amount::MAX)
+                .ok_or_else(|| {
+                    at(InvalidField::new(
+                        "packages.budget",
+                        "the packages' budgets total more than 1e12",
+                    ))
+                })?;
             packages.push(Package {
                 package_id,
                 budget: package_budget,
@@ -544,15 +552,35 @@ impl MediaBuyChange {
         keys
     }
 
-    /// The buy after this change, or why the change is not allowed in its
-    /// status (a conflict).
-    pub fn apply(&self, mut buy: MediaBuy, now: DateTime<Utc>) -> Result<MediaBuy, ChangeRefused> {
+    /// The buy after this change, with the approval its terms now need
+    /// ([`approval_after_change`] against the tenant's `threshold`), or why
+    /// the change is not allowed in its status (a conflict).
+    ///
+    /// A change that needs a human puts the buy in `pending_approval`
+    /// whatever it was doing (a running buy stops delivering until the new
+    /// terms are approved); a paused buy stays paused and resumes into
+    /// `pending_approval`. A change that no longer needs one (the budget back
+    /// under the threshold, or within what was approved) takes a waiting buy
+    /// back to `pending_activation`.
+    pub fn apply(
+        &self,
+        mut buy: MediaBuy,
+        threshold: Option<Amount>,
+        now: DateTime<Utc>,
+    ) -> Result<ChangedBuy, ChangeRefused> {
         if buy.status.is_final() {
             return Err(ChangeRefused(format!(
                 "a {} media buy cannot be changed",
                 buy.status.as_str()
             )));
         }
+        let waited = buy.awaits_approval();
+        let before = (
+            buy.budget,
+            buy.flight_start,
+            buy.flight_end,
+            buy.approved_budget,
+        );
         match (self.paused, buy.status) {
             (Some(true), MediaBuyStatus::PendingActivation | MediaBuyStatus::Active) => {
                 buy.paused_from = Some(buy.status.as_str().to_owned());
@@ -583,9 +611,57 @@ impl MediaBuyChange {
         if let Some(name) = &self.order_name {
             buy.order_name = name.clone();
         }
+        let approval = approval_after_change(
+            Terms {
+                budget: before.0,
+                flight: (before.1, before.2),
+                approved: before.3,
+                awaiting: waited,
+            },
+            buy.budget,
+            (start, end),
+            threshold,
+        );
+        match approval {
+            Approval::StillPending => {}
+            Approval::Granted(budget) => {
+                buy.approved_budget = Some(budget);
+                buy.leave_approval();
+            }
+            Approval::Required { .. } => {
+                if (start, end) != (before.1, before.2) {
+                    // What was approved was for other dates.
+                    buy.approved_budget = None;
+                }
+                buy.enter_approval();
+            }
+        }
+        // Whatever the path, a buy is live only at an approved budget.
+        if buy.status == MediaBuyStatus::Active {
+            check_activation(buy.budget, buy.approved_budget)
+                .map_err(|refused| ChangeRefused(refused.0))?;
+        }
         buy.updated_at = now;
-        Ok(buy)
+        Ok(ChangedBuy {
+            supersedes_pending: match approval {
+                Approval::StillPending => false,
+                Approval::Granted(_) => waited,
+                Approval::Required { .. } => true,
+            },
+            buy,
+            approval,
+        })
     }
+}
+
+/// A media buy after a change, and what its terms now need.
+#[derive(Debug, Clone)]
+pub struct ChangedBuy {
+    pub buy: MediaBuy,
+    pub approval: Approval,
+    /// A pending approval task of the buy no longer shows its terms: it is
+    /// superseded (and replaced when `approval` is `Required`).
+    pub supersedes_pending: bool,
 }
 
 /// A change the buy's status does not allow.
@@ -614,6 +690,12 @@ pub struct MediaBuy {
     pub status: MediaBuyStatus,
     /// The lifecycle status a paused buy returns to (`MediaBuyStatus` text).
     pub paused_from: Option<String>,
+    /// The largest budget approved for the buy's current flight: by a human
+    /// (a workflow task showing that amount), or by being at most the
+    /// approval threshold when it was set. `None` until a first approval.
+    /// The buy is live only at a budget at most this ([`check_activation`]).
+    #[sqlx(rename = "approved_budget_micros")]
+    pub approved_budget: Option<Amount>,
     pub reporting_webhook: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -636,6 +718,11 @@ pub struct MediaBuyView {
     pub advertiser_name: String,
     pub currency: Currency,
     pub budget: Amount,
+    /// The budget approved for this flight (by an admin, or by being at
+    /// most the approval threshold when set); `null` before any approval.
+    /// The buy runs only while `budget` is at most this.
+    #[schema(value_type = Option<f64>)]
+    pub approved_budget: Option<Amount>,
     pub flight_start: DateTime<Utc>,
     pub flight_end: DateTime<Utc>,
     pub status: MediaBuyStatus,
@@ -651,6 +738,42 @@ pub struct MediaBuyView {
 }
 
 impl MediaBuy {
+    /// Waiting for a human: `pending_approval`, or paused from it.
+    pub fn awaits_approval(&self) -> bool {
+        match self.status {
+            MediaBuyStatus::PendingApproval => true,
+            MediaBuyStatus::Paused => {
+                self.paused_from.as_deref() == Some(MediaBuyStatus::PendingApproval.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops the buy until a human decides; a paused buy stays paused and
+    /// will resume into `pending_approval`.
+    fn enter_approval(&mut self) {
+        match self.status {
+            MediaBuyStatus::Paused => {
+                self.paused_from = Some(MediaBuyStatus::PendingApproval.as_str().to_owned());
+            }
+            MediaBuyStatus::PendingApproval => {}
+            _ => {
+                self.status = MediaBuyStatus::PendingApproval;
+                self.paused_from = None;
+            }
+        }
+    }
+
+    /// No human is needed any more: a waiting buy goes (or, paused, will
+    /// resume) to `pending_activation`, where the scheduler starts it.
+    fn leave_approval(&mut self) {
+        if self.status == MediaBuyStatus::PendingApproval {
+            self.status = MediaBuyStatus::PendingActivation;
+        } else if self.awaits_approval() {
+            self.paused_from = Some(MediaBuyStatus::PendingActivation.as_str().to_owned());
+        }
+    }
+
     pub fn view(&self, packages: Vec<Package>, creative_ids: Vec<String>) -> MediaBuyView {
         MediaBuyView {
             media_buy_id: self.id.clone(),
@@ -661,6 +784,7 @@ impl MediaBuy {
             advertiser_name: self.advertiser_name.clone(),
             currency: self.currency.clone(),
             budget: self.budget,
+            approved_budget: self.approved_budget,
             flight_start: self.flight_start,
             flight_end: self.flight_end,
             status: self.status,
@@ -689,4 +813,340 @@ pub struct DeliveryRow {
     pub clicks: i64,
     #[sqlx(rename = "spend_micros", try_from = "i64")]
     pub spend: Amount,
+}
+
+/// A buy's delivery totals: checked sums, never wrapped, saturated or short
+/// of a row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeliveryTotals {
+    pub impressions: i64,
+    pub clicks: i64,
+    pub spend: Amount,
+}
+
+/// A sum of delivery figures that does not fit in 64 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the delivery totals are larger than this service can count")]
+pub struct TotalsOverflow;
+
+impl DeliveryTotals {
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a DeliveryRow>) -> Result<Self, TotalsOverflow> {
+        rows.into_iter().try_fold(Self::default(), |t, r| {
+            Ok(Self {
+                impressions: t
+                    .impressions
+                    .checked_add(r.impressions)
+                    .ok_or(TotalsOverflow)?,
+                clicks: t.clicks.checked_add(r.clicks).ok_or(TotalsOverflow)?,
+                spend: t.spend.checked_add(r.spend).ok_or(TotalsOverflow)?,
+            })
+        })
+    }
+}
+
+// ---------------------------------------------------------------- approval
+//
+// The one rule for budgets and humans. A buy is live only at a budget that a
+// human approved, or that was at most the tenant's approval threshold when it
+// was set. Every write path asks these functions; the store and the status
+// scheduler only carry out (and, in SQL, re-check) their answer.
+
+/// What a buy's budget and flight need after they are set or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// Nothing about the terms changed while a human decides: the pending
+    /// task stands.
+    StillPending,
+    /// The terms stand approved at this budget: it is at most the threshold,
+    /// or at most what a human approved for this flight.
+    Granted(Amount),
+    /// A human must approve this budget (above `threshold`) before the buy
+    /// runs: a new workflow task shows it.
+    Required { threshold: Amount },
+}
+
+/// A buy's terms before a change: what [`approval_after_change`] decides from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub budget: Amount,
+    pub flight: (DateTime<Utc>, DateTime<Utc>),
+    /// [`MediaBuy::approved_budget`].
+    pub approved: Option<Amount>,
+    /// [`MediaBuy::awaits_approval`].
+    pub awaiting: bool,
+}
+
+/// The approval a new buy of `budget` needs.
+pub fn approval_of_new(budget: Amount, threshold: Option<Amount>) -> Approval {
+    decide(budget, None, threshold)
+}
+
+/// The approval a buy with terms `before` needs once its budget is `budget`
+/// and its flight `flight`:
+///
+/// - while a task is pending and neither changes, it stands;
+/// - at most the threshold, granted: approved as set;
+/// - above it, granted only within what a human approved for the same
+///   flight (a lower budget, or the same); a raise past that, or any new
+///   flight, needs a human again. Every raise, in every status, comes here.
+pub fn approval_after_change(
+    before: Terms,
+    budget: Amount,
+    flight: (DateTime<Utc>, DateTime<Utc>),
+    threshold: Option<Amount>,
+) -> Approval {
+    let flight_changed = flight != before.flight;
+    if before.awaiting && budget == before.budget && !flight_changed {
+        return Approval::StillPending;
+    }
+    let in_force = if flight_changed {
+        None
+    } else {
+        before.approved
+    };
+    decide(budget, in_force, threshold)
+}
+
+fn decide(budget: Amount, in_force: Option<Amount>, threshold: Option<Amount>) -> Approval {
+    match threshold {
+        Some(threshold) if budget > threshold => match in_force {
+            Some(approved) if budget <= approved => Approval::Granted(budget),
+            _ => Approval::Required { threshold },
+        },
+        _ => Approval::Granted(budget),
+    }
+}
+
+/// Why a buy may not go (or stay) live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationRefused(pub String);
+
+/// Whether a buy may be `active` at `budget`: only at most its approved
+/// budget. The status scheduler's activation carries the same guard in SQL
+/// (`budget_micros <= approved_budget_micros`), and the database refuses an
+/// `active` row above it.
+pub fn check_activation(budget: Amount, approved: Option<Amount>) -> Result<(), ActivationRefused> {
+    match approved {
+        Some(approved) if budget <= approved => Ok(()),
+        Some(approved) => Err(ActivationRefused(format!(
+            "the budget {budget} is above the approved budget {approved}"
+        ))),
+        None => Err(ActivationRefused(format!(
+            "no budget is approved (the budget is {budget})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn units(n: i64) -> Amount {
+        Amount::from_micros(n * 1_000_000)
+    }
+
+    fn day(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 3, d, 0, 0, 0).unwrap()
+    }
+
+    const FLIGHT: (u32, u32) = (1, 31);
+
+    fn buy(status: MediaBuyStatus, budget: i64, approved: Option<i64>) -> MediaBuy {
+        MediaBuy {
+            id: "mb_1".into(),
+            tenant_id: TenantId::parse("t", "acme").unwrap(),
+            principal_id: "p".into(),
+            buyer_ref: "r".into(),
+            order_name: "o".into(),
+            advertiser_name: "a".into(),
+            currency: Currency::parse("c", "USD").unwrap(),
+            budget: units(budget),
+            flight_start: day(FLIGHT.0),
+            flight_end: day(FLIGHT.1),
+            status,
+            paused_from: None,
+            approved_budget: approved.map(units),
+            reporting_webhook: None,
+            created_at: day(1),
+            updated_at: day(1),
+        }
+    }
+
+    fn change(budget: Option<i64>, paused: Option<bool>) -> MediaBuyChange {
+        MediaBuyChange {
+            budget: budget.map(units),
+            paused,
+            ..MediaBuyChange::default()
+        }
+    }
+
+    const THRESHOLD: Option<Amount> = Some(Amount::from_micros(1_000_000_000));
+
+    #[test]
+    fn new_buys_above_the_threshold_need_a_human() {
+        assert_eq!(
+            approval_of_new(units(1_000), THRESHOLD),
+            Approval::Granted(units(1_000))
+        );
+        assert_eq!(
+            approval_of_new(units(1_001), THRESHOLD),
+            Approval::Required {
+                threshold: units(1_000)
+            }
+        );
+        assert_eq!(
+            approval_of_new(Amount::MAX, None),
+            Approval::Granted(Amount::MAX)
+        );
+    }
+
+    #[test]
+    fn a_paused_raise_waits_for_a_human_and_resumes_into_approval() {
+        let paused = change(Some(1_000_000_000), Some(true))
+            .apply(
+                buy(MediaBuyStatus::PendingActivation, 100, Some(100)),
+                THRESHOLD,
+                day(2),
+            )
+            .unwrap();
+        assert!(matches!(paused.approval, Approval::Required { .. }));
+        assert_eq!(paused.buy.status, MediaBuyStatus::Paused);
+        assert!(paused.buy.awaits_approval());
+        assert_eq!(paused.buy.approved_budget, Some(units(100)));
+        let resumed = change(None, Some(false))
+            .apply(paused.buy, THRESHOLD, day(3))
+            .unwrap();
+        assert_eq!(resumed.approval, Approval::StillPending);
+        assert!(!resumed.supersedes_pending, "the task stands");
+        assert_eq!(resumed.buy.status, MediaBuyStatus::PendingApproval);
+    }
+
+    #[test]
+    fn a_raise_while_waiting_replaces_the_task() {
+        let waiting = buy(MediaBuyStatus::PendingApproval, 5_000, None);
+        let raised = change(Some(1_000_000_000), None)
+            .apply(waiting.clone(), THRESHOLD, day(2))
+            .unwrap();
+        assert!(matches!(raised.approval, Approval::Required { .. }));
+        assert!(raised.supersedes_pending);
+        assert_eq!(raised.buy.status, MediaBuyStatus::PendingApproval);
+        // A rename while waiting leaves the task alone.
+        let renamed = MediaBuyChange {
+            order_name: Some("n".into()),
+            ..MediaBuyChange::default()
+        }
+        .apply(waiting.clone(), THRESHOLD, day(2))
+        .unwrap();
+        assert_eq!(renamed.approval, Approval::StillPending);
+        assert!(!renamed.supersedes_pending);
+        // Back under the threshold: no human, the task is withdrawn.
+        let lowered = change(Some(900), None)
+            .apply(waiting, THRESHOLD, day(2))
+            .unwrap();
+        assert_eq!(lowered.approval, Approval::Granted(units(900)));
+        assert!(lowered.supersedes_pending);
+        assert_eq!(lowered.buy.status, MediaBuyStatus::PendingActivation);
+        assert_eq!(lowered.buy.approved_budget, Some(units(900)));
+    }
+
+    #[test]
+    fn running_buys_go_back_to_a_human_for_a_raise_or_a_new_flight() {
+        let running = buy(MediaBuyStatus::Active, 5_000, Some(5_000));
+        let raised = change(Some(5_001), None)
+            .apply(running.clone(), THRESHOLD, day(2))
+            .unwrap();
+        assert!(matches!(raised.approval, Approval::Required { .. }));
+        assert_eq!(raised.buy.status, MediaBuyStatus::PendingApproval);
+        // The earlier approval still stands for a return to 5,000 (same flight).
+        assert_eq!(raised.buy.approved_budget, Some(units(5_000)));
+        let back = change(Some(5_000), None)
+            .apply(raised.buy, THRESHOLD, day(2))
+            .unwrap();
+        assert_eq!(back.approval, Approval::Granted(units(5_000)));
+        assert_eq!(back.buy.status, MediaBuyStatus::PendingActivation);
+
+        let moved = MediaBuyChange {
+            flight_end: Some(day(30)),
+            ..MediaBuyChange::default()
+        }
+        .apply(running.clone(), THRESHOLD, day(2))
+        .unwrap();
+        assert!(matches!(moved.approval, Approval::Required { .. }));
+        assert_eq!(moved.buy.status, MediaBuyStatus::PendingApproval);
+        assert_eq!(moved.buy.approved_budget, None, "approved for other dates");
+
+        // Lowering is approved, and lowers the approval with it: raising back
+        // is a new decision.
+        let lowered = change(Some(3_000), None)
+            .apply(running, THRESHOLD, day(2))
+            .unwrap();
+        assert_eq!(lowered.buy.status, MediaBuyStatus::Active);
+        assert_eq!(lowered.buy.approved_budget, Some(units(3_000)));
+        let again = change(Some(5_000), None)
+            .apply(lowered.buy, THRESHOLD, day(2))
+            .unwrap();
+        assert!(matches!(again.approval, Approval::Required { .. }));
+
+        // Under the threshold, a running buy changes freely.
+        let small = buy(MediaBuyStatus::Active, 500, Some(500));
+        let raised = change(Some(1_000), None)
+            .apply(small, THRESHOLD, day(2))
+            .unwrap();
+        assert_eq!(raised.buy.status, MediaBuyStatus::Active);
+        assert_eq!(raised.buy.approved_budget, Some(units(1_000)));
+    }
+
+    #[test]
+    fn a_paused_running_buy_raised_stays_paused_and_waits() {
+        let mut paused = buy(MediaBuyStatus::Paused, 5_000, Some(5_000));
+        paused.paused_from = Some("active".into());
+        let raised = change(Some(9_000), None)
+            .apply(paused, THRESHOLD, day(2))
+            .unwrap();
+        assert_eq!(raised.buy.status, MediaBuyStatus::Paused);
+        assert!(raised.buy.awaits_approval());
+        let resumed = change(None, Some(false))
+            .apply(raised.buy, THRESHOLD, day(3))
+            .unwrap();
+        assert_eq!(resumed.buy.status, MediaBuyStatus::PendingApproval);
+    }
+
+    #[test]
+    fn nothing_resumes_into_active_above_the_approved_budget() {
+        // A row written behind the rule's back: active's budget above approved.
+        let mut paused = buy(MediaBuyStatus::Paused, 5_000, Some(100));
+        paused.paused_from = Some("active".into());
+        let resumed = change(None, Some(false))
+            .apply(paused, THRESHOLD, day(2))
+            .unwrap();
+        assert!(matches!(resumed.approval, Approval::Required { .. }));
+        assert_eq!(resumed.buy.status, MediaBuyStatus::PendingApproval);
+    }
+
+    #[test]
+    fn activation_needs_an_approved_budget_at_least_the_budget() {
+        assert!(check_activation(units(5), Some(units(5))).is_ok());
+        assert!(check_activation(units(5), Some(units(6))).is_ok());
+        let above = check_activation(units(6), Some(units(5))).unwrap_err();
+        assert!(above.0.contains("above the approved budget 5"), "{above:?}");
+        assert!(check_activation(units(1), None).is_err());
+    }
+
+    #[test]
+    fn delivery_totals_are_checked_sums() {
+        let row = |spend: Amount| DeliveryRow {
+            package_id: "p".into(),
+            day: "2027-03-01".into(),
+            impressions: 10,
+            clicks: 1,
+            spend,
+        };
+        let nine: Vec<DeliveryRow> = (0..9).map(|_| row(Amount::MAX)).collect();
+        let totals = DeliveryTotals::of(&nine).unwrap();
+        assert_eq!(totals.impressions, 90);
+        assert_eq!(Some(totals.spend), Amount::checked_sum([Amount::MAX; 9]));
+        let ten: Vec<DeliveryRow> = (0..10).map(|_| row(Amount::MAX)).collect();
+        assert_eq!(DeliveryTotals::of(&ten), Err(TotalsOverflow));
+    }
 }

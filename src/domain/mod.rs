@@ -16,7 +16,7 @@ mod trusted_proxies;
 pub mod workflow;
 
 pub use api_token::{ApiToken, NewApiToken, TokenKind};
-pub use money::{Amount, Currency};
+pub use money::{Amount, Currency, SpendMultiple};
 pub use settings::{SettingsChange, TenantSettings, Timezone, WebhookUrl};
 pub use tenant::{NewTenant, Tenant, TenantId, TenantName};
 pub use trusted_proxies::TrustedProxies;

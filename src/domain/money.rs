@@ -7,19 +7,28 @@ use super::InvalidField;
 
 const MICROS_PER_UNIT: i64 = 1_000_000;
 /// The largest amount accepted anywhere (one trillion units): far above any
-/// real budget, far below what an `i64` of micro-units holds when summed.
+/// real budget. In micro-units it is 1e18, and `i64::MAX` is about 9.22e18:
+/// nine of them still fit in a sum, ten do not, so every sum of amounts is
+/// checked ([`Amount::checked_sum`]) or bounded ([`SpendMultiple`]).
 const MAX_UNITS: i64 = 1_000_000_000_000;
 
 /// An amount of money, exact to a millionth of a unit. Stored as
-/// micro-units; shown as a JSON number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, utoipa::ToSchema)]
+/// micro-units (a `BIGINT` / `INTEGER` column, `*_micros`); shown as a JSON
+/// number.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, utoipa::ToSchema, sqlx::Type,
+)]
+#[sqlx(transparent)]
 #[schema(value_type = f64, example = 12500.5)]
 pub struct Amount(i64);
 
 impl Amount {
     pub const ZERO: Amount = Amount(0);
+    /// The documented maximum (1e12 units): of one package's budget, of a
+    /// buy's total budget, of a rate and of one day's spend.
+    pub const MAX: Amount = Amount(MAX_UNITS * MICROS_PER_UNIT);
 
-    pub fn from_micros(micros: i64) -> Self {
+    pub const fn from_micros(micros: i64) -> Self {
         Self(micros)
     }
 
@@ -82,6 +91,80 @@ impl Amount {
 
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
         self.0.checked_add(other.0).map(Amount)
+    }
+
+    /// The sum of `amounts`, or `None` when it does not fit in 64 bits of
+    /// micro-units: a sum is never wrapped, saturated or cut short.
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Amount>) -> Option<Amount> {
+        amounts
+            .into_iter()
+            .try_fold(Amount::ZERO, Amount::checked_add)
+    }
+}
+
+impl std::fmt::Display for Amount {
+    /// Units with up to six decimals, exactly (`12.5`, `1000000000000`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let micros = self.0.unsigned_abs();
+        let per_unit = MICROS_PER_UNIT.unsigned_abs();
+        let (units, fraction) = (micros / per_unit, micros % per_unit);
+        if fraction == 0 {
+            write!(f, "{sign}{units}")
+        } else {
+            let fraction = format!("{fraction:06}");
+            write!(f, "{sign}{units}.{}", fraction.trim_end_matches('0'))
+        }
+    }
+}
+
+/// `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`: how many times its budget a media
+/// buy's recorded delivery spend may total. A delivery post beyond it is
+/// refused (422), not stored and flagged: the bound is what keeps every sum
+/// of a buy's spend inside an `i64` (see [`SpendMultiple::CEILING`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendMultiple(i64);
+
+impl SpendMultiple {
+    /// Twice the budget: room for an ad server's over-delivery, far below
+    /// anything that could wrap.
+    pub const DEFAULT: SpendMultiple = SpendMultiple(2 * MICROS_PER_UNIT);
+    /// The largest multiple: nine times the largest budget is 9e18
+    /// micro-units, under `i64::MAX` (about 9.22e18), so a buy's total spend
+    /// always fits whatever the setting.
+    pub const CEILING: SpendMultiple = SpendMultiple(9 * MICROS_PER_UNIT);
+
+    /// A decimal from 1 to 9 with at most six decimals (`2`, `1.25`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Amount::parse_decimal(text.trim())
+            .filter(|m| (MICROS_PER_UNIT..=Self::CEILING.0).contains(&m.0))
+            .map(|m| Self(m.0))
+            .ok_or_else(|| "expected a number from 1 to 9 (such as 2 or 1.5)".to_owned())
+    }
+
+    /// The most a buy of `budget` may have spent in all. Computed in 128
+    /// bits; at most `i64::MAX` (a budget above [`Amount::MAX`], written
+    /// before the bound, caps there).
+    pub fn cap(self, budget: Amount) -> Amount {
+        let micros = i128::from(budget.0) * i128::from(self.0) / i128::from(MICROS_PER_UNIT);
+        Amount(i64::try_from(micros.max(0)).unwrap_or(i64::MAX))
+    }
+
+    /// Whether a buy of `budget` whose recorded spend totals `before` may
+    /// total `after` (`None`: a sum that does not fit). A change that does
+    /// not raise the total (a correction) is always allowed, even when an
+    /// earlier budget cut left the total above the cap.
+    pub fn allows(self, budget: Amount, before: Option<Amount>, after: Option<Amount>) -> bool {
+        match after {
+            None => false,
+            Some(after) => after <= self.cap(budget) || before.is_some_and(|b| after <= b),
+        }
+    }
+}
+
+impl std::fmt::Display for SpendMultiple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Amount(self.0).fmt(f)
     }
 }
 
@@ -181,6 +264,53 @@ mod tests {
         }
         assert!(Amount::parse_positive("b", &json!(0)).is_err());
         assert!(Amount::parse_positive("b", &json!("0.000")).is_err());
+        assert_eq!(Amount::parse("b", &json!(1e12)).unwrap(), Amount::MAX);
+    }
+
+    #[test]
+    fn sums_are_checked_never_wrapped() {
+        let max = Amount::MAX;
+        assert_eq!(
+            Amount::checked_sum([max; 9]),
+            Some(Amount::from_micros(9_000_000_000_000_000_000))
+        );
+        // The tenth of 1e12 does not fit: no wrapped, saturated or partial sum.
+        assert_eq!(Amount::checked_sum([max; 10]), None);
+        assert_eq!(Amount::checked_sum([]), Some(Amount::ZERO));
+        assert_eq!(Amount::from_micros(12_500_000).to_string(), "12.5");
+        assert_eq!(Amount::from_micros(1).to_string(), "0.000001");
+        assert_eq!(max.to_string(), "1000000000000");
+    }
+
+    #[test]
+    fn the_spend_multiple_bounds_every_sum_of_a_buys_spend() {
+        assert_eq!(SpendMultiple::parse("2"), Ok(SpendMultiple::DEFAULT));
+        assert_eq!(SpendMultiple::parse("9"), Ok(SpendMultiple::CEILING));
+        let m = SpendMultiple::parse("1.5").unwrap();
+        assert_eq!(m.to_string(), "1.5");
+        for bad in ["0.99", "9.000001", "10", "-2", "1e1", "x", ""] {
+            assert!(SpendMultiple::parse(bad).is_err(), "{bad}");
+        }
+        let hundred = Amount::from_micros(100_000_000);
+        assert_eq!(m.cap(hundred), Amount::from_micros(150_000_000));
+        // The ceiling times the largest budget fits in an i64.
+        assert_eq!(
+            SpendMultiple::CEILING.cap(Amount::MAX),
+            Amount::checked_sum([Amount::MAX; 9]).unwrap()
+        );
+        // A budget written before the bound caps at i64::MAX, never wraps.
+        assert_eq!(
+            SpendMultiple::CEILING.cap(Amount::from_micros(i64::MAX)),
+            Amount::from_micros(i64::MAX)
+        );
+        let d = SpendMultiple::DEFAULT;
+        let at = |micros| Some(Amount::from_micros(micros));
+        assert!(d.allows(hundred, at(0), at(200_000_000)));
+        assert!(!d.allows(hundred, at(0), at(200_000_001)));
+        assert!(!d.allows(hundred, at(0), None), "an overflowing sum");
+        // A correction downwards is allowed above the cap.
+        assert!(d.allows(hundred, at(500_000_000), at(400_000_000)));
+        assert!(!d.allows(hundred, at(500_000_000), at(500_000_001)));
     }
 
     #[test]

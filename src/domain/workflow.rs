@@ -1,11 +1,12 @@
 //! Workflow tasks: decisions a human must take (today: approving a media buy
-//! whose budget is above the tenant's threshold).
+//! whose budget is above the tenant's threshold, at the amount the task
+//! shows).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::text::bounded;
-use super::{InvalidField, TenantId};
+use super::{Amount, InvalidField, TenantId};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkflowTask {
@@ -16,8 +17,14 @@ pub struct WorkflowTask {
     pub media_buy_id: String,
     /// `media_buy_approval`.
     pub kind: String,
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected`, or `superseded` (the buy's budget
+    /// or flight changed while it was pending: a newer task, if any, shows
+    /// the new terms; a superseded task can no longer be decided).
     pub status: String,
+    /// The budget this task approves: approving it approves exactly this
+    /// amount, and only while the buy's budget is still this amount.
+    #[sqlx(rename = "budget_micros", try_from = "i64")]
+    pub budget: Amount,
     pub reason: String,
     pub comment: Option<String>,
     pub decided_by: Option<String>,
@@ -58,3 +65,6 @@ impl Decision {
         }
     }
 }
+
+/// The statuses a task can be in, for the list filter.
+pub const WORKFLOW_STATUSES: [&str; 4] = ["pending", "approved", "rejected", "superseded"];

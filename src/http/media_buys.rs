@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::domain::media_buy::{
-    CreateMediaBuy, DeliveryRow, MAX_NAME_CHARS, MediaBuy, MediaBuyStatus, MediaBuyView,
-    UpdateMediaBuy,
+    Approval, CreateMediaBuy, DeliveryRow, DeliveryTotals, MAX_NAME_CHARS, MediaBuy,
+    MediaBuyStatus, MediaBuyView, UpdateMediaBuy, approval_of_new,
 };
 use crate::domain::text::{bounded, client_id, generate_id};
 use crate::domain::time;
@@ -20,7 +20,7 @@ use crate::domain::{Amount, InvalidField};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::{AppState, Json, from_value};
-use crate::store::{Effects, Owner, StoreError};
+use crate::store::{DeliveryWrite, Effects, NewWorkflow, Owner, StoreError};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -141,15 +141,17 @@ async fn create(
         .await?
         .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
     let now = state.clock.now();
-    let needs_approval = settings
-        .approval_threshold
-        .is_some_and(|threshold| buy.budget > threshold);
-    let status = if needs_approval {
-        MediaBuyStatus::PendingApproval
-    } else {
-        MediaBuyStatus::PendingActivation
+    // A new buy has no pending task: it is granted as set, or a human must
+    // approve it.
+    let required = match approval_of_new(buy.budget, settings.approval_threshold) {
+        Approval::Required { threshold } => Some(threshold),
+        Approval::Granted(_) | Approval::StillPending => None,
     };
-    let workflow_id = needs_approval.then(|| generate_id("wf"));
+    let (status, approved_budget) = match required {
+        Some(_) => (MediaBuyStatus::PendingApproval, None),
+        None => (MediaBuyStatus::PendingActivation, Some(buy.budget)),
+    };
+    let workflow_id = required.map(|_| generate_id("wf"));
     let budget = buy.budget.as_f64();
 
     let mut audit = vec![
@@ -173,14 +175,14 @@ async fn create(
         },
         now,
     )];
-    let reason = settings.approval_threshold.map(|t| {
+    let reason = required.map(|t| {
         format!(
-            "budget {budget} {} is above the approval threshold {}",
+            "budget {} {} is above the approval threshold {t}",
+            buy.budget,
             buy.currency.as_str(),
-            t.as_f64()
         )
     });
-    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, settings.approval_threshold) {
+    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, required) {
         audit.push(
             access::event(&state, &req, &caller, "workflow_created").with_details(
                 serde_json::json!({
@@ -232,6 +234,7 @@ async fn create(
         flight_end: buy.flight_end,
         status,
         paused_from: None,
+        approved_budget,
         reporting_webhook: buy.reporting_webhook.as_ref().map(|w| w.to_stored()),
         created_at: now,
         updated_at: now,
@@ -242,7 +245,14 @@ async fn create(
     let idempotency = key
         .as_deref()
         .map(|k| (k, request_hash.as_str(), 201, response.as_str()));
-    let workflow = workflow_id.as_deref().zip(reason.as_deref());
+    let workflow = workflow_id
+        .as_deref()
+        .zip(reason.as_deref())
+        .map(|(id, reason)| NewWorkflow {
+            id,
+            reason,
+            budget: buy.budget,
+        });
     let inserted = state
         .store
         .insert_media_buy(
@@ -250,6 +260,7 @@ async fn create(
             &principal_id,
             &buy,
             status,
+            approved_budget,
             workflow,
             idempotency,
             now,
@@ -478,7 +489,12 @@ async fn get(
 /// flight_end?, order_name?}` (the owning principal or a tenant admin).
 /// Pausing records `paused`; resuming restores the lifecycle status. A
 /// change the status does not allow (changing a completed buy, pausing one
-/// that waits for approval) is a 409.
+/// that waits for approval) is a 409. A budget raised above the tenant's
+/// approval threshold (beyond what was approved), or a new flight for a buy
+/// above it, needs a human again in every status: the buy waits in
+/// `pending_approval` (a paused one stays paused and resumes there), any
+/// pending task is superseded and a new one shows the new amount
+/// (`workflow_id` in the answer).
 #[utoipa::path(
     patch,
     path = "/api/v1/media-buys/{id}",
@@ -487,7 +503,7 @@ async fn get(
     params(("id" = String, Path, description = "The media buy's id")),
     request_body = UpdateMediaBuy,
     responses(
-        (status = 200, description = "The media buy after the change", body = MediaBuyView),
+        (status = 200, description = "The media buy after the change (with `workflow_id` when it now waits for a new approval)", body = MediaBuyView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
@@ -518,28 +534,28 @@ async fn update(
     let before = buy.status;
     let now = state.clock.now();
     let old_budget = buy.budget;
-    let mut updated = change
-        .apply(buy, now)
+    let threshold = state
+        .store
+        .tenant_settings(&buy.tenant_id)
+        .await?
+        .and_then(|s| s.approval_threshold);
+    // The domain decides what the new terms need (media_buy::apply); this
+    // handler turns it into rows, audit and notices.
+    let changed = change
+        .apply(buy, threshold, now)
         .map_err(|refused| ApiError::Conflict(refused.0))?;
-    let raised = updated.budget > old_budget;
-    let threshold = if raised {
-        state
-            .store
-            .tenant_settings(&updated.tenant_id)
-            .await?
-            .and_then(|s| s.approval_threshold)
+    let superseded = if changed.supersedes_pending {
+        state.store.pending_workflows(&changed.buy.id).await?
     } else {
-        None
+        Vec::new()
     };
-    // A buy that has not started yet and is raised above the threshold goes
-    // back to a human; a running (or paused) one keeps delivering, and the
-    // raise is audited and, above 10,000, announced as high-value.
-    let reapprove = threshold
-        .filter(|t| updated.budget > *t && updated.status == MediaBuyStatus::PendingActivation);
-    let workflow_id = reapprove.map(|_| generate_id("wf"));
-    if reapprove.is_some() {
-        updated.status = MediaBuyStatus::PendingApproval;
-    }
+    let updated = changed.buy;
+    let required = match changed.approval {
+        Approval::Required { threshold } => Some(threshold),
+        Approval::Granted(_) | Approval::StillPending => None,
+    };
+    let workflow_id = required.map(|_| generate_id("wf"));
+    let raised = updated.budget > old_budget;
     let budget = updated.budget.as_f64();
     let mut notes = vec![Notification::new(
         Some(updated.tenant_id.to_string()),
@@ -567,20 +583,35 @@ async fn update(
         access::event(&state, &req, &caller, "update_media_buy").with_details(serde_json::json!({
             "media_buy_id": updated.id,
             "budget": updated.budget.as_f64(),
+            "approved_budget": updated.approved_budget.map(Amount::as_f64),
             "currency": updated.currency.as_str(),
             "changed": change.keys(),
             "from": before.as_str(),
             "to": updated.status.as_str(),
         })),
     ];
-    let reason = reapprove.map(|t| {
+    for superseded_id in &superseded {
+        audit.push(
+            access::event(&state, &req, &caller, "workflow_superseded").with_details(
+                serde_json::json!({
+                    "workflow_id": superseded_id,
+                    "media_buy_id": updated.id,
+                    "replaced_by": workflow_id,
+                    "budget": budget,
+                    "currency": updated.currency.as_str(),
+                }),
+            ),
+        );
+    }
+    let reason = required.map(|t| {
         format!(
-            "budget raised to {budget} {}, above the approval threshold {}",
+            "budget {} {} (changed while {}) is above the approval threshold {t}",
+            updated.budget,
             updated.currency.as_str(),
-            t.as_f64()
+            before.as_str(),
         )
     });
-    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, reapprove) {
+    if let (Some(workflow_id), Some(threshold)) = (&workflow_id, required) {
         audit.push(
             access::event(&state, &req, &caller, "workflow_created").with_details(
                 serde_json::json!({
@@ -606,10 +637,23 @@ async fn update(
             now,
         ));
     }
-    let workflow = workflow_id.as_deref().zip(reason.as_deref());
+    let workflow = workflow_id
+        .as_deref()
+        .zip(reason.as_deref())
+        .map(|(id, reason)| NewWorkflow {
+            id,
+            reason,
+            budget: updated.budget,
+        });
     let committed = state
         .store
-        .save_media_buy(&updated, seen, workflow, Effects::with(&audit, &notes))
+        .save_media_buy(
+            &updated,
+            seen,
+            &superseded,
+            workflow,
+            Effects::with(&audit, &notes),
+        )
         .await?
         .ok_or_else(|| {
             ApiError::Conflict("the media buy changed meanwhile; read it and try again".into())
@@ -624,15 +668,10 @@ async fn update(
 struct DeliveryReport {
     media_buy_id: String,
     currency: String,
-    totals: Totals,
+    /// Every row counted (checked sums: a total that cannot be counted is a
+    /// 422, never a wrapped or partial figure).
+    totals: DeliveryTotals,
     days: Vec<DeliveryRow>,
-}
-
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-struct Totals {
-    impressions: i64,
-    clicks: i64,
-    spend: Amount,
 }
 
 /// `GET /api/v1/media-buys/{id}/delivery`: per day and package, with totals.
@@ -648,6 +687,7 @@ struct Totals {
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin or a principal", body = ErrorBody),
         (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
+        (status = 422, description = "The totals are too large to count (rows stored before the spend cap)", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
@@ -662,12 +702,10 @@ async fn delivery(
 ) -> Result<web::Json<DeliveryReport>, ApiError> {
     let buy = visible(&caller, &state, &req, &path).await?;
     let days = state.store.delivery(&buy.id).await?;
-    let mut totals = Totals::default();
-    for d in &days {
-        totals.impressions = totals.impressions.saturating_add(d.impressions);
-        totals.clicks = totals.clicks.saturating_add(d.clicks);
-        totals.spend = totals.spend.checked_add(d.spend).unwrap_or(totals.spend);
-    }
+    // Rows stored before the spend cap could sum past 64 bits: say so
+    // rather than show a wrapped, saturated or partial total.
+    let totals = DeliveryTotals::of(&days)
+        .map_err(|overflow| InvalidField::new("totals", overflow.to_string()))?;
     access::record_read(
         &state,
         &req,
@@ -723,7 +761,10 @@ const MAX_DELIVERY_ROWS: usize = 1_000;
 
 /// `POST /api/v1/media-buys/{id}/delivery` `{rows: [{package_id, date,
 /// impressions, clicks, spend}]}` (tenant admin or adapter token): upserts per day and
-/// package. Audited `update_media_buy_delivery`.
+/// package. Audited `update_media_buy_delivery`. Refused (422, nothing
+/// stored) when the same package and day come twice, or when the buy's
+/// total spend after the post would exceed `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`
+/// times its budget (a post that does not raise the total is accepted).
 #[utoipa::path(
     post,
     path = "/api/v1/media-buys/{id}/delivery",
@@ -739,7 +780,7 @@ const MAX_DELIVERY_ROWS: usize = 1_000;
         (status = 404, description = "No such media buy (or not the caller's)", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "A row is invalid", body = ErrorBody),
+        (status = 422, description = "A row is invalid, a package and day come twice, or the buy's total spend would exceed its budget times `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
@@ -770,11 +811,23 @@ async fn post_delivery(
         if r.clicks > r.impressions {
             return Err(InvalidField::new("rows.clicks", "must not exceed impressions").into());
         }
+        let day = time::date("rows.date", r.date)?
+            .format("%Y-%m-%d")
+            .to_string();
+        // The upsert would keep one of the two silently: refuse instead.
+        if rows
+            .iter()
+            .any(|seen: &DeliveryRow| seen.package_id == package_id && seen.day == day)
+        {
+            return Err(InvalidField::new(
+                "rows.date",
+                format!("package {package_id} on {day} comes twice"),
+            )
+            .into());
+        }
         rows.push(DeliveryRow {
             package_id,
-            day: time::date("rows.date", r.date)?
-                .format("%Y-%m-%d")
-                .to_string(),
+            day,
             impressions: i64::from(r.impressions),
             clicks: i64::from(r.clicks),
             spend: Amount::parse("rows.spend", &r.spend)?,
@@ -791,10 +844,34 @@ async fn post_delivery(
             }),
         ),
     ];
-    let committed = state
+    let written = state
         .store
-        .upsert_delivery(&buy.id, &rows, now, Effects::audit(&audit))
+        .upsert_delivery(
+            &buy.id,
+            &rows,
+            state.delivery_spend_max_multiple,
+            now,
+            Effects::audit(&audit),
+        )
         .await?;
+    let committed = match written {
+        DeliveryWrite::Stored(committed) => committed,
+        DeliveryWrite::SpendAboveCap { total, cap } => {
+            let total =
+                total.map_or_else(|| "more than can be counted".to_owned(), |t| t.to_string());
+            return Err(InvalidField::new(
+                "rows.spend",
+                format!(
+                    "the buy's total spend would be {total} {}, above {cap} \
+                     ({} times its budget of {}); nothing was stored",
+                    buy.currency.as_str(),
+                    state.delivery_spend_max_multiple,
+                    buy.budget,
+                ),
+            )
+            .into());
+        }
+    };
     access::committed(&state, &req, committed);
     Ok(HttpResponse::Ok().json(DeliveryPosted {
         media_buy_id: buy.id,

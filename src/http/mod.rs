@@ -69,6 +69,8 @@ pub struct AppState {
     pub sessions: dashboard::Sessions,
     /// `METRICS_TOKEN`'s digest, when `/metrics` is protected.
     pub metrics_token: Option<crate::auth::TokenHash>,
+    /// `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`: delivery posts beyond it are refused.
+    pub delivery_spend_max_multiple: crate::domain::SpendMultiple,
 }
 
 /// Registers every route. The fault-injection endpoint exists only when

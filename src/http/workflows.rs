@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::domain::InvalidField;
-use crate::domain::workflow::{Decision, DecisionInput, WorkflowTask};
+use crate::domain::workflow::{Decision, DecisionInput, WORKFLOW_STATUSES, WorkflowTask};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::{AppState, Json};
-use crate::store::{Effects, Owner};
+use crate::store::{Decided, Effects, Owner};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -29,7 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected` or `superseded`.
     status: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -67,11 +67,13 @@ async fn list(
     let limit = page_limit(query.limit)?;
     let status = match query.status.as_deref() {
         None => None,
-        Some(s @ ("pending" | "approved" | "rejected")) => Some(s),
+        Some(s) if WORKFLOW_STATUSES.contains(&s) => Some(s),
         Some(_) => {
-            return Err(
-                InvalidField::new("status", "must be pending, approved or rejected").into(),
-            );
+            return Err(InvalidField::new(
+                "status",
+                "must be pending, approved, rejected or superseded",
+            )
+            .into());
         }
     };
     let items = state
@@ -86,8 +88,11 @@ async fn list(
     Ok(web::Json(page(items, limit, |w| w.workflow_id.clone())))
 }
 
-/// `POST /api/v1/workflows/{id}/approve` `{comment?}`: the media buy moves
-/// to `pending_activation`. Audited `workflow_approved`.
+/// `POST /api/v1/workflows/{id}/approve` `{comment?}`: approves the budget
+/// the task shows (its `budget`), and the media buy moves to
+/// `pending_activation` (a paused one will resume there). A superseded task
+/// (the buy's budget or flight changed since) cannot be approved: 409.
+/// Audited `workflow_approved`.
 #[utoipa::path(
     post,
     path = "/api/v1/workflows/{id}/approve",
@@ -101,7 +106,7 @@ async fn list(
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin", body = ErrorBody),
         (status = 404, description = "No such workflow in this tenant", body = ErrorBody),
-        (status = 409, description = "The workflow is decided already", body = ErrorBody),
+        (status = 409, description = "The workflow is decided or superseded already, or the buy no longer waits at the amount it shows", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "`comment` is invalid", body = ErrorBody),
@@ -144,7 +149,7 @@ async fn approve(
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin", body = ErrorBody),
         (status = 404, description = "No such workflow in this tenant", body = ErrorBody),
-        (status = 409, description = "The workflow is decided already", body = ErrorBody),
+        (status = 409, description = "The workflow is decided or superseded already", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "`comment` is invalid", body = ErrorBody),
@@ -205,6 +210,7 @@ async fn decide(
         access::event(&state, &req, &caller, operation).with_details(serde_json::json!({
             "workflow_id": task.workflow_id,
             "media_buy_id": task.media_buy_id,
+            "budget": task.budget.as_f64(),
             "comment": comment,
         })),
     ];
@@ -228,7 +234,7 @@ async fn decide(
         },
     };
     let notes = [Notification::new(Some(tenant.to_string()), event, now)];
-    let (decided, committed) = state
+    let decided = state
         .store
         .decide_workflow(
             &tenant,
@@ -239,8 +245,21 @@ async fn decide(
             now,
             Effects::with(&audit, &notes),
         )
-        .await?
-        .ok_or_else(|| ApiError::Conflict("the workflow was decided meanwhile".into()))?;
+        .await?;
+    let (decided, committed) = match decided {
+        Decided::Done(task, committed) => (*task, committed),
+        Decided::NotPending => {
+            return Err(ApiError::Conflict(
+                "the workflow was decided or superseded meanwhile".into(),
+            ));
+        }
+        Decided::BuyChanged => {
+            return Err(ApiError::Conflict(format!(
+                "the media buy no longer waits for approval at {}, the amount this workflow shows",
+                task.budget
+            )));
+        }
+    };
     access::committed(&state, &req, committed);
     Ok(web::Json(decided))
 }

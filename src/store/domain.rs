@@ -55,6 +55,44 @@ pub struct OutboxRow {
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// An approval task to open with a state change: its id, its reason, and
+/// the budget it approves (what the admin sees and approves).
+#[derive(Debug, Clone, Copy)]
+pub struct NewWorkflow<'a> {
+    pub id: &'a str,
+    pub reason: &'a str,
+    pub budget: crate::domain::Amount,
+}
+
+/// What a delivery post did.
+#[derive(Debug)]
+pub enum DeliveryWrite {
+    /// Stored, with the audit rows committed.
+    Stored(Vec<overseer_actors::audit::CommittedEvent>),
+    /// Nothing stored: the buy's total spend would exceed the allowed
+    /// multiple of its budget (`total` is `None` when the sum does not even
+    /// fit in 64 bits).
+    SpendAboveCap {
+        total: Option<crate::domain::Amount>,
+        cap: crate::domain::Amount,
+    },
+}
+
+/// What deciding a workflow task did.
+#[derive(Debug)]
+pub enum Decided {
+    Done(
+        Box<crate::domain::workflow::WorkflowTask>,
+        Vec<overseer_actors::audit::CommittedEvent>,
+    ),
+    /// The task is not pending (decided or superseded meanwhile), or not in
+    /// this tenant.
+    NotPending,
+    /// The buy is no longer waiting at the amount the task shows; nothing
+    /// was written.
+    BuyChanged,
+}
+
 /// Who a resource belongs to, read without scoping: lets a handler tell "no
 /// such thing" from "someone else's" (both answer 404; the second is a
 /// violation).
@@ -67,13 +105,13 @@ pub struct Owner {
 // Column lists are constants, spliced into queries with `AssertSqlSafe`.
 pub(super) const MEDIA_BUY_COLUMNS: &str = "id, tenant_id, principal_id, buyer_ref, order_name, \
      advertiser_name, currency, budget_micros, flight_start, flight_end, status, paused_from, \
-     reporting_webhook, created_at, updated_at";
+     approved_budget_micros, reporting_webhook, created_at, updated_at";
 pub(super) const PRINCIPAL_COLUMNS: &str =
     "id, tenant_id, name, expires_at, revoked_at, created_at, updated_at";
 pub(super) const CREATIVE_COLUMNS: &str = "id, tenant_id, principal_id, name, format, url, status, \
      review_reason, created_at, updated_at";
-pub(super) const WORKFLOW_COLUMNS: &str = "id, tenant_id, media_buy_id, kind, status, reason, \
-     comment, decided_by, created_at, decided_at";
+pub(super) const WORKFLOW_COLUMNS: &str = "id, tenant_id, media_buy_id, kind, status, \
+     budget_micros, reason, comment, decided_by, created_at, decided_at";
 
 macro_rules! domain_queries {
     () => {
@@ -392,9 +430,10 @@ macro_rules! domain_queries {
                 .await
         }
 
-        /// Creates a media buy with its packages, creative assignments, an
-        /// optional workflow task `(id, reason)` and an optional idempotency
-        /// record `(key, request_hash, status, response)`.
+        /// Creates a media buy with its packages, creative assignments, its
+        /// approved budget (`None` while a human must approve it), an
+        /// optional workflow task and an optional idempotency record `(key,
+        /// request_hash, status, response)`.
         #[allow(clippy::too_many_arguments)]
         pub(super) async fn insert_media_buy(
             &self,
@@ -402,7 +441,8 @@ macro_rules! domain_queries {
             principal_id: &str,
             buy: &crate::domain::media_buy::NewMediaBuy,
             status: crate::domain::media_buy::MediaBuyStatus,
-            workflow: Option<(&str, &str)>,
+            approved_budget: Option<crate::domain::Amount>,
+            workflow: Option<super::domain::NewWorkflow<'_>>,
             idempotency: Option<(&str, &str, i32, &str)>,
             now: chrono::DateTime<chrono::Utc>,
             effects: super::domain::Effects<'_>,
@@ -429,8 +469,8 @@ macro_rules! domain_queries {
             sqlx::query(
                 "INSERT INTO media_buys (id, tenant_id, principal_id, buyer_ref, order_name, \
                  advertiser_name, currency, budget_micros, flight_start, flight_end, status, \
-                 reporting_webhook, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+                 reporting_webhook, created_at, updated_at, approved_budget_micros) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
             )
             .persistent(self.persistent)
             .bind(&buy.id)
@@ -446,6 +486,7 @@ macro_rules! domain_queries {
             .bind(status.as_str())
             .bind(buy.reporting_webhook.as_ref().map(|w| w.to_stored()))
             .bind(now)
+            .bind(approved_budget.map(crate::domain::Amount::micros))
             .execute(&mut *tx)
             .await?;
             for (position, p) in buy.packages.iter().enumerate() {
@@ -475,8 +516,8 @@ macro_rules! domain_queries {
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some((workflow_id, reason)) = workflow {
-                self.insert_workflow(&mut tx, workflow_id, tenant.as_str(), &buy.id, reason, now)
+            if let Some(workflow) = workflow {
+                self.insert_workflow(&mut tx, workflow, tenant.as_str(), &buy.id, now)
                     .await?;
             }
             self.commit_with(tx, effects).await
@@ -486,22 +527,23 @@ macro_rules! domain_queries {
         async fn insert_workflow(
             &self,
             tx: &mut sqlx::Transaction<'static, Db>,
-            workflow_id: &str,
+            workflow: super::domain::NewWorkflow<'_>,
             tenant: &str,
             media_buy_id: &str,
-            reason: &str,
             now: chrono::DateTime<chrono::Utc>,
         ) -> Result<(), sqlx::Error> {
             sqlx::query(
                 "INSERT INTO workflow_tasks (id, tenant_id, media_buy_id, kind, status, reason, \
-                 created_at) VALUES ($1, $2, $3, 'media_buy_approval', 'pending', $4, $5)",
+                 created_at, budget_micros) \
+                 VALUES ($1, $2, $3, 'media_buy_approval', 'pending', $4, $5, $6)",
             )
             .persistent(self.persistent)
-            .bind(workflow_id)
+            .bind(workflow.id)
             .bind(tenant)
             .bind(media_buy_id)
-            .bind(reason)
+            .bind(workflow.reason)
             .bind(now)
+            .bind(workflow.budget.micros())
             .execute(&mut **tx)
             .await
             .map(drop)
@@ -601,20 +643,59 @@ macro_rules! domain_queries {
             .await
         }
 
+        /// The pending approval tasks of a buy (at most one).
+        pub(super) async fn pending_workflows(
+            &self,
+            media_buy_id: &str,
+        ) -> Result<Vec<String>, sqlx::Error> {
+            sqlx::query_scalar(
+                "SELECT id FROM workflow_tasks WHERE media_buy_id = $1 AND status = 'pending' \
+                 ORDER BY id",
+            )
+            .persistent(self.persistent)
+            .bind(media_buy_id)
+            .fetch_all(&self.pool)
+            .await
+        }
+
         /// Saves `buy` if it was not changed since `seen` (its `updated_at`
-        /// when read); `None` when it was (or is gone).
+        /// when read); `None` when it was (or is gone), or when one of the
+        /// `superseded` tasks is no longer pending (decided meanwhile).
+        /// The superseded tasks are marked first, so this takes the task's
+        /// row lock before the buy's, in the same order as a decision does.
         pub(super) async fn save_media_buy(
             &self,
             buy: &crate::domain::media_buy::MediaBuy,
             seen: chrono::DateTime<chrono::Utc>,
-            workflow: Option<(&str, &str)>,
+            superseded: &[String],
+            workflow: Option<super::domain::NewWorkflow<'_>>,
             effects: super::domain::Effects<'_>,
         ) -> Result<Option<Vec<overseer_actors::audit::CommittedEvent>>, sqlx::Error> {
             let mut tx = self.begin_write().await?;
+            let comment = match workflow {
+                Some(w) => format!("superseded by {}: the budget or flight changed", w.id),
+                None => "withdrawn: the budget or flight changed and no approval is needed".to_owned(),
+            };
+            for id in superseded {
+                let done = sqlx::query(
+                    "UPDATE workflow_tasks SET status = 'superseded', comment = $2, \
+                     decided_by = 'system', decided_at = $3 WHERE id = $1 AND status = 'pending'",
+                )
+                .persistent(self.persistent)
+                .bind(id)
+                .bind(&comment)
+                .bind(buy.updated_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if done == 0 {
+                    return Ok(None);
+                }
+            }
             let done = sqlx::query(
                 "UPDATE media_buys SET order_name = $3, budget_micros = $4, flight_start = $5, \
-                 flight_end = $6, status = $7, paused_from = $8, updated_at = $9 \
-                 WHERE id = $1 AND updated_at = $2",
+                 flight_end = $6, status = $7, paused_from = $8, updated_at = $9, \
+                 approved_budget_micros = $10 WHERE id = $1 AND updated_at = $2",
             )
             .persistent(self.persistent)
             .bind(&buy.id)
@@ -626,19 +707,19 @@ macro_rules! domain_queries {
             .bind(buy.status.as_str())
             .bind(buy.paused_from.as_deref())
             .bind(buy.updated_at)
+            .bind(buy.approved_budget.map(crate::domain::Amount::micros))
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if done == 0 {
                 return Ok(None);
             }
-            if let Some((workflow_id, reason)) = workflow {
+            if let Some(workflow) = workflow {
                 self.insert_workflow(
                     &mut tx,
-                    workflow_id,
+                    workflow,
                     buy.tenant_id.as_str(),
                     &buy.id,
-                    reason,
                     buy.updated_at,
                 )
                 .await?;
@@ -646,14 +727,54 @@ macro_rules! domain_queries {
             Ok(Some(self.commit_with(tx, effects).await?))
         }
 
+        /// Upserts delivery rows unless the buy's total spend, as it will be
+        /// after the upsert, would exceed `multiple` times its budget. The
+        /// total is summed here in Rust with checked arithmetic (no SQL
+        /// `SUM`, which wraps or errors by backend), inside the write
+        /// transaction and with the buy's row locked (a no-op update), so two
+        /// concurrent posts cannot each pass the cap with the other's rows
+        /// unseen.
         pub(super) async fn upsert_delivery(
             &self,
             media_buy_id: &str,
             rows: &[crate::domain::media_buy::DeliveryRow],
+            multiple: crate::domain::SpendMultiple,
             now: chrono::DateTime<chrono::Utc>,
             effects: super::domain::Effects<'_>,
-        ) -> Result<Vec<overseer_actors::audit::CommittedEvent>, sqlx::Error> {
+        ) -> Result<super::domain::DeliveryWrite, sqlx::Error> {
             let mut tx = self.begin_write().await?;
+            let budget: i64 = sqlx::query_scalar(
+                "UPDATE media_buys SET updated_at = updated_at WHERE id = $1 RETURNING budget_micros",
+            )
+            .persistent(self.persistent)
+            .bind(media_buy_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let stored: Vec<crate::domain::media_buy::DeliveryRow> = sqlx::query_as(
+                "SELECT package_id, day, impressions, clicks, spend_micros FROM media_buy_delivery \
+                 WHERE media_buy_id = $1",
+            )
+            .persistent(self.persistent)
+            .bind(media_buy_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let before = crate::domain::Amount::checked_sum(stored.iter().map(|r| r.spend));
+            let mut after: std::collections::HashMap<(&str, &str), crate::domain::Amount> = stored
+                .iter()
+                .map(|r| ((r.package_id.as_str(), r.day.as_str()), r.spend))
+                .collect();
+            for r in rows {
+                after.insert((r.package_id.as_str(), r.day.as_str()), r.spend);
+            }
+            let after = crate::domain::Amount::checked_sum(after.into_values());
+            let budget = crate::domain::Amount::from_micros(budget);
+            if !multiple.allows(budget, before, after) {
+                // Rolled back when `tx` drops.
+                return Ok(super::domain::DeliveryWrite::SpendAboveCap {
+                    total: after,
+                    cap: multiple.cap(budget),
+                });
+            }
             for r in rows {
                 sqlx::query(
                     "INSERT INTO media_buy_delivery (media_buy_id, package_id, day, impressions, \
@@ -673,7 +794,9 @@ macro_rules! domain_queries {
                 .execute(&mut *tx)
                 .await?;
             }
-            self.commit_with(tx, effects).await
+            Ok(super::domain::DeliveryWrite::Stored(
+                self.commit_with(tx, effects).await?,
+            ))
         }
 
         /// Every active buy with its packages (for the mock adapter).
@@ -876,9 +999,12 @@ macro_rules! domain_queries {
             .await
         }
 
-        /// Decides a pending task and moves its media buy out of
-        /// `pending_approval` (to `pending_activation` or `rejected`).
-        /// `None` when the task is not pending in `tenant`.
+        /// Decides a pending task. Approving sets the buy's approved budget
+        /// to the amount the task shows and lets it go on
+        /// (`pending_approval` → `pending_activation`; a paused buy will
+        /// resume there), only while the buy still waits at exactly that
+        /// amount: otherwise [`Decided::BuyChanged`] and nothing is written.
+        /// Rejecting rejects the buy.
         #[allow(clippy::too_many_arguments)]
         pub(super) async fn decide_workflow(
             &self,
@@ -889,10 +1015,7 @@ macro_rules! domain_queries {
             by: &str,
             now: chrono::DateTime<chrono::Utc>,
             effects: super::domain::Effects<'_>,
-        ) -> Result<
-            Option<(crate::domain::workflow::WorkflowTask, Vec<overseer_actors::audit::CommittedEvent>)>,
-            sqlx::Error,
-        > {
+        ) -> Result<super::domain::Decided, sqlx::Error> {
             let mut tx = self.begin_write().await?;
             let task: Option<crate::domain::workflow::WorkflowTask> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE workflow_tasks SET status = $3, comment = $4, decided_by = $5, decided_at = $6 \
@@ -909,23 +1032,45 @@ macro_rules! domain_queries {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(task) = task else {
-                return Ok(None);
+                return Ok(super::domain::Decided::NotPending);
             };
-            let to = match decision {
-                crate::domain::workflow::Decision::Approve => "pending_activation",
-                crate::domain::workflow::Decision::Reject => "rejected",
+            let waiting = "(status = 'pending_approval' \
+                 OR (status = 'paused' AND paused_from = 'pending_approval'))";
+            let moved = match decision {
+                crate::domain::workflow::Decision::Approve => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE media_buys SET approved_budget_micros = budget_micros, \
+                     status = CASE WHEN status = 'pending_approval' THEN 'pending_activation' \
+                         ELSE status END, \
+                     paused_from = CASE WHEN status = 'paused' THEN 'pending_activation' \
+                         ELSE paused_from END, \
+                     updated_at = $2 WHERE id = $1 AND budget_micros = $3 AND {waiting}"
+                )))
+                .persistent(self.persistent)
+                .bind(&task.media_buy_id)
+                .bind(now)
+                .bind(task.budget.micros())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                crate::domain::workflow::Decision::Reject => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE media_buys SET status = 'rejected', paused_from = NULL, updated_at = $2 \
+                     WHERE id = $1 AND {waiting}"
+                )))
+                .persistent(self.persistent)
+                .bind(&task.media_buy_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             };
-            sqlx::query(
-                "UPDATE media_buys SET status = $2, updated_at = $3 \
-                 WHERE id = $1 AND status = 'pending_approval'",
-            )
-            .persistent(self.persistent)
-            .bind(&task.media_buy_id)
-            .bind(to)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            Ok(Some((task, self.commit_with(tx, effects).await?)))
+            if moved == 0 && decision == crate::domain::workflow::Decision::Approve {
+                // Rolled back when `tx` drops: the task stays pending.
+                return Ok(super::domain::Decided::BuyChanged);
+            }
+            Ok(super::domain::Decided::Done(
+                Box::new(task),
+                self.commit_with(tx, effects).await?,
+            ))
         }
     };
 }

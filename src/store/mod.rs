@@ -220,7 +220,9 @@ use overseer_actors::notify::Notification;
 
 pub use activity::ActivityQuery;
 pub use audit::{AuditPosition, AuditQuery};
-pub use domain::{Effects, IdempotencyRecord, OutboxRow, Owner, Parts};
+pub use domain::{
+    Decided, DeliveryWrite, Effects, IdempotencyRecord, NewWorkflow, OutboxRow, Owner, Parts,
+};
 
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -978,9 +980,9 @@ impl Store {
         dispatch!(self.owned_creatives(tenant, principal_id, ids))
     }
 
-    /// Creates a media buy, with its packages, creative assignments, optional
-    /// workflow task `(id, reason)` and idempotency record `(key, hash,
-    /// status, response)`.
+    /// Creates a media buy, with its packages, creative assignments, approved
+    /// budget (`None` while a human must approve it), optional workflow task
+    /// and idempotency record `(key, hash, status, response)`.
     #[allow(clippy::too_many_arguments)]
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, media_buy_id = %buy.id))]
     pub async fn insert_media_buy(
@@ -989,7 +991,8 @@ impl Store {
         principal_id: &str,
         buy: &NewMediaBuy,
         status: MediaBuyStatus,
-        workflow: Option<(&str, &str)>,
+        approved_budget: Option<crate::domain::Amount>,
+        workflow: Option<NewWorkflow<'_>>,
         idempotency: Option<(&str, &str, i32, &str)>,
         now: DateTime<Utc>,
         effects: Effects<'_>,
@@ -999,6 +1002,7 @@ impl Store {
             principal_id,
             buy,
             status,
+            approved_budget,
             workflow,
             idempotency,
             now,
@@ -1047,28 +1051,40 @@ impl Store {
         dispatch!(self.media_buys(tenant, principal_id, status, buyer_ref, after, limit))
     }
 
-    /// Saves a changed buy unless it changed since `seen` (`None` then),
-    /// opening an approval task `(id, reason)` with it if given.
+    /// The ids of a buy's pending approval tasks (at most one).
+    #[tracing::instrument(skip_all)]
+    pub async fn pending_workflows(&self, media_buy_id: &str) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.pending_workflows(media_buy_id))
+    }
+
+    /// Saves a changed buy unless it changed since `seen`, marking the
+    /// `superseded` tasks and opening a new approval task with it if given;
+    /// `None` (nothing written) when the buy or one of those tasks changed
+    /// meanwhile.
     #[tracing::instrument(skip_all, fields(media_buy_id = %buy.id))]
     pub async fn save_media_buy(
         &self,
         buy: &MediaBuy,
         seen: DateTime<Utc>,
-        workflow: Option<(&str, &str)>,
+        superseded: &[String],
+        workflow: Option<NewWorkflow<'_>>,
         effects: Effects<'_>,
     ) -> Result<Option<Vec<CommittedEvent>>, StoreError> {
-        dispatch!(self.save_media_buy(buy, seen, workflow, effects))
+        dispatch!(self.save_media_buy(buy, seen, superseded, workflow, effects))
     }
 
+    /// Upserts delivery rows unless the buy's total spend would exceed
+    /// `multiple` times its budget (checked sums; nothing is stored then).
     #[tracing::instrument(skip_all, fields(media_buy_id))]
     pub async fn upsert_delivery(
         &self,
         media_buy_id: &str,
         rows: &[DeliveryRow],
+        multiple: crate::domain::SpendMultiple,
         now: DateTime<Utc>,
         effects: Effects<'_>,
-    ) -> Result<Vec<CommittedEvent>, StoreError> {
-        dispatch!(self.upsert_delivery(media_buy_id, rows, now, effects))
+    ) -> Result<DeliveryWrite, StoreError> {
+        dispatch!(self.upsert_delivery(media_buy_id, rows, multiple, now, effects))
     }
 
     /// Every active media buy with its packages.
@@ -1144,8 +1160,7 @@ impl Store {
         dispatch!(self.workflow(id))
     }
 
-    /// Decides a pending task and moves its media buy on; `None` when the
-    /// task is not pending in `tenant`.
+    /// Decides a pending task and moves its media buy on (see [`Decided`]).
     #[allow(clippy::too_many_arguments)]
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn decide_workflow(
@@ -1157,7 +1172,7 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
         effects: Effects<'_>,
-    ) -> Result<Option<(WorkflowTask, Vec<CommittedEvent>)>, StoreError> {
+    ) -> Result<Decided, StoreError> {
         dispatch!(self.decide_workflow(tenant, id, decision, comment, by, now, effects))
     }
 }

@@ -26,12 +26,44 @@ pub(super) struct Rule {
     pub condition: &'static str,
 }
 
+/// A `pending_activation` buy whose flight is running and whose assigned
+/// creatives are all approved (none assigned counts as approved): due to go
+/// live, if its budget allows.
+macro_rules! activation_due {
+    () => {
+        "status = 'pending_activation' AND flight_start <= $1 AND flight_end >= $1 \
+             AND NOT EXISTS (SELECT 1 FROM creative_assignments ca JOIN creatives c \
+                 ON c.tenant_id = ca.tenant_id AND c.id = ca.creative_id \
+                 WHERE ca.media_buy_id = media_buys.id AND c.status <> 'approved')"
+    };
+}
+
+/// Activation refuses a budget above the approved one: the rule of
+/// [`check_activation`](crate::domain::media_buy::check_activation), in SQL so
+/// that the set-based move stays one atomic statement. (The database refuses
+/// such an `active` row anyway; this keeps the batch from failing on it.)
+macro_rules! within_approved_budget {
+    () => {
+        "approved_budget_micros IS NOT NULL AND budget_micros <= approved_budget_micros"
+    };
+}
+
+/// Due buys that `within_approved_budget!` holds back: reported each cycle
+/// with [`check_activation`](crate::domain::media_buy::check_activation)'s
+/// reason.
+pub(super) const ACTIVATION_REFUSED: &str = concat!(
+    activation_due!(),
+    " AND NOT (",
+    within_approved_budget!(),
+    ")"
+);
+
 /// In order: a buy whose flight ended before it could start is `failed` (it
 /// never ran: it must not count as a delivered campaign); a buy whose flight
 /// has started goes live when every assigned creative is approved (none
-/// assigned counts as approved); a live buy whose flight ended is
-/// `completed`. `paused`, `pending_approval` and the final states are never
-/// touched.
+/// assigned counts as approved) and its budget is within its approved
+/// budget; a live buy whose flight ended is `completed`. `paused`,
+/// `pending_approval` and the final states are never touched.
 pub(super) const RULES: [Rule; 3] = [
     Rule {
         from: "pending_activation",
@@ -43,10 +75,7 @@ pub(super) const RULES: [Rule; 3] = [
         from: "pending_activation",
         to: "active",
         reason: "the flight started and every assigned creative is approved",
-        condition: "status = 'pending_activation' AND flight_start <= $1 AND flight_end >= $1 \
-             AND NOT EXISTS (SELECT 1 FROM creative_assignments ca JOIN creatives c \
-                 ON c.tenant_id = ca.tenant_id AND c.id = ca.creative_id \
-                 WHERE ca.media_buy_id = media_buys.id AND c.status <> 'approved')",
+        condition: concat!(activation_due!(), " AND ", within_approved_budget!()),
     },
     Rule {
         from: "active",
@@ -232,6 +261,36 @@ macro_rules! scheduler_queries {
             Ok(())
         }
 
+        /// Buys due to go live that activation refuses (their budget is
+        /// above the approved one), each with the domain's reason.
+        async fn activation_refusals(
+            &self,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<(String, String)>, sqlx::Error> {
+            let sql = format!(
+                "SELECT id, budget_micros, approved_budget_micros FROM media_buys WHERE {} AND {} \
+                 ORDER BY id",
+                super::scheduler::ACTIVATION_REFUSED,
+                super::scheduler::ACTIVE_TENANT,
+            );
+            let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .persistent(self.persistent)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, budget, approved)| {
+                    crate::domain::media_buy::check_activation(
+                        crate::domain::Amount::from_micros(budget),
+                        approved.map(crate::domain::Amount::from_micros),
+                    )
+                    .err()
+                    .map(|refused| (id, format!("not activated: {}", refused.0)))
+                })
+                .collect())
+        }
+
         /// One status cycle at `now`.
         pub(super) async fn run_status_cycle(
             &self,
@@ -242,7 +301,16 @@ macro_rules! scheduler_queries {
                 cycle.locked_out = true;
                 return Ok(cycle);
             };
-            let outcome = self.status_cycle_locked(now, &mut cycle).await;
+            let outcome = match self.activation_refusals(now).await {
+                Ok(refused) => {
+                    for (id, reason) in &refused {
+                        tracing::warn!(media_buy_id = %id, %reason, "status cycle: activation refused");
+                    }
+                    cycle.errors.extend(refused);
+                    self.status_cycle_locked(now, &mut cycle).await
+                }
+                Err(err) => Err(err),
+            };
             self.scheduler_unlock(lock).await;
             outcome.map(|()| cycle)
         }

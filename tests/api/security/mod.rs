@@ -12,3 +12,5 @@ mod log_id;
 mod redaction;
 mod streams;
 mod violations;
+mod approval;
+mod money;
