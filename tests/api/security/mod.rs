@@ -4,5 +4,5 @@
 //! no internal host reached, no secret stored.
 
 // Each attack's module is declared below, one line each.
-mod lockout;
 mod dashboard_headers;
+mod lockout;
