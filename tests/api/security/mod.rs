@@ -4,13 +4,13 @@
 //! no internal host reached, no secret stored.
 
 // Each attack's module is declared below, one line each.
+mod approval;
 mod csv;
-mod outbound;
-mod lockout;
 mod dashboard_headers;
+mod lockout;
 mod log_id;
+mod money;
+mod outbound;
 mod redaction;
 mod streams;
 mod violations;
-mod approval;
-mod money;
