@@ -103,11 +103,12 @@ pub fn check_owner(
 /// Middleware (on every route): a caller bound to a tenant that names
 /// another tenant in a `tenant_id` — a path segment or a query parameter —
 /// is reported as `cross_tenant_access`, as the resource routes report
-/// another tenant's resource ([`check_owner`]). Every such route answers a
-/// tenant's caller 403 (`Caller::readable_tenant`, the `SuperAdmin`
-/// extractor); naming the other tenant is the violation, whatever the
-/// answer, so it is reported after the response and a route added later
-/// that takes a `tenant_id` is covered without a line of its own.
+/// another tenant's resource ([`check_owner`]). Every such route refuses a
+/// tenant's caller (403 from `Caller::readable_tenant` or the `SuperAdmin`
+/// extractor; a malformed body can be refused first); naming the other
+/// tenant is the violation, whatever the answer, so it is reported after
+/// the response and a route added later that takes a `tenant_id` is
+/// covered without a line of its own.
 ///
 /// The row goes to the caller's own chain and audit channel (the named
 /// tenant's id is the caller's own input, kept as `resource_id`; it may not
