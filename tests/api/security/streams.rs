@@ -269,8 +269,13 @@ async fn a_client_holding_more_than_its_bytes_is_dropped_as_slow(backend: Backen
     create_tenant(&app, "acme").await;
     let acme = admin_token(&app, "acme").await;
     let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let mut slow =
-        never_reading_client(port, "/api/activity-stream?operation=big", &acme.token).await;
+    let mut slow = never_reading_client(
+        port,
+        "/api/activity-stream?operation=big",
+        &acme.token,
+        false,
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while app.health().await.1["components"]["sse"]["connections"] != 1 {
         assert!(Instant::now() < deadline, "the stream opens");
@@ -361,11 +366,20 @@ async fn connections(client: &reqwest::Client, base: &str, token: &str) -> u64 {
         .unwrap_or_else(|| panic!("no stream count in {health}"))
 }
 
-/// A client that sends its request and never reads: a receive buffer as
-/// small as the kernel allows, so the service's writes stall at once.
-async fn never_reading_client(port: u16, path: &str, token: &str) -> tokio::net::TcpStream {
+/// A client that sends its request and never reads. `small`: a receive
+/// buffer as small as the kernel allows, so the service's writes stall at
+/// once (a client that reads later keeps the default: after a long zero
+/// window, a 4 KB window reopens slowly).
+async fn never_reading_client(
+    port: u16,
+    path: &str,
+    token: &str,
+    small: bool,
+) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
+    if small {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
     let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     stream
         .write_all(
@@ -414,7 +428,9 @@ async fn fifty_streams_that_never_read_hold_no_memory_and_give_their_slots_back(
 
     let mut slow = Vec::new();
     for _ in 0..SLOW_CLIENTS {
-        slow.push(never_reading_client(port, "/api/activity-stream?operation=burst", &token).await);
+        slow.push(
+            never_reading_client(port, "/api/activity-stream?operation=burst", &token, true).await,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while connections(&client, &base, root).await != SLOW_CLIENTS as u64 {
