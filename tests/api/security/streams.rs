@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::audit::{create_tenant, ingest_ok};
@@ -28,6 +28,7 @@ use crate::helpers::{
 on_both_backends!(
     a_session_stream_ends_within_one_heartbeat_of_sign_out,
     a_token_stream_ends_within_one_heartbeat_of_tenant_deactivation,
+    a_client_holding_more_than_its_bytes_is_dropped_as_slow,
     fifty_streams_that_never_read_hold_no_memory_and_give_their_slots_back,
 );
 
@@ -253,6 +254,69 @@ async fn a_token_stream_ends_within_one_heartbeat_of_tenant_deactivation(backend
     );
 }
 
+/// `SSE_MAX_BUFFERED_BYTES` holds where the frame count would not: a
+/// client that stops reading, with room for 100,000 frames but 1 MB, is
+/// dropped as slow once 5 MB of events are waiting for it.
+async fn a_client_holding_more_than_its_bytes_is_dropped_as_slow(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("SSE_CLIENT_BUFFER", "100000"),
+            ("SSE_MAX_BUFFERED_BYTES", "1000000"),
+        ],
+    )
+    .await;
+    create_tenant(&app, "acme").await;
+    let acme = admin_token(&app, "acme").await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut slow = never_reading_client(
+        port,
+        "/api/activity-stream?operation=big",
+        &acme.token,
+        false,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.health().await.1["components"]["sse"]["connections"] != 1 {
+        assert!(Instant::now() < deadline, "the stream opens");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let filler = "x".repeat(990);
+    for k in 0..10 {
+        let body = Value::Array(
+            (0..50)
+                .map(|i| {
+                    let details: serde_json::Map<String, Value> = (0..10)
+                        .map(|f| (format!("f{f}"), json!(filler)))
+                        .chain([("i".to_owned(), json!(k * 50 + i))])
+                        .collect();
+                    json!({"tenant_id": "acme", "operation": "big", "success": true, "details": details})
+                })
+                .collect(),
+        );
+        ingest_ok(&app, &body).await;
+    }
+    // Reading at last, the client finds that it was dropped: `resync`,
+    // long before the 500 events (with the frame count alone, all of them).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&text).contains("event: resync") {
+        match tokio::time::timeout_at(deadline, slow.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => text.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    let frames = text.matches("event: activity").count();
+    assert!(
+        text.contains("event: resync") && text.contains("\"reason\":\"slow_client\""),
+        "a client with 5 MB waiting and 1 MB allowed was not dropped ({frames} events read)"
+    );
+    assert!(frames < 500, "{frames}");
+}
+
 /// The burst: 1,000 requests of 10 events of about 10 KB, 100 MB in all,
 /// four requests in flight. Small requests: the service's own transient
 /// memory for a request (its body, the parsed JSON, the batch on its way to
@@ -302,11 +366,20 @@ async fn connections(client: &reqwest::Client, base: &str, token: &str) -> u64 {
         .unwrap_or_else(|| panic!("no stream count in {health}"))
 }
 
-/// A client that sends its request and never reads: a receive buffer as
-/// small as the kernel allows, so the service's writes stall at once.
-async fn never_reading_client(port: u16, path: &str, token: &str) -> tokio::net::TcpStream {
+/// A client that sends its request and never reads. `small`: a receive
+/// buffer as small as the kernel allows, so the service's writes stall at
+/// once (a client that reads later keeps the default: after a long zero
+/// window, a 4 KB window reopens slowly).
+async fn never_reading_client(
+    port: u16,
+    path: &str,
+    token: &str,
+    small: bool,
+) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
+    if small {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
     let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     stream
         .write_all(
@@ -355,7 +428,9 @@ async fn fifty_streams_that_never_read_hold_no_memory_and_give_their_slots_back(
 
     let mut slow = Vec::new();
     for _ in 0..SLOW_CLIENTS {
-        slow.push(never_reading_client(port, "/api/activity-stream?operation=burst", &token).await);
+        slow.push(
+            never_reading_client(port, "/api/activity-stream?operation=burst", &token, true).await,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while connections(&client, &base, root).await != SLOW_CLIENTS as u64 {
