@@ -823,6 +823,8 @@ struct Formed {
     /// Its submissions, in order.
     shares: Vec<Share>,
     sources: SourceCounts,
+    /// Each submission's source and length, for the counts of a refusal.
+    part_sources: Vec<(Source, usize)>,
 }
 
 /// What links a flush to the one before it and the one after it.
@@ -842,6 +844,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
     let mut events = Vec::new();
     let mut maybe_stored = Vec::new();
     let mut shares = Vec::new();
+    let mut part_sources = Vec::new();
     let mut parts = Vec::new();
     let mut sources = SourceCounts::default();
     while events.len() < shared.config.batch_size {
@@ -856,6 +859,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
             len: submission.events.len(),
             waiting: submission.ack.is_some(),
         });
+        part_sources.push((submission.source, submission.events.len()));
         parts.push(Part {
             len: submission.events.len(),
             source: submission.source,
@@ -882,6 +886,7 @@ fn form_batch(shared: &Shared) -> Option<Formed> {
         maybe_stored,
         shares,
         sources,
+        part_sources,
     })
 }
 
@@ -910,7 +915,8 @@ async fn flush(
         events,
         maybe_stored,
         shares,
-        sources,
+        mut sources,
+        part_sources,
     } = formed;
     let Handoff {
         turn,
@@ -961,6 +967,10 @@ async fn flush(
         }) => {
             metrics::histogram!("audit_batch_size").record(n as f64);
             metrics::histogram!("audit_flush_seconds").record(started.elapsed().as_secs_f64());
+            // A submission refused for a `log_id` conflict is not stored.
+            sources
+                .take_refused(&conflicts, &part_sources)
+                .count("refused");
             sources.count("committed");
             report_conflicts(&conflicts);
             finish(&shared, id, Ok(&conflicts), |status| {
@@ -1096,6 +1106,25 @@ impl SourceCounts {
     fn add(&mut self, source: Source, n: usize) {
         let at = Self::SOURCES.iter().position(|s| *s == source).unwrap_or(0);
         self.0[at] += n as u64;
+    }
+
+    /// Moves the events of the submissions `conflicts` refused (`parts`:
+    /// each submission's source and length) to a count of their own.
+    fn take_refused(
+        &mut self,
+        conflicts: &[idempotency::Conflict],
+        parts: &[(Source, usize)],
+    ) -> Self {
+        let mut refused = Self::default();
+        for conflict in conflicts.iter().filter(|c| c.refused) {
+            if let Some(&(source, n)) = parts.get(conflict.share) {
+                refused.add(source, n);
+            }
+        }
+        for (all, gone) in self.0.iter_mut().zip(refused.0) {
+            *all = all.saturating_sub(gone);
+        }
+        refused
     }
 
     fn count(&self, result: &'static str) {

@@ -105,6 +105,10 @@ async fn another_tenants_log_id_is_refused_and_nothing_of_the_request_is_stored(
     create_tenant(&app, "beta").await;
     let alpha = ingest_token(&app, "alpha").await;
     let beta = ingest_token(&app, "beta").await;
+    let counted = |text: &str, name: &str, labels: &[(&str, &str)]| {
+        crate::prometheus::sample(text, name, labels).unwrap_or(0.0)
+    };
+    let before = app.get("/metrics").await.text().await.unwrap();
     let u = uuid::Uuid::new_v4();
     let response = ingest_as(
         &app,
@@ -162,6 +166,18 @@ async fn another_tenants_log_id_is_refused_and_nothing_of_the_request_is_stored(
     assert!(
         !text.contains("b_op") && !text.contains(&u.to_string()),
         "{text}"
+    );
+    // And counted, the refused requests' 7 events as refused, not committed
+    // (the registry is the process's: other tests can only add to it).
+    let after = app.get("/metrics").await.text().await.unwrap();
+    let grew = |name: &str, labels: &[(&str, &str)]| {
+        counted(&after, name, labels) - counted(&before, name, labels)
+    };
+    assert!(grew("audit_log_id_conflicts_total", &[("answer", "refused")]) >= 4.0);
+    let refused_events = [("source", "api"), ("result", "refused")];
+    assert!(
+        grew("audit_events_total", &refused_events) >= 7.0,
+        "{after}"
     );
 
     // Beta's own events, sent again without the stolen id, are stored.
