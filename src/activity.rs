@@ -598,10 +598,10 @@ fn category_matches(filter: &ActivityFilter, event: &CommittedEvent) -> bool {
 /// The hub fed from the right place for `store`.
 pub fn feed(store: &Store, auditor: &overseer_actors::audit::Auditor) -> Arc<dyn ActivityFeed> {
     match store.backend() {
-        crate::config::Backend::Postgres => Arc::new(PgFeed {
+        crate::store::Backend::Postgres => Arc::new(PgFeed {
             store: store.clone(),
         }),
-        crate::config::Backend::Sqlite => {
+        crate::store::Backend::Sqlite => {
             Arc::new(overseer_actors::activity::LocalFeed(auditor.clone()))
         }
     }

@@ -18,6 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
+pub use crate::store::{Backend, DatabaseConfig};
+
 /// The default database: a SQLite file under `./data/`, created with its folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/overseer.db";
 
@@ -30,25 +32,20 @@ pub enum Environment {
     Production,
 }
 
+impl Environment {
+    /// What this deployment allows of client-given URLs and credentials.
+    pub fn input_policy(self) -> crate::domain::InputPolicy {
+        match self {
+            Environment::Development => crate::domain::InputPolicy::DEVELOPMENT,
+            Environment::Production => crate::domain::InputPolicy::PRODUCTION,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Pretty,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Postgres => "postgres",
-            Backend::Sqlite => "sqlite",
-        }
-    }
 }
 
 /// A configuration value that could not be used. The message is one line and
@@ -261,43 +258,6 @@ pub struct HttpConfig {
     /// within milliseconds, so this is a client that has stopped reading or
     /// gone away, and its stream's slot and buffers are released.
     pub write_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    /// `DATABASE_URL`. Holds credentials on PostgreSQL: use [`Self::display_url`].
-    pub url: SecretString,
-    pub backend: Backend,
-    /// `DATABASE_CONNECT_TIMEOUT`, default 10 s.
-    pub connect_timeout: Duration,
-    /// `DATABASE_QUERY_TIMEOUT`, default 30 s.
-    pub query_timeout: Duration,
-    /// `DATABASE_MAX_CONNECTIONS`, default 10.
-    pub max_connections: u32,
-    /// `USE_PGBOUNCER=true`: unnamed statements only and no statement cache, so
-    /// PgBouncer transaction pooling works.
-    pub use_pgbouncer: bool,
-    /// `AUTO_MIGRATE`, default true: apply embedded migrations at start-up.
-    pub auto_migrate: bool,
-}
-
-impl DatabaseConfig {
-    /// The URL with user and password removed, safe for logs.
-    pub fn display_url(&self) -> String {
-        let url = self.url.expose_secret();
-        match self.backend {
-            Backend::Sqlite => url.to_owned(),
-            Backend::Postgres => match PgConnectOptions::from_str(url) {
-                Ok(opts) => format!(
-                    "postgres://****@{}:{}/{}",
-                    opts.get_host(),
-                    opts.get_port(),
-                    opts.get_database().unwrap_or_default()
-                ),
-                Err(_) => "postgres://****".to_owned(),
-            },
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -818,7 +778,7 @@ fn slack_settings(env: &Env<'_>, environment: Environment) -> Result<SlackSettin
     let webhook = |var: &'static str| -> Result<Option<WebhookTarget>, ConfigError> {
         env.get(var)?
             .map(|v| {
-                crate::domain::WebhookUrl::parse(var, &v, environment)
+                crate::domain::WebhookUrl::parse(var, &v, environment.input_policy())
                     .map(|url| url.target())
                     .map_err(|e| ConfigError::new(var, e.message))
             })

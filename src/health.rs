@@ -116,7 +116,7 @@ impl Health {
     pub fn new(
         store: Store,
         schema: watch::Receiver<SchemaStatus>,
-        actors: &crate::supervision::Actors,
+        actors: &crate::services::Actors,
         check_timeout: Duration,
     ) -> Self {
         Self {

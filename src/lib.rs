@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod outbound;
 pub mod reports;
+pub mod services;
 pub mod slack;
 pub mod ssrf;
 pub mod startup;

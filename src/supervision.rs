@@ -20,7 +20,9 @@ use overseer_actors::scheduler::{
 };
 use overseer_actors::security::SecurityMonitor;
 use overseer_actors::slack::SlackRouter;
-use overseer_actors::supervisor::{ActorHandle, Supervisor};
+use overseer_actors::supervisor::Supervisor;
+
+pub use crate::services::Actors;
 
 use crate::config::Config;
 use crate::domain::Amount;
@@ -250,25 +252,6 @@ impl overseer_actors::alerts::AlertStore for StoreAlerts {
                 .map_err(|e| e.short_reason())
         })
     }
-}
-
-/// The running actors.
-#[derive(Clone)]
-pub struct Actors {
-    pub supervisor: Supervisor,
-    pub database_watch: ActorHandle<DatabaseWatch>,
-    pub auditor: Auditor,
-    pub security: SecurityMonitor,
-    /// Only with `MOCK_ADAPTER=true`.
-    pub mock_adapter: Option<ActorHandle<MockAdapter>>,
-    pub slack: SlackRouter,
-    pub status_scheduler: StatusScheduler,
-    pub delivery_scheduler: StatusScheduler,
-    pub webhook_sender: overseer_actors::webhook::WebhookSender,
-    pub sse: overseer_actors::activity::SseHub,
-    pub alerts: overseer_actors::alerts::Alerts,
-    /// Agent runs: what the API and the actors record runs through.
-    pub agent_runs: crate::agent_runs::AgentRuns,
 }
 
 /// Starts every actor of the service on the current actix arbiter. Fails only

@@ -76,7 +76,7 @@ impl NewApiToken {
             id: format!("tok_{}", hex::encode(rand::rng().random::<[u8; 8]>())),
             tenant_id,
             kind,
-            token_hash: crate::auth::TokenHash::of(&token).to_hex(),
+            token_hash: super::TokenHash::of(&token).to_hex(),
             created_at: now,
             expires_at,
         };

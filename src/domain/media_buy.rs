@@ -6,10 +6,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::InputPolicy;
 use super::text::{bounded, client_id, generate_id};
 use super::time;
 use super::{Amount, Currency, InvalidField, TenantId, WebhookUrl};
-use crate::config::Environment;
 
 /// Where a media buy is in its life. `paused` remembers the status it left
 /// (see [`MediaBuy::paused_from`]).
@@ -305,7 +305,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 const MIN_HMAC_KEY_BYTES: usize = 32;
 
 impl CreateMediaBuy {
-    pub fn parse(self, environment: Environment) -> Result<NewMediaBuy, InvalidField> {
+    pub fn parse(self, policy: InputPolicy) -> Result<NewMediaBuy, InvalidField> {
         let buyer_ref = bounded("buyer_ref", &self.buyer_ref, MAX_NAME_CHARS)?;
         let order_name = bounded("order_name", &self.order_name, MAX_NAME_CHARS)?;
         let advertiser_name = bounded("advertiser_name", &self.advertiser_name, MAX_NAME_CHARS)?;
@@ -375,7 +375,7 @@ impl CreateMediaBuy {
         let creative_ids = parse_creative_ids(&self.creative_ids)?;
         let reporting_webhook = self
             .reporting_webhook
-            .map(|w| w.parse(environment))
+            .map(|w| w.parse(policy))
             .transpose()?;
         Ok(NewMediaBuy {
             id: generate_id("mb"),
@@ -423,8 +423,8 @@ pub fn parse_creative_ids(ids: &[String]) -> Result<Vec<String>, InvalidField> {
 }
 
 impl ReportingWebhookInput {
-    fn parse(self, environment: Environment) -> Result<ReportingWebhook, InvalidField> {
-        let url = WebhookUrl::parse("reporting_webhook.url", &self.url, environment)?;
+    fn parse(self, policy: InputPolicy) -> Result<ReportingWebhook, InvalidField> {
+        let url = WebhookUrl::parse("reporting_webhook.url", &self.url, policy)?;
         if !matches!(self.frequency.as_str(), "hourly" | "daily") {
             return Err(InvalidField::new(
                 "reporting_webhook.frequency",

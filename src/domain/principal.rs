@@ -78,7 +78,7 @@ impl IssuedToken {
     pub fn generate() -> Self {
         use rand::RngExt;
         let token = format!("ovs_{}", hex::encode(rand::rng().random::<[u8; 32]>()));
-        let token_hash = crate::auth::TokenHash::of(&token).to_hex();
+        let token_hash = super::TokenHash::of(&token).to_hex();
         Self { token, token_hash }
     }
 }

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::InputPolicy;
 use super::InvalidField;
-use crate::config::Environment;
 
 /// A principal has at most this many configs.
 pub const MAX_PER_PRINCIPAL: usize = 20;
@@ -74,8 +74,8 @@ pub struct NewPushConfig {
 }
 
 impl CreatePushConfig {
-    pub fn parse(self, environment: Environment) -> Result<NewPushConfig, InvalidField> {
-        let url = super::settings::parse_url("url", &self.url, environment)?;
+    pub fn parse(self, policy: InputPolicy) -> Result<NewPushConfig, InvalidField> {
+        let url = super::settings::parse_url("url", &self.url, policy)?;
         let auth = AuthType::parse(&self.authentication_type).ok_or_else(|| {
             InvalidField::new("authentication_type", "must be bearer, hmac-sha256 or none")
         })?;
@@ -87,7 +87,7 @@ impl CreatePushConfig {
                     "must be absent when authentication_type is none",
                 ));
             }
-            (AuthType::None, None) if environment == Environment::Production => {
+            (AuthType::None, None) if !policy.unauthenticated_push => {
                 return Err(InvalidField::new(
                     "authentication_type",
                     "none is not allowed in production",
@@ -212,8 +212,8 @@ mod tests {
 
     #[test]
     fn the_rules_of_registration() {
-        let dev = Environment::Development;
-        let prod = Environment::Production;
+        let dev = InputPolicy::DEVELOPMENT;
+        let prod = InputPolicy::PRODUCTION;
         let secret = "s".repeat(32);
         assert!(
             input("https://buyer.example/hook", "hmac-sha256", Some(&secret))

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::InputPolicy;
 use super::{Amount, InvalidField};
-use crate::config::Environment;
 
 /// A webhook URL (Slack or a buyer's): absolute `https` (plain `http` only in
 /// development), with a host and no user info. Held as a secret: a Slack
@@ -22,9 +22,9 @@ impl WebhookUrl {
     pub fn parse(
         field: &'static str,
         value: &str,
-        environment: Environment,
+        policy: InputPolicy,
     ) -> Result<Self, InvalidField> {
-        parse_url(field, value, environment).map(|url| Self(SecretString::from(url.to_string())))
+        parse_url(field, value, policy).map(|url| Self(SecretString::from(url.to_string())))
     }
 
     /// A URL read back from the store, trusted as written.
@@ -88,7 +88,7 @@ impl std::fmt::Debug for WebhookUrl {
 pub fn parse_url(
     field: &'static str,
     value: &str,
-    environment: Environment,
+    policy: InputPolicy,
 ) -> Result<url::Url, InvalidField> {
     if value.len() > WebhookUrl::MAX_CHARS {
         return Err(InvalidField::new(field, "must be at most 2048 characters"));
@@ -97,13 +97,14 @@ pub fn parse_url(
         url::Url::parse(value).map_err(|_| InvalidField::new(field, "must be an absolute URL"))?;
     let scheme_ok = match url.scheme() {
         "https" => true,
-        "http" => environment == Environment::Development,
+        "http" => policy.plain_http,
         _ => false,
     };
     if !scheme_ok {
-        let allowed = match environment {
-            Environment::Development => "http or https",
-            Environment::Production => "https",
+        let allowed = if policy.plain_http {
+            "http or https"
+        } else {
+            "https"
         };
         return Err(InvalidField::new(field, format!("must use {allowed}")));
     }
@@ -226,7 +227,7 @@ mod tests {
         let url = WebhookUrl::parse(
             "u",
             "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
-            Environment::Production,
+            InputPolicy::PRODUCTION,
         )
         .unwrap();
         assert_eq!(url.masked(), "https://hooks.slack.com/services/T…/B…/****");
@@ -234,7 +235,7 @@ mod tests {
         let bare = WebhookUrl::parse(
             "u",
             "http://127.0.0.1:9/x?k=secret",
-            Environment::Development,
+            InputPolicy::DEVELOPMENT,
         )
         .unwrap();
         assert_eq!(bare.masked(), "http://127.0.0.1:9/****");
@@ -250,11 +251,11 @@ mod tests {
             "",
         ] {
             assert!(
-                WebhookUrl::parse("u", bad, Environment::Production).is_err(),
+                WebhookUrl::parse("u", bad, InputPolicy::PRODUCTION).is_err(),
                 "{bad}"
             );
         }
-        assert!(WebhookUrl::parse("u", "http://h/x", Environment::Development).is_ok());
+        assert!(WebhookUrl::parse("u", "http://h/x", InputPolicy::DEVELOPMENT).is_ok());
     }
 
     #[test]

@@ -115,7 +115,7 @@ async fn create(
         return Ok(replay);
     }
     let input: CreateMediaBuy = from_value(body)?;
-    let buy = input.parse(state.environment)?;
+    let buy = input.parse(state.environment.input_policy())?;
     if let Some(webhook) = &buy.reporting_webhook {
         state
             .ssrf

@@ -37,8 +37,8 @@ use tracing_actix_web::RequestId;
 use crate::auth::TokenHash;
 use crate::error::{ApiError, error_body};
 use crate::health::Health;
+use crate::services::Actors;
 use crate::store::Store;
-use crate::supervision::Actors;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use extract::{BodyLimit, Json, OneOrMany, from_value};

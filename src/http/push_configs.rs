@@ -65,7 +65,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, principal_id) = caller.principal()?;
     let (tenant, principal_id) = (tenant.clone(), principal_id.to_owned());
-    let new = body.parse(state.environment)?;
+    let new = body.parse(state.environment.input_policy())?;
     state.ssrf.admit("url", new.url.as_str()).await?;
     let now = state.clock.now();
     let config = PushConfig {

@@ -126,13 +126,13 @@ where
 
 impl UpdateSettings {
     fn parse(self, state: &AppState) -> Result<SettingsChange, ApiError> {
-        let env = state.environment;
+        let policy = state.environment.input_policy();
         let url = |field: &'static str, v: Option<Option<String>>| -> Result<_, ApiError> {
             Ok(match v {
                 None => None,
                 Some(None) => Some(None),
                 Some(Some(s)) if s.is_empty() => Some(None),
-                Some(Some(s)) => Some(Some(WebhookUrl::parse(field, &s, env)?)),
+                Some(Some(s)) => Some(Some(WebhookUrl::parse(field, &s, policy)?)),
             })
         };
         Ok(SettingsChange {

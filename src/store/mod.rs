@@ -190,6 +190,7 @@ pub mod agent_runs;
 pub mod alerts;
 pub mod audit;
 pub mod domain;
+mod options;
 pub mod pg;
 pub mod push;
 pub mod reports;
@@ -199,6 +200,8 @@ pub mod slack;
 pub mod sqlite;
 pub mod webhooks;
 
+pub use options::{Backend, DatabaseConfig};
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -206,7 +209,6 @@ use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::SqliteError;
 
-use crate::config::{Backend, DatabaseConfig};
 use crate::domain::creative::{Creative, CreativeStatus, NewCreative};
 use crate::domain::media_buy::{DeliveryRow, MediaBuy, MediaBuyStatus, NewMediaBuy, Package};
 use crate::domain::principal::Principal;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::audit::{self, ChainHead, Prepared};
-use crate::config::DatabaseConfig;
+use crate::store::DatabaseConfig;
 
 /// The `audit_logs` columns of a batch that do not depend on its place in
 /// the chains, as the `UNNEST` insert binds them.

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::audit::{self, ChainHead, Prepared};
-use crate::config::DatabaseConfig;
+use crate::store::DatabaseConfig;
 
 /// The columns of an [`AuditRow`] (SQLite stores every one as the row wants it).
 macro_rules! sqlite_audit_columns {
