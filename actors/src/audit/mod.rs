@@ -41,6 +41,8 @@ mod handle;
 mod pipeline;
 mod replay;
 mod sink_writer;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::path::PathBuf;
