@@ -1,8 +1,9 @@
 //! One typed configuration, read from environment variables.
 //!
-//! Every knob has a documented default (the table in the README is the same
-//! list); an empty variable means "use the default"; an invalid value stops
-//! start-up with one line naming the variable. Secrets are held in
+//! Every knob has a documented default (the table in docs/configuration.md is
+//! the same list, checked by the test in `config/documented.rs`); an empty
+//! variable means "use the default"; an invalid value stops start-up with one
+//! line naming the variable. Secrets are held in
 //! [`SecretString`] and never printed: [`Config::log_effective`] logs the
 //! effective configuration with them masked.
 
@@ -899,6 +900,9 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| HELP.to_owned())
 }
+
+#[cfg(test)]
+mod documented;
 
 #[cfg(test)]
 mod tests {
