@@ -12,10 +12,10 @@ use overseer_actors::audit::{AuditError, CommittedEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Verification, verify_chain};
-use crate::auth::Caller;
 use crate::domain::TenantId;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::authz::{Ingester, Reader};
 use crate::http::{AppState, BodyLimit, Json, OneOrMany};
 use crate::store::{AuditPosition, AuditQuery, Store};
 
@@ -95,7 +95,7 @@ enum IngestBody {
 )]
 #[tracing::instrument(skip_all, fields(events))]
 async fn ingest(
-    caller: Caller,
+    who: Ingester,
     state: web::Data<AppState>,
     Json(body): Json<OneOrMany<IngestEvent>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -119,7 +119,7 @@ async fn ingest(
         .items
         .into_iter()
         .enumerate()
-        .map(|(i, event)| event.parse(&prefix(i), caller.tenant(), now))
+        .map(|(i, event)| event.parse(&prefix(i), who.tenant(), now))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| match e {
             IngestError::Invalid { field, message } => ApiError::InvalidField { field, message },
@@ -194,7 +194,7 @@ struct VerificationDoc {
 )]
 #[tracing::instrument(skip_all)]
 async fn verify(
-    caller: Caller,
+    who: Reader,
     state: web::Data<AppState>,
     params: web::Query<VerifyParams>,
 ) -> Result<web::Json<Verification>, ApiError> {
@@ -203,7 +203,7 @@ async fn verify(
     if let Some(id) = params.tenant_id.as_deref() {
         TenantId::parse("tenant_id", id)?;
     }
-    let tenant = caller.readable_tenant(params.tenant_id.as_deref())?;
+    let tenant = who.tenant(params.tenant_id.as_deref())?;
     Ok(web::Json(
         verify_chain(&state.store, tenant.as_deref()).await?,
     ))
@@ -263,12 +263,12 @@ absent or its own"),
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: Reader,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (mut query, requested_tenant, format) = parse_params(req.query_string())?;
-    query.tenant_id = caller.readable_tenant(requested_tenant.as_deref())?;
+    query.tenant_id = who.tenant(requested_tenant.as_deref())?;
     match format {
         Format::Json => {
             let limit = query.limit;

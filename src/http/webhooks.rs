@@ -4,8 +4,8 @@
 use actix_web::{HttpRequest, web};
 use serde::Serialize;
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::authz::{AdminOrPrincipal, TenantAdmin};
 use crate::http::media_buys::visible;
 use crate::http::{AppState, access};
 use crate::store::Effects;
@@ -50,7 +50,7 @@ struct WebhookList {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    AdminOrPrincipal { caller, .. }: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -85,12 +85,12 @@ async fn list(
 )]
 #[tracing::instrument(skip_all)]
 async fn retry(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<WebhookRow>, ApiError> {
-    caller.tenant_admin()?;
+    let caller = &who.caller;
     let (id, webhook_id) = path.into_inner();
     let webhook_id: i64 = webhook_id
         .parse()
@@ -167,13 +167,13 @@ struct ReportQueued {
 )]
 #[tracing::instrument(skip_all)]
 async fn report(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ReportQuery>,
 ) -> Result<web::Json<ReportQueued>, ApiError> {
-    caller.tenant_admin()?;
+    let caller = &who.caller;
     let buy = visible(&caller, &state, &req, &path).await?;
     let force = query.force.unwrap_or(false);
     let now = state.clock.now();
