@@ -63,7 +63,9 @@ enum IngestBody {
     Many(Vec<IngestEvent>),
 }
 
-/// `POST /api/v1/audit/events`: one event or an array of up to 1,000. 202 once
+/// `POST /api/v1/audit/events` (the super admin or an ingest token, see
+/// [`Ingester`]; each row records the writing token as `ingested_by`): one
+/// event or an array of up to 1,000. 202 once
 /// every event is durable (committed, or fsync'd to the spool); nothing of a
 /// request with an invalid event is stored. A retry of the same events with
 /// the same `log_id`s is a 202 and stores nothing twice; an event whose
@@ -83,11 +85,14 @@ enum IngestBody {
         (status = 202, description = "Every event is durable", body = Accepted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin nor an ingest token", body = ErrorBody),
         (status = 409, description = "An event's `log_id` is already used by a different event \
 (`field` names it, e.g. `[3].log_id`); nothing of the request is stored", body = ErrorBody),
         (status = 413, description = "The body, or an event's `details`, is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`)", body = ErrorBody),
+        (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`): among others, \
+an ingest token naming the super admin (`principal_id: \"super_admin\"`, `principal_name: \"Super admin\"`), or a \
+`created_at` outside [now - 24 h, now + 5 min]", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable, or the audit queue is full", body = ErrorBody),
     ),
@@ -119,7 +124,11 @@ async fn ingest(
         .items
         .into_iter()
         .enumerate()
-        .map(|(i, event)| event.parse(&prefix(i), who.tenant(), now))
+        .map(|(i, event)| {
+            let mut ingested = event.parse(&prefix(i), who.tenant(), now)?;
+            ingested.event.ingested_by = Some(who.token_id().to_owned());
+            Ok(ingested)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| match e {
             IngestError::Invalid { field, message } => ApiError::InvalidField { field, message },
@@ -341,6 +350,10 @@ pub(crate) struct AuditLogEntry {
     ip_address: Option<String>,
     security_violation: bool,
     created_at: DateTime<Utc>,
+    /// For an ingested event: the id of the token that wrote it (an ingest
+    /// token's, or `super_admin`). Absent for the service's own events.
+    #[schema(required = false)]
+    ingested_by: Option<String>,
 }
 
 /// The export as a stream of chunks, one page of rows each: memory stays at
@@ -389,7 +402,7 @@ fn jsonl_chunk(rows: &[CommittedEvent]) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 17] = [
     "id",
     "log_id",
     "tenant_id",
@@ -406,6 +419,7 @@ const CSV_HEADER: [&str; 16] = [
     "details",
     "prev_hash",
     "hash",
+    "ingested_by",
 ];
 
 /// One page of the CSV export. Every cell goes through [`spreadsheet_safe`]:
@@ -447,6 +461,7 @@ fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError>
             &details,
             &row.prev_hash,
             &row.hash,
+            e.ingested_by.as_deref().unwrap_or(""),
         ]
         .map(spreadsheet_safe);
         out.write_record(cells.iter().map(|c| c.as_bytes()))
