@@ -62,7 +62,7 @@ async fn sync(
     let creatives = body.parse()?;
     let now = state.clock.now();
     let ids: Vec<String> = creatives.iter().map(|c| c.id.clone()).collect();
-    let audit = [access::event(&state, &req, &caller, "sync_creatives")
+    let audit = [access::event(&state, &req, caller, "sync_creatives")
         .with_details(serde_json::json!({"creative_ids": ids, "count": ids.len()}))];
     let notes = [Notification::new(
         Some(tenant.to_string()),
@@ -157,7 +157,7 @@ async fn list(
     access::record_read(
         &state,
         &req,
-        access::event(&state, &req, &caller, "list_creatives")
+        access::event(&state, &req, caller, "list_creatives")
             .with_details(serde_json::json!({"count": items.items.len()})),
     );
     Ok(web::Json(items))
@@ -263,13 +263,13 @@ async fn review(
         .find(|o| o.tenant_id == tenant.as_str())
         .or(owners.first())
         .cloned();
-    access::check_owner(&state, &req, &caller, "creative", &id, owner)?;
+    access::check_owner(&state, &req, caller, "creative", &id, owner)?;
     let operation = match status {
         CreativeStatus::Approved => "approve_creative",
         _ => "reject_creative",
     };
     let now = state.clock.now();
-    let audit = [access::event(&state, &req, &caller, operation)
+    let audit = [access::event(&state, &req, caller, operation)
         .with_details(serde_json::json!({"creative_id": id, "reason": reason}))];
     let principal_id = owners
         .iter()

@@ -405,7 +405,7 @@ async fn list(
     access::record_read(
         &state,
         &req,
-        access::event(&state, &req, &caller, "get_media_buys").with_details(serde_json::json!({
+        access::event(&state, &req, caller, "get_media_buys").with_details(serde_json::json!({
             "count": items.len(),
             "status": status.map(MediaBuyStatus::as_str),
         })),

@@ -100,7 +100,7 @@ async fn create(
     let (name, expires_at) = body.parse(now)?;
     let id = generate_id("prn");
     let issued = IssuedToken::generate();
-    let audit = [access::event(&state, &req, &caller, "create_principal")
+    let audit = [access::event(&state, &req, caller, "create_principal")
         .with_details(serde_json::json!({"principal_id": id, "name": name}))];
     let notes = change_note(
         tenant.as_str(),

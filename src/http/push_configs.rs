@@ -80,7 +80,7 @@ async fn create(
         updated_at: now,
     };
     let audit = [
-        access::event(&state, &req, &caller, "create_push_notification_config").with_details(
+        access::event(&state, &req, caller, "create_push_notification_config").with_details(
             serde_json::json!({
                 "config_id": config.id,
                 "url": loggable_url(&config.url),
@@ -162,16 +162,9 @@ async fn delete(
         tenant_id: c.tenant_id.clone(),
         principal_id: Some(c.principal_id.clone()),
     });
-    access::check_owner(
-        &state,
-        &req,
-        &caller,
-        "push-notification config",
-        &id,
-        owner,
-    )?;
+    access::check_owner(&state, &req, caller, "push-notification config", &id, owner)?;
     let audit = [
-        access::event(&state, &req, &caller, "delete_push_notification_config")
+        access::event(&state, &req, caller, "delete_push_notification_config")
             .with_details(serde_json::json!({"config_id": id})),
     ];
     let committed = state

@@ -198,7 +198,7 @@ async fn update(
     let now = state.clock.now();
     let mut updated = change.apply(current);
     updated.updated_at = now;
-    let audit = [access::event(&state, &req, &caller, "update_settings")
+    let audit = [access::event(&state, &req, caller, "update_settings")
         .with_details(serde_json::json!({"changed": keys}))];
     let notes = [Notification::new(
         Some(tenant.to_string()),

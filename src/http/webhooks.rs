@@ -95,7 +95,7 @@ async fn retry(
     let webhook_id: i64 = webhook_id
         .parse()
         .map_err(|_| crate::domain::InvalidField::new("webhook_id", "must be a whole number"))?;
-    let buy = visible(&caller, &state, &req, &id).await?;
+    let buy = visible(caller, &state, &req, &id).await?;
     let rows = state.store.webhook_rows(&buy.id).await?;
     let Some(row) = rows.iter().find(|r| r.id == webhook_id) else {
         return Err(ApiError::NotFound("no such webhook request".into()));
@@ -106,7 +106,7 @@ async fn retry(
             row.status
         )));
     }
-    let audit = [access::event(&state, &req, &caller, "webhook_requeued")
+    let audit = [access::event(&state, &req, caller, "webhook_requeued")
         .with_details(serde_json::json!({"media_buy_id": buy.id, "webhook_id": webhook_id}))];
     let committed = state
         .store
@@ -174,11 +174,11 @@ async fn report(
     query: web::Query<ReportQuery>,
 ) -> Result<web::Json<ReportQueued>, ApiError> {
     let caller = &who.caller;
-    let buy = visible(&caller, &state, &req, &path).await?;
+    let buy = visible(caller, &state, &req, &path).await?;
     let force = query.force.unwrap_or(false);
     let now = state.clock.now();
     let audit = [
-        access::event(&state, &req, &caller, "delivery_report_forced")
+        access::event(&state, &req, caller, "delivery_report_forced")
             .with_details(serde_json::json!({"media_buy_id": buy.id})),
     ];
     let effects = if force {

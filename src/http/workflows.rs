@@ -177,7 +177,7 @@ async fn decide(
         tenant_id: t.tenant_id.to_string(),
         principal_id: None,
     });
-    access::check_owner(&state, &req, &caller, "workflow", &id, owner)?;
+    access::check_owner(&state, &req, caller, "workflow", &id, owner)?;
     let task = task.ok_or_else(|| ApiError::NotFound("no such workflow".into()))?;
     if task.status != "pending" {
         return Err(ApiError::Conflict(format!(
@@ -191,7 +191,7 @@ async fn decide(
     };
     let now = state.clock.now();
     let audit = [
-        access::event(&state, &req, &caller, operation).with_details(serde_json::json!({
+        access::event(&state, &req, caller, operation).with_details(serde_json::json!({
             "workflow_id": task.workflow_id,
             "media_buy_id": task.media_buy_id,
             "budget": task.budget.as_f64(),
