@@ -372,28 +372,6 @@ fn audit_decision(
     state.actors.auditor.record(Source::Internal, event);
 }
 
-/// Extractor: the caller is the super admin; 401 without valid credentials,
-/// 403 for any other valid token.
-#[derive(Debug)]
-pub struct SuperAdmin;
-
-impl FromRequest for SuperAdmin {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        Box::pin(async move {
-            match caller.await? {
-                Caller::SuperAdmin => Ok(SuperAdmin),
-                _ => Err(ApiError::Forbidden(
-                    "the super admin token is required".into(),
-                )),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

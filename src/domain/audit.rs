@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use overseer_actors::audit::{AuditEvent, Ingested};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -15,6 +15,20 @@ pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
 /// Most events in one ingest request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1_000;
 const MAX_OPERATION_CHARS: usize = 100;
+/// How old a client's `created_at` may be: a client that buffered events
+/// while it could not reach Overseer replays them within a day, with the
+/// times they happened. Older events are refused (422 on `created_at`):
+/// backdating a row into a period already read, exported or alerted on is
+/// what a forger would want. Overseer's own spool is not held to it (its
+/// events were checked when received).
+pub const MAX_INGEST_AGE: TimeDelta = TimeDelta::hours(24);
+/// How far ahead of the server's clock a client's `created_at` may be: the
+/// clock skew of a well-run fleet.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+/// The principal id the trail gives the super admin; no tenant token may
+/// claim it (nor its display name).
+pub const SUPER_ADMIN_ID: &str = "super_admin";
+const SUPER_ADMIN_NAME: &str = "super admin";
 const MAX_NAME_CHARS: usize = 200;
 
 /// One event in an ingest request. `success` and `operation` are required.
@@ -110,6 +124,26 @@ impl IngestEvent {
             ),
             (None, bound) => bound.map(|t| t.as_str().to_owned()),
         };
+        // A tenant's token writing as the super admin is a forgery, in the
+        // id or in the name people read.
+        if tenant.is_some() {
+            if self.principal_id.as_deref().map(str::trim) == Some(SUPER_ADMIN_ID) {
+                return Err(invalid(
+                    "principal_id",
+                    "only the super admin is `super_admin`",
+                ));
+            }
+            if self
+                .principal_name
+                .as_deref()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(SUPER_ADMIN_NAME))
+            {
+                return Err(invalid(
+                    "principal_name",
+                    "only the super admin is `Super admin`",
+                ));
+            }
+        }
         for (name, value) in [
             ("principal_id", &self.principal_id),
             ("principal_name", &self.principal_name),
@@ -130,8 +164,19 @@ impl IngestEvent {
         }
         let created_at_given = self.created_at.is_some();
         let created_at = match self.created_at {
-            Some(at) => super::time::timestamp("created_at", at)
-                .map_err(|e| invalid("created_at", &e.message))?,
+            Some(at) => {
+                let at = super::time::timestamp("created_at", at)
+                    .map_err(|e| invalid("created_at", &e.message))?;
+                // Both sides to the microsecond, as stored.
+                let now = chrono::SubsecRound::trunc_subsecs(now, 6);
+                if at < now - MAX_INGEST_AGE || at > now + MAX_CLOCK_SKEW {
+                    return Err(invalid(
+                        "created_at",
+                        "must be within the last 24 hours, and at most 5 minutes ahead",
+                    ));
+                }
+                at
+            }
             None => now,
         };
         let mut event = AuditEvent::new(self.operation, created_at);
@@ -175,6 +220,52 @@ mod tests {
                 .parse("[2].", Some(&acme), Utc::now())
                 .unwrap_err();
         assert!(matches!(err, IngestError::Invalid { field, .. } if field == "[2].tenant_id"));
+    }
+
+    #[test]
+    fn a_tenant_token_cannot_name_the_super_admin() {
+        let acme = TenantId::parse("t", "acme").unwrap();
+        for (json, field) in [
+            (
+                serde_json::json!({"operation": "x", "success": true, "principal_id": "super_admin"}),
+                "principal_id",
+            ),
+            (
+                serde_json::json!({"operation": "x", "success": true, "principal_name": "super ADMIN "}),
+                "principal_name",
+            ),
+        ] {
+            let err = event(json.clone())
+                .parse("", Some(&acme), Utc::now())
+                .unwrap_err();
+            assert!(
+                matches!(err, IngestError::Invalid { field: f, .. } if f == field),
+                "{json}"
+            );
+            assert!(
+                event(json).parse("", None, Utc::now()).is_ok(),
+                "the super admin itself"
+            );
+        }
+    }
+
+    #[test]
+    fn client_times_are_held_to_a_day_back_and_five_minutes_ahead() {
+        let now = super::super::time::timestamp("t", Utc::now()).unwrap();
+        let at = |t: DateTime<Utc>| {
+            event(serde_json::json!({"operation": "x", "success": true, "created_at": t}))
+                .parse("[1].", None, now)
+        };
+        let micro = TimeDelta::microseconds(1);
+        assert!(at(now - MAX_INGEST_AGE).is_ok());
+        assert!(at(now + MAX_CLOCK_SKEW).is_ok());
+        for t in [now - MAX_INGEST_AGE - micro, now + MAX_CLOCK_SKEW + micro] {
+            let err = at(t).unwrap_err();
+            assert!(
+                matches!(err, IngestError::Invalid { field, .. } if field == "[1].created_at"),
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::auth::{Caller, TokenHash};
 use crate::domain::TenantId;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::authz::Reader;
 use crate::http::dashboard::OpenSession;
 
 /// Names where replay started: every matching event with a greater id is
@@ -71,7 +72,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub async fn api_stream(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    Reader { caller }: Reader,
 ) -> Result<HttpResponse, ApiError> {
     open(&state, &req, &caller).await
 }

@@ -7,10 +7,10 @@ use actix_web::web;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Caller;
 use crate::domain::InvalidField;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
+use crate::http::authz::Reader;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(list))]
@@ -116,14 +116,14 @@ impl From<overseer_actors::alerts::Alert> for AlertDoc {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: Reader,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<AlertList>, ApiError> {
     if let Some(tenant) = &query.tenant_id {
         crate::domain::TenantId::parse("tenant_id", tenant)?;
     }
-    let tenant = caller.readable_tenant(query.tenant_id.as_deref())?;
+    let tenant = who.tenant(query.tenant_id.as_deref())?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(InvalidField::new("limit", "must be between 1 and 500").into());

@@ -12,10 +12,10 @@ use overseer_actors::audit::{AuditError, CommittedEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Verification, verify_chain};
-use crate::auth::Caller;
 use crate::domain::TenantId;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::authz::{Ingester, Reader};
 use crate::http::{AppState, BodyLimit, Json, OneOrMany};
 use crate::store::{AuditPosition, AuditQuery, Store};
 
@@ -63,7 +63,9 @@ enum IngestBody {
     Many(Vec<IngestEvent>),
 }
 
-/// `POST /api/v1/audit/events`: one event or an array of up to 1,000. 202 once
+/// `POST /api/v1/audit/events` (the super admin or an ingest token, see
+/// [`Ingester`]; each row records the writing token as `ingested_by`): one
+/// event or an array of up to 1,000. 202 once
 /// every event is durable (committed, or fsync'd to the spool); nothing of a
 /// request with an invalid event is stored. A retry of the same events with
 /// the same `log_id`s is a 202 and stores nothing twice; an event whose
@@ -83,11 +85,14 @@ enum IngestBody {
         (status = 202, description = "Every event is durable", body = Accepted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not the super admin nor an ingest token", body = ErrorBody),
         (status = 409, description = "An event's `log_id` is already used by a different event \
 (`field` names it, e.g. `[3].log_id`); nothing of the request is stored", body = ErrorBody),
         (status = 413, description = "The body, or an event's `details`, is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`)", body = ErrorBody),
+        (status = 422, description = "An event is invalid (`field` names it, e.g. `[3].operation`): among others, \
+an ingest token naming the super admin (`principal_id: \"super_admin\"`, `principal_name: \"Super admin\"`), or a \
+`created_at` outside [now - 24 h, now + 5 min]", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unavailable, or the audit queue is full", body = ErrorBody),
     ),
@@ -95,7 +100,7 @@ enum IngestBody {
 )]
 #[tracing::instrument(skip_all, fields(events))]
 async fn ingest(
-    caller: Caller,
+    who: Ingester,
     state: web::Data<AppState>,
     Json(body): Json<OneOrMany<IngestEvent>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -119,7 +124,11 @@ async fn ingest(
         .items
         .into_iter()
         .enumerate()
-        .map(|(i, event)| event.parse(&prefix(i), caller.tenant(), now))
+        .map(|(i, event)| {
+            let mut ingested = event.parse(&prefix(i), who.tenant(), now)?;
+            ingested.event.ingested_by = Some(who.token_id().to_owned());
+            Ok(ingested)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| match e {
             IngestError::Invalid { field, message } => ApiError::InvalidField { field, message },
@@ -194,7 +203,7 @@ struct VerificationDoc {
 )]
 #[tracing::instrument(skip_all)]
 async fn verify(
-    caller: Caller,
+    who: Reader,
     state: web::Data<AppState>,
     params: web::Query<VerifyParams>,
 ) -> Result<web::Json<Verification>, ApiError> {
@@ -203,7 +212,7 @@ async fn verify(
     if let Some(id) = params.tenant_id.as_deref() {
         TenantId::parse("tenant_id", id)?;
     }
-    let tenant = caller.readable_tenant(params.tenant_id.as_deref())?;
+    let tenant = who.tenant(params.tenant_id.as_deref())?;
     Ok(web::Json(
         verify_chain(&state.store, tenant.as_deref()).await?,
     ))
@@ -263,12 +272,12 @@ absent or its own"),
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: Reader,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (mut query, requested_tenant, format) = parse_params(req.query_string())?;
-    query.tenant_id = caller.readable_tenant(requested_tenant.as_deref())?;
+    query.tenant_id = who.tenant(requested_tenant.as_deref())?;
     match format {
         Format::Json => {
             let limit = query.limit;
@@ -341,6 +350,10 @@ pub(crate) struct AuditLogEntry {
     ip_address: Option<String>,
     security_violation: bool,
     created_at: DateTime<Utc>,
+    /// For an ingested event: the id of the token that wrote it (an ingest
+    /// token's, or `super_admin`). Absent for the service's own events.
+    #[schema(required = false)]
+    ingested_by: Option<String>,
 }
 
 /// The export as a stream of chunks, one page of rows each: memory stays at
@@ -389,7 +402,7 @@ fn jsonl_chunk(rows: &[CommittedEvent]) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 17] = [
     "id",
     "log_id",
     "tenant_id",
@@ -406,6 +419,7 @@ const CSV_HEADER: [&str; 16] = [
     "details",
     "prev_hash",
     "hash",
+    "ingested_by",
 ];
 
 /// One page of the CSV export. Every cell goes through [`spreadsheet_safe`]:
@@ -447,6 +461,7 @@ fn csv_chunk(rows: &[CommittedEvent], header: bool) -> Result<Vec<u8>, ApiError>
             &details,
             &row.prev_hash,
             &row.hash,
+            e.ingested_by.as_deref().unwrap_or(""),
         ]
         .map(spreadsheet_safe);
         out.write_record(cells.iter().map(|c| c.as_bytes()))

@@ -5,10 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Caller;
 use crate::domain::creative::{Creative, CreativeStatus, ReviewInput, SyncCreatives};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::authz::{AdminOrPrincipal, Principal, TenantAdmin};
 use crate::http::{AppState, Json};
 use crate::store::Effects;
 
@@ -53,16 +53,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 )]
 #[tracing::instrument(skip_all)]
 async fn sync(
-    caller: Caller,
+    who: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     Json(body): Json<SyncCreatives>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, principal_id) = caller.principal()?;
+    let (tenant, principal_id, caller) = (&who.tenant, who.id.as_str(), &who.caller);
     let creatives = body.parse()?;
     let now = state.clock.now();
     let ids: Vec<String> = creatives.iter().map(|c| c.id.clone()).collect();
-    let audit = [access::event(&state, &req, &caller, "sync_creatives")
+    let audit = [access::event(&state, &req, caller, "sync_creatives")
         .with_details(serde_json::json!({"creative_ids": ids, "count": ids.len()}))];
     let notes = [Notification::new(
         Some(tenant.to_string()),
@@ -131,12 +131,12 @@ pub struct ListQuery {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<Page<Creative>>, ApiError> {
-    let (tenant, principal) = caller.admin_or_principal()?;
+    let (tenant, principal, caller) = (&who.tenant, who.principal.as_deref(), &who.caller);
     let limit = page_limit(query.limit)?;
     let status = query
         .status
@@ -157,7 +157,7 @@ async fn list(
     access::record_read(
         &state,
         &req,
-        access::event(&state, &req, &caller, "list_creatives")
+        access::event(&state, &req, caller, "list_creatives")
             .with_details(serde_json::json!({"count": items.items.len()})),
     );
     Ok(web::Json(items))
@@ -187,14 +187,14 @@ async fn list(
 )]
 #[tracing::instrument(skip_all)]
 async fn approve(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<ReviewInput>,
 ) -> Result<web::Json<Creative>, ApiError> {
     review(
-        caller,
+        who,
         state,
         req,
         path.into_inner(),
@@ -228,14 +228,14 @@ async fn approve(
 )]
 #[tracing::instrument(skip_all)]
 async fn reject(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<ReviewInput>,
 ) -> Result<web::Json<Creative>, ApiError> {
     review(
-        caller,
+        who,
         state,
         req,
         path.into_inner(),
@@ -246,14 +246,14 @@ async fn reject(
 }
 
 async fn review(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     id: String,
     body: ReviewInput,
     status: CreativeStatus,
 ) -> Result<web::Json<Creative>, ApiError> {
-    let tenant = caller.tenant_admin()?.clone();
+    let (tenant, caller) = (who.tenant.clone(), &who.caller);
     let reason = body.parse()?;
     access::path_id("creative", &id)?;
     let owners = state.store.creative_owners(&id).await?;
@@ -263,13 +263,13 @@ async fn review(
         .find(|o| o.tenant_id == tenant.as_str())
         .or(owners.first())
         .cloned();
-    access::check_owner(&state, &req, &caller, "creative", &id, owner)?;
+    access::check_owner(&state, &req, caller, "creative", &id, owner)?;
     let operation = match status {
         CreativeStatus::Approved => "approve_creative",
         _ => "reject_creative",
     };
     let now = state.clock.now();
-    let audit = [access::event(&state, &req, &caller, operation)
+    let audit = [access::event(&state, &req, caller, operation)
         .with_details(serde_json::json!({"creative_id": id, "reason": reason}))];
     let principal_id = owners
         .iter()

@@ -36,6 +36,7 @@ use crate::auth::{Caller, TokenHash, authenticate};
 use crate::domain::TokenKind;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::authz::Reader;
 use overseer_actors::audit::{AuditEvent, Source};
 
 /// The session cookie's name.
@@ -201,7 +202,7 @@ struct WhoAmI {
 }
 
 /// `GET /admin/session`: who the session is, or 401.
-async fn whoami(caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn whoami(Reader { caller }: Reader) -> Result<HttpResponse, ApiError> {
     let (role, tenant_id) = admin_role(&caller)?;
     Ok(HttpResponse::Ok().json(WhoAmI { role, tenant_id }))
 }

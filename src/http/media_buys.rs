@@ -19,6 +19,7 @@ use crate::domain::time;
 use crate::domain::{Amount, InvalidField};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::authz::{AdminOrPrincipal, DeliveryWriter, Principal};
 use crate::http::{AppState, Json, from_value};
 use crate::store::{DeliveryWrite, Effects, NewWorkflow, Owner, StoreError};
 
@@ -85,13 +86,15 @@ when its budget is above the tenant's approval threshold, `pending_activation` o
 )]
 #[tracing::instrument(skip_all)]
 async fn create(
-    caller: Caller,
+    Principal {
+        tenant,
+        id: principal_id,
+        caller,
+    }: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     Json(body): Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, principal_id) = caller.principal()?;
-    let (tenant, principal_id) = (tenant.clone(), principal_id.to_owned());
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         None => None,
         Some(v) => Some(
@@ -358,12 +361,12 @@ pub struct ListQuery {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<Page<MediaBuyView>>, ApiError> {
-    let (tenant, principal) = caller.admin_or_principal()?;
+    let (tenant, principal, caller) = (&who.tenant, who.principal.as_deref(), &who.caller);
     let limit = page_limit(query.limit)?;
     let status = query
         .status
@@ -402,7 +405,7 @@ async fn list(
     access::record_read(
         &state,
         &req,
-        access::event(&state, &req, &caller, "get_media_buys").with_details(serde_json::json!({
+        access::event(&state, &req, caller, "get_media_buys").with_details(serde_json::json!({
             "count": items.len(),
             "status": status.map(MediaBuyStatus::as_str),
         })),
@@ -413,21 +416,10 @@ async fn list(
     }))
 }
 
-/// The buy at `id`, if the caller may see it (404 and a violation if it is
-/// someone else's).
-pub(crate) async fn visible(
-    caller: &Caller,
-    state: &AppState,
-    req: &HttpRequest,
-    id: &str,
-) -> Result<MediaBuy, ApiError> {
-    caller.admin_or_principal()?;
-    owned(caller, state, req, id).await
-}
-
 /// The buy at `id` if it is the caller's tenant's (and, for a principal, its
-/// own); 404 and a violation otherwise. No role check.
-async fn owned(
+/// own); 404 and a violation otherwise. Who may call at all is the
+/// handler's extractor.
+pub(crate) async fn visible(
     caller: &Caller,
     state: &AppState,
     req: &HttpRequest,
@@ -467,7 +459,7 @@ async fn view_of(state: &AppState, buy: &MediaBuy) -> Result<MediaBuyView, ApiEr
 )]
 #[tracing::instrument(skip_all)]
 async fn get(
-    caller: Caller,
+    AdminOrPrincipal { caller, .. }: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -519,7 +511,7 @@ async fn get(
 )]
 #[tracing::instrument(skip_all)]
 async fn update(
-    caller: Caller,
+    AdminOrPrincipal { caller, .. }: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -695,7 +687,7 @@ struct DeliveryReport {
 )]
 #[tracing::instrument(skip_all)]
 async fn delivery(
-    caller: Caller,
+    AdminOrPrincipal { caller, .. }: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -788,17 +780,16 @@ const MAX_DELIVERY_ROWS: usize = 1_000;
 )]
 #[tracing::instrument(skip_all)]
 async fn post_delivery(
-    caller: Caller,
+    DeliveryWriter { caller, .. }: DeliveryWriter,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<PostDelivery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.delivery_writer()?;
     if body.rows.is_empty() || body.rows.len() > MAX_DELIVERY_ROWS {
         return Err(InvalidField::new("rows", "1 to 1000 rows").into());
     }
-    let buy = owned(&caller, &state, &req, &path).await?;
+    let buy = visible(&caller, &state, &req, &path).await?;
     let (packages, _) = state.store.media_buy_parts(&buy.id).await?;
     let mut rows = Vec::with_capacity(body.rows.len());
     for r in body.rows {

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod agent_runs;
 pub mod alerts;
 pub mod audit;
+pub mod authz;
 pub mod connection;
 pub mod creatives;
 pub mod dashboard;

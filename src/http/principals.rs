@@ -13,6 +13,7 @@ use crate::domain::principal::{
 use crate::domain::text::generate_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, PageQuery, page, page_cursor, page_limit};
+use crate::http::authz::TenantAdmin;
 use crate::http::{AppState, Json};
 use crate::store::{Effects, Owner};
 
@@ -89,17 +90,17 @@ fn change_note(
 )]
 #[tracing::instrument(skip_all)]
 async fn create(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     Json(body): Json<CreatePrincipal>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.tenant_admin()?.clone();
+    let (tenant, caller) = (who.tenant.clone(), &who.caller);
     let now = state.clock.now();
     let (name, expires_at) = body.parse(now)?;
     let id = generate_id("prn");
     let issued = IssuedToken::generate();
-    let audit = [access::event(&state, &req, &caller, "create_principal")
+    let audit = [access::event(&state, &req, caller, "create_principal")
         .with_details(serde_json::json!({"principal_id": id, "name": name}))];
     let notes = change_note(
         tenant.as_str(),
@@ -163,11 +164,11 @@ pub struct ListQuery {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<Page<Principal>>, ApiError> {
-    let tenant = caller.tenant_admin()?;
+    let tenant = &who.tenant;
     let q = PageQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),
@@ -187,7 +188,6 @@ async fn visible(
     req: &HttpRequest,
     id: &str,
 ) -> Result<Principal, ApiError> {
-    caller.tenant_admin()?;
     access::path_id("principal", id)?;
     let found = state.store.principal(id).await?;
     let owner = found.as_ref().map(|p| Owner {
@@ -217,7 +217,7 @@ async fn visible(
 )]
 #[tracing::instrument(skip_all)]
 async fn get(
-    caller: Caller,
+    TenantAdmin { caller, .. }: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -245,7 +245,7 @@ async fn get(
 )]
 #[tracing::instrument(skip_all)]
 async fn revoke(
-    caller: Caller,
+    TenantAdmin { caller, .. }: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -306,7 +306,7 @@ async fn revoke(
 )]
 #[tracing::instrument(skip_all)]
 async fn rotate(
-    caller: Caller,
+    TenantAdmin { caller, .. }: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,

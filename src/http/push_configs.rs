@@ -5,13 +5,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::auth::Caller;
 use crate::domain::push_config::{
     CreatePushConfig, MAX_PER_PRINCIPAL, PushConfig, PushConfigView, loggable_url, stored_token,
 };
 use crate::domain::text::generate_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access;
+use crate::http::authz::Principal;
 use crate::http::{AppState, Json};
 use crate::store::{Effects, Owner};
 
@@ -58,12 +58,12 @@ struct ConfigList {
 )]
 #[tracing::instrument(skip_all)]
 async fn create(
-    caller: Caller,
+    who: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     Json(body): Json<CreatePushConfig>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, principal_id) = caller.principal()?;
+    let (tenant, principal_id, caller) = (&who.tenant, who.id.as_str(), &who.caller);
     let (tenant, principal_id) = (tenant.clone(), principal_id.to_owned());
     let new = body.parse(state.environment.input_policy())?;
     state.ssrf.admit("url", new.url.as_str()).await?;
@@ -80,7 +80,7 @@ async fn create(
         updated_at: now,
     };
     let audit = [
-        access::event(&state, &req, &caller, "create_push_notification_config").with_details(
+        access::event(&state, &req, caller, "create_push_notification_config").with_details(
             serde_json::json!({
                 "config_id": config.id,
                 "url": loggable_url(&config.url),
@@ -118,10 +118,10 @@ async fn create(
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: Principal,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ConfigList>, ApiError> {
-    let (_, principal_id) = caller.principal()?;
+    let principal_id = who.id.as_str();
     let configs = state.store.push_configs(principal_id).await?;
     Ok(web::Json(ConfigList {
         items: configs.iter().map(PushConfigView::from).collect(),
@@ -148,12 +148,12 @@ async fn list(
 )]
 #[tracing::instrument(skip_all)]
 async fn delete(
-    caller: Caller,
+    who: Principal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, principal_id) = caller.principal()?;
+    let (principal_id, caller) = (who.id.as_str(), &who.caller);
     let principal_id = principal_id.to_owned();
     let id = path.into_inner();
     access::path_id("push-notification config", &id)?;
@@ -162,16 +162,9 @@ async fn delete(
         tenant_id: c.tenant_id.clone(),
         principal_id: Some(c.principal_id.clone()),
     });
-    access::check_owner(
-        &state,
-        &req,
-        &caller,
-        "push-notification config",
-        &id,
-        owner,
-    )?;
+    access::check_owner(&state, &req, caller, "push-notification config", &id, owner)?;
     let audit = [
-        access::event(&state, &req, &caller, "delete_push_notification_config")
+        access::event(&state, &req, caller, "delete_push_notification_config")
             .with_details(serde_json::json!({"config_id": id})),
     ];
     let committed = state

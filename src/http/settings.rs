@@ -7,10 +7,10 @@ use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Caller;
 use crate::domain::{Amount, SettingsChange, TenantSettings, Timezone, WebhookUrl};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access;
+use crate::http::authz::TenantAdmin;
 use crate::http::{AppState, Json};
 use crate::store::Effects;
 
@@ -76,10 +76,10 @@ impl SettingsView {
 )]
 #[tracing::instrument(skip_all)]
 async fn get(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
 ) -> Result<web::Json<SettingsView>, ApiError> {
-    let tenant = caller.tenant_admin()?;
+    let tenant = &who.tenant;
     let settings = state
         .store
         .tenant_settings(tenant)
@@ -177,12 +177,12 @@ impl UpdateSettings {
 )]
 #[tracing::instrument(skip_all)]
 async fn update(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     Json(body): Json<UpdateSettings>,
 ) -> Result<web::Json<SettingsView>, ApiError> {
-    let tenant = caller.tenant_admin()?.clone();
+    let (tenant, caller) = (who.tenant.clone(), &who.caller);
     let change = body.parse(&state)?;
     // Every URL the service will POST to passes the outbound guard: a 422
     // naming the field, and nothing saved.
@@ -198,7 +198,7 @@ async fn update(
     let now = state.clock.now();
     let mut updated = change.apply(current);
     updated.updated_at = now;
-    let audit = [access::event(&state, &req, &caller, "update_settings")
+    let audit = [access::event(&state, &req, caller, "update_settings")
         .with_details(serde_json::json!({"changed": keys}))];
     let notes = [Notification::new(
         Some(tenant.to_string()),

@@ -4,8 +4,8 @@
 use actix_web::{HttpRequest, web};
 use serde::Serialize;
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::authz::{AdminOrPrincipal, TenantAdmin};
 use crate::http::media_buys::visible;
 use crate::http::{AppState, access};
 use crate::store::Effects;
@@ -50,7 +50,7 @@ struct WebhookList {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    AdminOrPrincipal { caller, .. }: AdminOrPrincipal,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -85,17 +85,17 @@ async fn list(
 )]
 #[tracing::instrument(skip_all)]
 async fn retry(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<WebhookRow>, ApiError> {
-    caller.tenant_admin()?;
+    let caller = &who.caller;
     let (id, webhook_id) = path.into_inner();
     let webhook_id: i64 = webhook_id
         .parse()
         .map_err(|_| crate::domain::InvalidField::new("webhook_id", "must be a whole number"))?;
-    let buy = visible(&caller, &state, &req, &id).await?;
+    let buy = visible(caller, &state, &req, &id).await?;
     let rows = state.store.webhook_rows(&buy.id).await?;
     let Some(row) = rows.iter().find(|r| r.id == webhook_id) else {
         return Err(ApiError::NotFound("no such webhook request".into()));
@@ -106,7 +106,7 @@ async fn retry(
             row.status
         )));
     }
-    let audit = [access::event(&state, &req, &caller, "webhook_requeued")
+    let audit = [access::event(&state, &req, caller, "webhook_requeued")
         .with_details(serde_json::json!({"media_buy_id": buy.id, "webhook_id": webhook_id}))];
     let committed = state
         .store
@@ -167,18 +167,18 @@ struct ReportQueued {
 )]
 #[tracing::instrument(skip_all)]
 async fn report(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ReportQuery>,
 ) -> Result<web::Json<ReportQueued>, ApiError> {
-    caller.tenant_admin()?;
-    let buy = visible(&caller, &state, &req, &path).await?;
+    let caller = &who.caller;
+    let buy = visible(caller, &state, &req, &path).await?;
     let force = query.force.unwrap_or(false);
     let now = state.clock.now();
     let audit = [
-        access::event(&state, &req, &caller, "delivery_report_forced")
+        access::event(&state, &req, caller, "delivery_report_forced")
             .with_details(serde_json::json!({"media_buy_id": buy.id})),
     ];
     let effects = if force {

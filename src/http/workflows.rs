@@ -5,11 +5,11 @@ use actix_web::{HttpRequest, web};
 use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::Deserialize;
 
-use crate::auth::Caller;
 use crate::domain::InvalidField;
 use crate::domain::workflow::{Decision, DecisionInput, WORKFLOW_STATUSES, WorkflowTask};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::authz::TenantAdmin;
 use crate::http::{AppState, Json};
 use crate::store::{Decided, Effects, Owner};
 
@@ -59,11 +59,11 @@ pub struct ListQuery {
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<Page<WorkflowTask>>, ApiError> {
-    let tenant = caller.tenant_admin()?;
+    let tenant = &who.tenant;
     let limit = page_limit(query.limit)?;
     let status = match query.status.as_deref() {
         None => None,
@@ -117,21 +117,13 @@ async fn list(
 )]
 #[tracing::instrument(skip_all)]
 async fn approve(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<DecisionInput>,
 ) -> Result<web::Json<WorkflowTask>, ApiError> {
-    decide(
-        caller,
-        state,
-        req,
-        path.into_inner(),
-        body,
-        Decision::Approve,
-    )
-    .await
+    decide(who, state, req, path.into_inner(), body, Decision::Approve).await
 }
 
 /// `POST /api/v1/workflows/{id}/reject` `{comment?}`: the media buy moves to
@@ -160,32 +152,24 @@ async fn approve(
 )]
 #[tracing::instrument(skip_all)]
 async fn reject(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     Json(body): Json<DecisionInput>,
 ) -> Result<web::Json<WorkflowTask>, ApiError> {
-    decide(
-        caller,
-        state,
-        req,
-        path.into_inner(),
-        body,
-        Decision::Reject,
-    )
-    .await
+    decide(who, state, req, path.into_inner(), body, Decision::Reject).await
 }
 
 async fn decide(
-    caller: Caller,
+    who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
     id: String,
     body: DecisionInput,
     decision: Decision,
 ) -> Result<web::Json<WorkflowTask>, ApiError> {
-    let tenant = caller.tenant_admin()?.clone();
+    let (tenant, caller) = (who.tenant.clone(), &who.caller);
     let comment = body.parse()?;
     access::path_id("workflow", &id)?;
     let task = state.store.workflow(&id).await?;
@@ -193,7 +177,7 @@ async fn decide(
         tenant_id: t.tenant_id.to_string(),
         principal_id: None,
     });
-    access::check_owner(&state, &req, &caller, "workflow", &id, owner)?;
+    access::check_owner(&state, &req, caller, "workflow", &id, owner)?;
     let task = task.ok_or_else(|| ApiError::NotFound("no such workflow".into()))?;
     if task.status != "pending" {
         return Err(ApiError::Conflict(format!(
@@ -207,7 +191,7 @@ async fn decide(
     };
     let now = state.clock.now();
     let audit = [
-        access::event(&state, &req, &caller, operation).with_details(serde_json::json!({
+        access::event(&state, &req, caller, operation).with_details(serde_json::json!({
             "workflow_id": task.workflow_id,
             "media_buy_id": task.media_buy_id,
             "budget": task.budget.as_f64(),

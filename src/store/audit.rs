@@ -203,6 +203,7 @@ pub(super) struct AuditRow {
     created_at: String,
     prev_hash: String,
     hash: String,
+    ingested_by: Option<String>,
 }
 
 impl TryFrom<AuditRow> for CommittedEvent {
@@ -237,6 +238,7 @@ impl TryFrom<AuditRow> for CommittedEvent {
                 security_violation: row.security_violation,
                 created_at,
                 ingest_digest: None,
+                ingested_by: row.ingested_by,
             },
         })
     }

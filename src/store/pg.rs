@@ -31,6 +31,7 @@ struct Columns {
     security_violation: Vec<bool>,
     created_at: Vec<chrono::DateTime<chrono::Utc>>,
     ingest_digest: Vec<Option<String>>,
+    ingested_by: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -51,6 +52,7 @@ impl Columns {
             security_violation: events.iter().map(|p| p.event.security_violation).collect(),
             created_at: events.iter().map(|p| p.event.created_at).collect(),
             ingest_digest: column(|e| e.ingest_digest.clone()),
+            ingested_by: column(|e| e.ingested_by.clone()),
         }
     }
 }
@@ -61,7 +63,7 @@ macro_rules! pg_audit_columns {
         "id, log_id::text AS log_id, tenant_id, seq, operation, principal_id, principal_name, \
          adapter_id, success, details::text AS details, error, ip_address, security_violation, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
-         prev_hash, hash"
+         prev_hash, hash, ingested_by"
     };
 }
 
@@ -294,16 +296,16 @@ impl PgStore {
         sqlx::query_as(
             "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, principal_name, \
                  adapter_id, success, details, error, ip_address, security_violation, created_at, \
-                 prev_hash, hash, ingest_digest) \
+                 prev_hash, hash, ingest_digest, ingested_by) \
              SELECT log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
                  success, details::jsonb, error, ip_address, security_violation, created_at, \
-                 prev_hash, hash, ingest_digest \
+                 prev_hash, hash, ingest_digest, ingested_by \
              FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
                  $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::bool[], \
-                 $13::timestamptz[], $14::text[], $15::text[], $16::text[]) \
+                 $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::text[]) \
                  AS t(log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
                       success, details, error, ip_address, security_violation, created_at, \
-                      prev_hash, hash, ingest_digest) \
+                      prev_hash, hash, ingest_digest, ingested_by) \
              RETURNING id, log_id",
         )
         .persistent(self.persistent)
@@ -323,6 +325,7 @@ impl PgStore {
         .bind(chained.iter().map(|c| c.prev_hash.as_str()).collect::<Vec<_>>())
         .bind(chained.iter().map(|c| c.hash.as_str()).collect::<Vec<_>>())
         .bind(&columns.ingest_digest)
+        .bind(&columns.ingested_by)
         .fetch_all(&mut *conn)
         .await
     }

@@ -25,7 +25,8 @@ use crate::store::DatabaseConfig;
 macro_rules! sqlite_audit_columns {
     () => {
         "id, log_id, tenant_id, seq, operation, principal_id, principal_name, adapter_id, \
-         success, details, error, ip_address, security_violation, created_at, prev_hash, hash"
+         success, details, error, ip_address, security_violation, created_at, prev_hash, hash, \
+         ingested_by"
     };
 }
 
@@ -213,7 +214,7 @@ impl SqliteStore {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO audit_logs (log_id, tenant_id, seq, operation, principal_id, \
                  principal_name, adapter_id, success, details, error, ip_address, \
-                 security_violation, created_at, prev_hash, hash, ingest_digest) ",
+                 security_violation, created_at, prev_hash, hash, ingest_digest, ingested_by) ",
             );
             qb.push_values(chunk, |mut row, c| {
                 let e = c.event;
@@ -232,7 +233,8 @@ impl SqliteStore {
                     .push_bind(format_timestamp(e.created_at))
                     .push_bind(c.prev_hash.clone())
                     .push_bind(c.hash.clone())
-                    .push_bind(e.ingest_digest.clone());
+                    .push_bind(e.ingest_digest.clone())
+                    .push_bind(e.ingested_by.clone());
             });
             qb.push(" RETURNING id, log_id");
             let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;

@@ -44,6 +44,12 @@ pub struct AuditEvent {
     /// [`super::spool`]).
     #[serde(skip)]
     pub ingest_digest: Option<String>,
+    /// For an event a client sent: the id of the token that wrote it (an
+    /// ingest token's id, or `super_admin`); `None` for the service's own
+    /// events and rows stored before it was recorded. In the chain when
+    /// set (see [`record_bytes`]), so it cannot be changed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested_by: Option<String>,
 }
 
 impl AuditEvent {
@@ -69,6 +75,7 @@ impl AuditEvent {
             security_violation: false,
             created_at: truncate_to_micros(created_at),
             ingest_digest: None,
+            ingested_by: None,
         }
     }
 
@@ -168,7 +175,10 @@ impl Unplaced {
     }
 }
 
-/// The fields of the canonical bytes after `seq`, as a JSON array.
+/// The fields of the canonical bytes after `seq`, as a JSON array. An
+/// `ingested_by` is appended only when set: a row without one (the
+/// service's own, or one stored before the column existed) has the bytes
+/// it always had, so chains written before it still verify.
 fn record_bytes(e: &AuditEvent) -> Vec<u8> {
     let record = (
         e.log_id.hyphenated().to_string(),
@@ -185,7 +195,15 @@ fn record_bytes(e: &AuditEvent) -> Vec<u8> {
         format_timestamp(e.created_at),
     );
     // Serializing strings, numbers, booleans and maps into a Vec cannot fail.
-    serde_json::to_vec(&record).unwrap_or_default()
+    let mut bytes = serde_json::to_vec(&record).unwrap_or_default();
+    if let Some(by) = &e.ingested_by
+        && bytes.pop() == Some(b']')
+    {
+        bytes.push(b',');
+        bytes.extend(serde_json::to_vec(by).unwrap_or_default());
+        bytes.push(b']');
+    }
+    bytes
 }
 
 /// SHA-256 (hex) of the canonical content of an event a client sent, as

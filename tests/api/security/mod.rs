@@ -5,8 +5,10 @@
 
 // Each attack's module is declared below, one line each.
 mod approval;
+mod authz;
 mod csv;
 mod dashboard_headers;
+mod ingest;
 mod lockout;
 mod log_id;
 mod money;

@@ -351,6 +351,10 @@ async fn secrets_in_random_places_reach_no_sink(backend: Backend) {
         .post("/api/v1/tenants/acme/admin-tokens", token, json!({}))
         .await;
     let admin = admin["token"].as_str().unwrap().to_owned();
+    let ingest = api
+        .post("/api/v1/tenants/acme/ingest-tokens", token, json!({}))
+        .await;
+    let ingest = ingest["token"].as_str().unwrap().to_owned();
     api.send(
         reqwest::Method::PATCH,
         "/api/v1/tenant/settings",
@@ -380,7 +384,11 @@ async fn secrets_in_random_places_reach_no_sink(backend: Backend) {
     let mut log_ids: HashSet<String> = HashSet::new();
     for chunk in events.chunks(PER_REQUEST) {
         let accepted = api
-            .post("/api/v1/audit/events", &admin, Value::Array(chunk.to_vec()))
+            .post(
+                "/api/v1/audit/events",
+                &ingest,
+                Value::Array(chunk.to_vec()),
+            )
             .await;
         assert_eq!(accepted["accepted"], chunk.len(), "seed {seed}: {accepted}");
         log_ids.extend(
