@@ -15,7 +15,7 @@ pub mod time;
 mod trusted_proxies;
 pub mod workflow;
 
-pub use api_token::{ApiToken, NewApiToken, TokenKind};
+pub use api_token::{ApiToken, NewApiToken, TenantToken, TokenKind};
 pub use money::{Amount, Currency, SpendMultiple};
 pub use settings::{SettingsChange, TenantSettings, Timezone, WebhookUrl};
 pub use tenant::{NewTenant, Tenant, TenantId, TenantName};

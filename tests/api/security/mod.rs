@@ -13,4 +13,5 @@ mod money;
 mod outbound;
 mod redaction;
 mod streams;
+mod token_lifecycle;
 mod violations;
