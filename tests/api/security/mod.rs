@@ -4,6 +4,7 @@
 //! no internal host reached, no secret stored.
 
 // Each attack's module is declared below, one line each.
+mod anonymous;
 mod approval;
 mod csv;
 mod dashboard_headers;
