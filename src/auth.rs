@@ -214,17 +214,50 @@ impl FromRequest for Caller {
                 // The dashboard's session stands in for the token, for
                 // reading only (its cookie is SameSite=Strict).
                 None if matches!(*req.method(), Method::GET | Method::HEAD) => {
-                    crate::http::dashboard::open_session(&req, state)
-                        .ok_or(ApiError::Unauthorized)?
-                        .token(state)
-                        .await?
+                    match crate::http::dashboard::open_session(&req, state) {
+                        Some(session) => session.token(state).await?,
+                        // A session that lapsed (expired, or from before a
+                        // restart with a new key): a browser, not a guess.
+                        None if req.cookie(crate::http::dashboard::COOKIE).is_some() => {
+                            return Err(ApiError::Unauthorized);
+                        }
+                        None => return Err(missing_credentials(state, &req)),
+                    }
                 }
-                None => return Err(ApiError::Unauthorized),
+                None => return Err(missing_credentials(state, &req)),
             };
             authenticate(state, &req, hash).await
         })
     }
 }
+
+/// The answer to a request that presented no credentials at all (no bearer
+/// token, no session cookie) to a route that demands them: a failed
+/// authentication of its address, counted by the same limiter as a refused
+/// token, so the address that keeps knocking gets 429 with `Retry-After`
+/// and the `repeated_failed_auth` violation. Routes that do not demand
+/// credentials (`/health`, `/api/openapi.json`, the dashboard's page and
+/// assets) never get here. Two requests are not counted: `GET
+/// /admin/session`, the dashboard's "am I signed in?" question that every
+/// browser opening the dashboard asks first, and a read carrying a session
+/// cookie that no longer opens (a lapsed session; see the caller). A
+/// valid token from the same address is still served ([`authenticate`]).
+fn missing_credentials(state: &AppState, req: &HttpRequest) -> ApiError {
+    let sign_in_probe =
+        *req.method() == Method::GET && req.match_pattern().as_deref() == Some(SIGN_IN_PROBE);
+    if sign_in_probe {
+        return ApiError::Unauthorized;
+    }
+    match client_ip(req).and_then(|ip| state.actors.security.failed_auth(&ip)) {
+        Some(remaining) => ApiError::TooManyRequests {
+            retry_after_secs: remaining.as_secs().max(1),
+        },
+        None => ApiError::Unauthorized,
+    }
+}
+
+/// The dashboard's "who am I" route: asked without a session by design.
+const SIGN_IN_PROBE: &str = "/admin/session";
 
 /// Who holds the token whose digest is `hash`: the checks, the audit row and
 /// the security monitor's bookkeeping of [`Caller`]'s extractor, for a token
@@ -252,6 +285,10 @@ pub async fn authenticate(
     let ip = client_ip(req);
     let security = &state.actors.security;
     let outcome = verdict(state, &hash).await?;
+    if let Err((_, Some(Caller::Tenant { tenant_id, .. }))) = &outcome {
+        req.extensions_mut()
+            .insert(RefusedTokenOf(tenant_id.clone()));
+    }
     if outcome.is_err()
         && let Some(remaining) = ip.as_deref().and_then(|ip| security.failed_auth(ip))
     {
@@ -276,6 +313,13 @@ pub async fn authenticate(
         Err(_) => Err(ApiError::Unauthorized),
     }
 }
+
+/// Kept in a request's extensions when its token was refused (revoked,
+/// expired, of a deactivated tenant) but is one of this tenant's: the
+/// request-audit middleware may record the request in that tenant's chain,
+/// since the credential is that tenant's own.
+#[derive(Debug, Clone)]
+pub struct RefusedTokenOf(pub TenantId);
 
 type Verdict = Result<Caller, (Refusal, Option<Caller>)>;
 

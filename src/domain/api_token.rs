@@ -97,3 +97,33 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
     pub tenant_active: bool,
 }
+
+/// A tenant token (admin, ingest or adapter) as its tenant's list shows it:
+/// never the token or its hash. There is no "last used" time: recording one
+/// would be a write on every authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TenantToken {
+    pub token_id: String,
+    #[sqlx(try_from = "String")]
+    pub tenant_id: TenantId,
+    #[sqlx(try_from = "String")]
+    pub kind: TokenKind,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked (by hand, or replaced by a rotation).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl NewApiToken {
+    /// How the stored token will be listed.
+    pub fn listed(&self) -> TenantToken {
+        TenantToken {
+            token_id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            kind: self.kind,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: None,
+        }
+    }
+}

@@ -17,7 +17,7 @@ mod token_hash;
 mod trusted_proxies;
 pub mod workflow;
 
-pub use api_token::{ApiToken, NewApiToken, TokenKind};
+pub use api_token::{ApiToken, NewApiToken, TenantToken, TokenKind};
 pub use money::{Amount, Currency, SpendMultiple};
 pub use policy::InputPolicy;
 pub use settings::{SettingsChange, TenantSettings, Timezone, WebhookUrl};

@@ -20,6 +20,7 @@ pub mod principals;
 pub mod push_configs;
 pub mod request_audit;
 pub mod settings;
+pub mod tenant_tokens;
 pub mod tenants;
 pub mod webhooks;
 pub mod workflows;
@@ -90,6 +91,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_l
                     request_audit::record_request,
                 ))
                 .configure(tenants::routes)
+                .configure(tenant_tokens::routes)
                 .configure(settings::routes)
                 .configure(principals::routes)
                 .configure(media_buys::routes)

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::alerts;
 use crate::http::{
     activity, admin, agent_runs, audit, creatives, health, media_buys, principals, push_configs,
-    settings, tenants, webhooks, workflows,
+    settings, tenant_tokens, tenants, webhooks, workflows,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -73,6 +73,7 @@ pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
     for part in [
         tenants::Doc::openapi(),
+        tenant_tokens::Doc::openapi(),
         settings::Doc::openapi(),
         principals::Doc::openapi(),
         media_buys::Doc::openapi(),

@@ -425,6 +425,9 @@ macro_rules! dispatch {
     };
 }
 
+// Declared after `dispatch!`, whose facade methods it uses.
+pub mod tokens;
+
 impl Store {
     /// Builds the store for `config`. No I/O happens here: connections are
     /// opened lazily, so the service starts (and reports the database as down in

@@ -350,6 +350,7 @@ impl PgStore {
     super::activity::activity_queries!();
     super::agent_runs::agent_run_queries!();
     super::sessions::session_queries!();
+    super::tokens::token_queries!();
 
     /// A listener on a connection of the pool's, not yet listening (see
     /// [`Store::audit_listener`]). PgBouncer in transaction mode cannot carry

@@ -294,6 +294,7 @@ impl SqliteStore {
     super::alerts::alert_queries!();
     super::agent_runs::agent_run_queries!();
     super::sessions::session_queries!();
+    super::tokens::token_queries!();
 
     /// One SQLite file has one writer at a time (`BEGIN IMMEDIATE`), and the
     /// cycle's statements only move rows still in the state they match: no

@@ -15,6 +15,7 @@ on_both_backends!(
     migrations_are_idempotent_and_the_schema_reports_current,
     a_query_past_the_timeout_is_cancelled_and_reported,
     ended_sessions_are_remembered_until_they_would_have_expired,
+    tenant_tokens_are_listed_revoked_and_rotated_within_their_tenant,
     a_batch_looks_up_only_the_log_ids_that_may_be_stored,
     the_trails_queries_read_an_index_newest_first,
 );
@@ -235,6 +236,135 @@ async fn ended_sessions_are_remembered_until_they_would_have_expired(backend: Ba
     assert!(
         !store.session_ended("first").await.unwrap(),
         "expired by then: forgotten"
+    );
+    store.close().await;
+}
+
+async fn tenant_tokens_are_listed_revoked_and_rotated_within_their_tenant(backend: Backend) {
+    use overseer::domain::{NewApiToken, TokenKind};
+    use overseer::store::Effects;
+    use overseer::store::tokens::Rotated;
+    use overseer_actors::audit::AuditEvent;
+
+    let db = TestDatabase::new(backend).await;
+    let store = migrated_store(&db, &[]).await;
+    // Whole milliseconds: PostgreSQL keeps microseconds, not nanoseconds.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+    let acme = new_tenant("acme");
+    let globex = new_tenant("globex");
+    store.insert_tenant(&acme, now, &[]).await.unwrap();
+    store.insert_tenant(&globex, now, &[]).await.unwrap();
+    let mut ids = Vec::new();
+    let mut hashes = Vec::new();
+    for kind in [TokenKind::Admin, TokenKind::Ingest, TokenKind::Adapter] {
+        let (_, token) = NewApiToken::generate(acme.id.clone(), kind, now, None);
+        store.insert_api_token(&token).await.unwrap();
+        ids.push(token.id);
+        hashes.push(token.token_hash);
+    }
+    let (_, theirs) = NewApiToken::generate(globex.id.clone(), TokenKind::Ingest, now, None);
+    store.insert_api_token(&theirs).await.unwrap();
+
+    // Listed by id, in pages, only acme's.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let first = store.tenant_tokens(&acme.id, None, 2).await.unwrap();
+    let rest = store
+        .tenant_tokens(&acme.id, Some(&first[1].token_id), 2)
+        .await
+        .unwrap();
+    let listed: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|t| t.token_id.clone())
+        .collect();
+    assert_eq!(listed, sorted);
+    assert!(
+        store
+            .tenant_token(&acme.id, &theirs.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Revoked once, with its audit row in the same transaction. (Each
+    // change gets an event of its own: a `log_id` is stored once.)
+    let audit = [AuditEvent::new("revoke_tenant_token", now).with_tenant("acme")];
+    let (revoked, committed) = store
+        .revoke_tenant_token(&acme.id, &ids[0], now, Effects::audit(&audit))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(committed.len(), 1);
+    assert!(revoked.revoked_at.is_some());
+    // What authentication reads: revoked.
+    let read = store.api_token(&hashes[0]).await.unwrap().unwrap();
+    assert!(read.revoked_at.is_some());
+    let again = store
+        .revoke_tenant_token(&acme.id, &ids[0], now, Effects::audit(&audit))
+        .await
+        .unwrap();
+    assert!(again.is_none(), "revoked already: nothing written");
+    // Another tenant's token is not touched through acme.
+    assert!(
+        store
+            .revoke_tenant_token(&acme.id, &theirs.id, now, Effects::audit(&audit))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .tenant_token(&globex.id, &theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    // Rotated: the old one revoked and the new one stored, together.
+    let audit = [AuditEvent::new("rotate_tenant_token", now).with_tenant("acme")];
+    let (_, new) = NewApiToken::generate(acme.id.clone(), TokenKind::Ingest, now, None);
+    let rotated = store
+        .rotate_tenant_token(&acme.id, &ids[1], &new, Effects::audit(&audit))
+        .await
+        .unwrap();
+    assert!(
+        matches!(rotated, Rotated::Done(ref rows) if rows.len() == 1),
+        "{rotated:?}"
+    );
+    assert!(
+        store
+            .tenant_token(&acme.id, &ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        store.tenant_token(&acme.id, &new.id).await.unwrap(),
+        Some(new.listed())
+    );
+    assert!(store.api_token(&new.token_hash).await.unwrap().is_some());
+    let (_, newer) = NewApiToken::generate(acme.id.clone(), TokenKind::Ingest, now, None);
+    for (id, expected) in [(&ids[1], "revoked"), (&theirs.id, "missing")] {
+        let outcome = store
+            .rotate_tenant_token(&acme.id, id, &newer, Effects::audit(&audit))
+            .await
+            .unwrap();
+        match (outcome, expected) {
+            (Rotated::AlreadyRevoked, "revoked") | (Rotated::NotFound, "missing") => {}
+            (other, _) => panic!("{id}: {other:?}"),
+        }
+    }
+    assert!(
+        store
+            .tenant_token(&acme.id, &newer.id)
+            .await
+            .unwrap()
+            .is_none()
     );
     store.close().await;
 }

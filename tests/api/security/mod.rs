@@ -4,6 +4,7 @@
 //! no internal host reached, no secret stored.
 
 // Each attack's module is declared below, one line each.
+mod anonymous;
 mod approval;
 mod authz;
 mod csv;
@@ -15,4 +16,5 @@ mod money;
 mod outbound;
 mod redaction;
 mod streams;
+mod token_lifecycle;
 mod violations;

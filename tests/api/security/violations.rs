@@ -246,7 +246,9 @@ async fn every_route_that_takes_a_tenant_id_records_a_read_of_another_tenant(bac
                 continue;
             };
             let url = match place {
-                "path" => path.replace("{tenant_id}", "other"),
+                "path" => path
+                    .replace("{tenant_id}", "other")
+                    .replace("{token_id}", "tok_0000000000000000"),
                 "query" => format!("{path}?tenant_id=other"),
                 other => panic!("{path}: tenant_id in {other}"),
             };
