@@ -7,8 +7,10 @@
 mod approval;
 mod csv;
 mod dashboard_headers;
+mod health_details;
 mod lockout;
 mod log_id;
+mod metrics_access;
 mod money;
 mod outbound;
 mod redaction;
