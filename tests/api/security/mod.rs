@@ -5,6 +5,7 @@
 
 // Each attack's module is declared below, one line each.
 mod approval;
+mod creative_ids;
 mod csv;
 mod dashboard_headers;
 mod health_details;
