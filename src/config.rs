@@ -404,9 +404,9 @@ impl Config {
             health_check_timeout: env.duration("HEALTH_CHECK_TIMEOUT", Duration::from_secs(2))?,
             metrics_token: env.get("METRICS_TOKEN")?.map(SecretString::from),
             metrics_bind_addr: env.parse_with("METRICS_BIND_ADDR", None, |v| {
-                v.parse().map(Some).map_err(|_| {
-                    "expected an IP address and port, such as 127.0.0.1:9090".into()
-                })
+                v.parse()
+                    .map(Some)
+                    .map_err(|_| "expected an IP address and port, such as 127.0.0.1:9090".into())
             })?,
             metrics_public: env.bool("METRICS_PUBLIC", false)?,
             health_details_token: env.get("HEALTH_DETAILS_TOKEN")?.map(SecretString::from),

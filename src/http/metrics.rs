@@ -55,7 +55,11 @@ impl MetricsAccess {
             return (Self::Token(TokenHash::of_secret(token)), None);
         }
         let production = config.environment == Environment::Production;
-        match (production, http.metrics_bind_addr.is_some(), http.metrics_public) {
+        match (
+            production,
+            http.metrics_bind_addr.is_some(),
+            http.metrics_public,
+        ) {
             (false, _, _) | (true, true, _) => (Self::Open, None),
             (true, false, true) => (
                 Self::Open,

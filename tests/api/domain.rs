@@ -723,7 +723,10 @@ async fn another_tenants_or_principals_resources_are_404_and_violations(backend:
     let creative = |id: &str| json!({"creatives": [{"creative_id": id, "name": "A", "format": "f", "url": "https://a.example/x"}]});
     for buyer in [&buyer_a, &other_a] {
         buyer
-            .expect(200, buyer.post("/api/v1/creatives", &creative("a-cr")).await)
+            .expect(
+                200,
+                buyer.post("/api/v1/creatives", &creative("a-cr")).await,
+            )
             .await;
     }
     // An id that exists nowhere is a plain 404, no violation.

@@ -39,24 +39,37 @@ async fn a_buyer_reusing_anothers_creative_id_gets_its_own_and_learns_nothing(ba
     let b_url = "https://b.example/banner.png";
 
     buyer_a
-        .expect(200, buyer_a.post("/api/v1/creatives", &creative("c1", a_url)).await)
+        .expect(
+            200,
+            buyer_a
+                .post("/api/v1/creatives", &creative("c1", a_url))
+                .await,
+        )
         .await;
     // The admin approves A's.
     admin
         .expect(
             200,
-            admin
-                .post("/api/v1/creatives/c1/approve", &json!({}))
-                .await,
+            admin.post("/api/v1/creatives/c1/approve", &json!({})).await,
         )
         .await;
 
     // B syncs the same id, and a fresh one: the same answer for both.
     let taken = buyer_b
-        .expect(200, buyer_b.post("/api/v1/creatives", &creative("c1", b_url)).await)
+        .expect(
+            200,
+            buyer_b
+                .post("/api/v1/creatives", &creative("c1", b_url))
+                .await,
+        )
         .await;
     let fresh = buyer_b
-        .expect(200, buyer_b.post("/api/v1/creatives", &creative("c2", b_url)).await)
+        .expect(
+            200,
+            buyer_b
+                .post("/api/v1/creatives", &creative("c2", b_url))
+                .await,
+        )
         .await;
     for (body, id) in [(&taken, "c1"), (&fresh, "c2")] {
         let c = &body["creatives"][0];
@@ -76,11 +89,19 @@ async fn a_buyer_reusing_anothers_creative_id_gets_its_own_and_learns_nothing(ba
     );
     let b_sees = listed(&buyer_b).await;
     assert_eq!(b_sees.len(), 2, "{b_sees:?}");
-    assert!(b_sees.iter().all(|c| c.1 == b_id && c.3 == b_url), "{b_sees:?}");
+    assert!(
+        b_sees.iter().all(|c| c.1 == b_id && c.3 == b_url),
+        "{b_sees:?}"
+    );
 
     // B syncing "c1" again changes B's, never A's.
     buyer_b
-        .expect(200, buyer_b.post("/api/v1/creatives", &creative("c1", b_url)).await)
+        .expect(
+            200,
+            buyer_b
+                .post("/api/v1/creatives", &creative("c1", b_url))
+                .await,
+        )
         .await;
     assert_eq!(listed(&buyer_a).await, a_sees);
 
@@ -115,9 +136,7 @@ async fn a_buyer_reusing_anothers_creative_id_gets_its_own_and_learns_nothing(ba
 
     // Reviewing "c1" now needs the principal: naming none is a 409 (the
     // admin may know both), naming one reviews that one alone.
-    let ambiguous = admin
-        .post("/api/v1/creatives/c1/reject", &json!({}))
-        .await;
+    let ambiguous = admin.post("/api/v1/creatives/c1/reject", &json!({})).await;
     assert_eq!(ambiguous.status().as_u16(), 409);
     let rejected = admin
         .expect(
@@ -147,7 +166,10 @@ async fn a_buyer_reusing_anothers_creative_id_gets_its_own_and_learns_nothing(ba
             .expect(
                 201,
                 buyer
-                    .post("/api/v1/media-buys", &crate::domain::media_buy(100.0, &["c1"]))
+                    .post(
+                        "/api/v1/media-buys",
+                        &crate::domain::media_buy(100.0, &["c1"]),
+                    )
                     .await,
             )
             .await;

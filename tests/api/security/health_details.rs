@@ -44,7 +44,10 @@ async fn with_a_failing_tenant_webhook(backend: Backend) -> (TestApp, Receiver) 
             .await,
     )
     .await;
-    let hook = format!("/services/{TENANT}/general/G{}", uuid::Uuid::new_v4().simple());
+    let hook = format!(
+        "/services/{TENANT}/general/G{}",
+        uuid::Uuid::new_v4().simple()
+    );
     receiver.set_default(&hook, Reply::status(404, SLACK_ANSWER));
     let admin = admin_token(&app, TENANT).await;
     admin
@@ -110,7 +113,13 @@ async fn anonymous_health_names_no_tenant_while_its_webhook_is_failing(backend: 
         let response = app.get(path).await;
         assert_eq!(response.status().as_u16(), 200, "{path}");
         let text = response.text().await.unwrap();
-        for private in [TENANT, host.as_str(), "127.0.0.1", SLACK_ANSWER, "no_service"] {
+        for private in [
+            TENANT,
+            host.as_str(),
+            "127.0.0.1",
+            SLACK_ANSWER,
+            "no_service",
+        ] {
             assert!(!text.contains(private), "{path} shows {private:?}: {text}");
         }
         // Still a report a monitor can act on: the verdict, and the Slack
@@ -138,11 +147,17 @@ async fn the_details_need_the_super_admin_or_the_details_token(backend: Backend)
         assert_eq!(failing[0]["channel"], "general");
         assert_eq!(failing[0]["status"], 404);
         assert!(
-            failing[0]["reason"].as_str().unwrap().contains(SLACK_ANSWER),
+            failing[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(SLACK_ANSWER),
             "{body}"
         );
         assert!(
-            failing[0]["webhook"].as_str().unwrap().contains("127.0.0.1"),
+            failing[0]["webhook"]
+                .as_str()
+                .unwrap()
+                .contains("127.0.0.1"),
             "{body}"
         );
         assert!(failing[0]["webhook"].as_str().unwrap().ends_with("/****"));

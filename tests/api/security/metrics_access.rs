@@ -124,7 +124,9 @@ async fn a_metrics_listener_of_its_own_takes_metrics_off_the_main_one(backend: B
     let internal = both.metrics_address.clone().unwrap();
     assert_eq!(metrics_status(&both, &internal, None).await.0, 401);
     assert_eq!(
-        metrics_status(&both, &internal, Some(METRICS_TOKEN)).await.0,
+        metrics_status(&both, &internal, Some(METRICS_TOKEN))
+            .await
+            .0,
         200
     );
 }
