@@ -336,8 +336,7 @@ async fn review(
         .store
         .review_creative(
             &tenant,
-            &principal_id,
-            &id,
+            (&principal_id, &id),
             status,
             reason.as_deref(),
             now,

@@ -932,8 +932,8 @@ macro_rules! domain_queries {
         pub(super) async fn review_creative(
             &self,
             tenant: &crate::domain::TenantId,
-            principal_id: &str,
-            id: &str,
+            // The principal whose creative it is, and the creative's id.
+            (principal_id, id): (&str, &str),
             status: crate::domain::creative::CreativeStatus,
             reason: Option<&str>,
             now: chrono::DateTime<chrono::Utc>,

@@ -1136,14 +1136,14 @@ impl Store {
     pub async fn review_creative(
         &self,
         tenant: &TenantId,
-        principal_id: &str,
-        id: &str,
+        // The principal whose creative it is, and the creative's id.
+        creative: (&str, &str),
         status: CreativeStatus,
         reason: Option<&str>,
         now: DateTime<Utc>,
         effects: Effects<'_>,
     ) -> Result<Option<(Creative, Vec<CommittedEvent>)>, StoreError> {
-        dispatch!(self.review_creative(tenant, principal_id, id, status, reason, now, effects))
+        dispatch!(self.review_creative(tenant, creative, status, reason, now, effects))
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
