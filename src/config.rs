@@ -249,9 +249,24 @@ pub struct HttpConfig {
     /// `HEALTH_CHECK_TIMEOUT`, default 2 s: the database check in `/health`.
     pub health_check_timeout: Duration,
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs `Authorization:
-    /// Bearer <it>` (401 otherwise); unset, `/metrics` is open, as
-    /// Prometheus scrapes usually are inside a cluster.
+    /// Bearer <it>` (401 otherwise), on whichever listener serves it.
     pub metrics_token: Option<SecretString>,
+    /// `METRICS_BIND_ADDR`: when set, `/metrics` is served on a listener of
+    /// its own at this address (an internal interface, `127.0.0.1:9090`)
+    /// and no longer on `BIND_ADDR` (404 there). Without `METRICS_TOKEN` it
+    /// is open on that listener: the address is the protection.
+    pub metrics_bind_addr: Option<SocketAddr>,
+    /// `METRICS_PUBLIC`, default `false`: in production, with neither
+    /// `METRICS_TOKEN` nor `METRICS_BIND_ADDR`, `/metrics` answers 401 to
+    /// everyone unless this is `true` (open to anyone, with a start-up
+    /// warning). No effect in development, where `/metrics` is open unless
+    /// `METRICS_TOKEN` is set.
+    pub metrics_public: bool,
+    /// `HEALTH_DETAILS_TOKEN`: a bearer token (a secret) for monitors that
+    /// may read `/health`'s details (tenant ids, webhook hosts, error
+    /// texts); the super admin's token may too. Anonymous callers get the
+    /// verdict and each component's state only.
+    pub health_details_token: Option<SecretString>,
     /// `HTTP_WRITE_TIMEOUT`, default 30 s: a connection whose client accepts
     /// none of the bytes sent to it for this long is closed
     /// (`TCP_USER_TIMEOUT`, Linux; see `http::connection`). Twice the
@@ -349,6 +364,13 @@ impl Config {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(8))?,
             health_check_timeout: env.duration("HEALTH_CHECK_TIMEOUT", Duration::from_secs(2))?,
             metrics_token: env.get("METRICS_TOKEN")?.map(SecretString::from),
+            metrics_bind_addr: env.parse_with("METRICS_BIND_ADDR", None, |v| {
+                v.parse()
+                    .map(Some)
+                    .map_err(|_| "expected an IP address and port, such as 127.0.0.1:9090".into())
+            })?,
+            metrics_public: env.bool("METRICS_PUBLIC", false)?,
+            health_details_token: env.get("HEALTH_DETAILS_TOKEN")?.map(SecretString::from),
             write_timeout: env.duration("HTTP_WRITE_TIMEOUT", Duration::from_secs(30))?,
         };
 
@@ -470,6 +492,10 @@ impl Config {
             shutdown_timeout_ms = self.http.shutdown_timeout.as_millis() as u64,
             health_check_timeout_ms = self.http.health_check_timeout.as_millis() as u64,
             http_write_timeout_ms = self.http.write_timeout.as_millis() as u64,
+            metrics_token = if self.http.metrics_token.is_some() { "****" } else { "unset" },
+            metrics_bind_addr = %self.http.metrics_bind_addr.map_or_else(|| "unset".to_owned(), |a| a.to_string()),
+            metrics_public = self.http.metrics_public,
+            health_details_token = if self.http.health_details_token.is_some() { "****" } else { "unset" },
             database_url = %self.database.display_url(),
             database_backend = self.database.backend.as_str(),
             database_connect_timeout_ms = self.database.connect_timeout.as_millis() as u64,

@@ -57,12 +57,38 @@ pub struct Components {
     pub audit: AuditStatus,
     /// The Slack router: notifications waiting, the last delivery, webhooks
     /// marked failing (masked).
-    pub slack: overseer_actors::slack::SlackStatus,
+    pub slack: SlackHealth,
     pub schedulers: Schedulers,
     /// The alert rules: firing and pending alerts, the last evaluation.
     pub alerts: overseer_actors::alerts::AlertsStatus,
     /// The live activity stream: streams open now.
     pub sse: SseHealth,
+}
+
+/// The Slack router's status: how many webhooks are failing for everyone,
+/// which ones (tenant, channel, masked URL, answer) for the detailed view.
+#[derive(Debug, Serialize)]
+pub struct SlackHealth {
+    pub queue_depth: u64,
+    pub last_sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+    /// Webhooks that answered a permanent error, until one succeeds again.
+    pub failing_webhooks: usize,
+    /// Those webhooks; absent from the anonymous report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<Vec<overseer_actors::slack::FailingWebhook>>,
+}
+
+impl From<overseer_actors::slack::SlackStatus> for SlackHealth {
+    fn from(status: overseer_actors::slack::SlackStatus) -> Self {
+        Self {
+            queue_depth: status.queue_depth,
+            last_sent_at: status.last_sent_at,
+            last_error: status.last_error,
+            failing_webhooks: status.failing.len(),
+            failing: Some(status.failing),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -180,7 +206,7 @@ impl Health {
                 },
                 actors,
                 audit: self.auditor.status(),
-                slack: self.slack.status(),
+                slack: self.slack.status().into(),
                 schedulers: Schedulers {
                     status: self.status_scheduler.status(),
                     delivery: self.delivery_scheduler.status(),
@@ -191,5 +217,46 @@ impl Health {
                 alerts: self.alerts.status(),
             },
         }
+    }
+}
+
+/// What an anonymous `/health` shows in place of an error text.
+pub const WITHHELD: &str = "withheld";
+
+impl HealthReport {
+    /// The report for an anonymous caller: the verdict and each component's
+    /// state, counts and times, but no text that could name a tenant, a
+    /// host or a cause (error texts, failing webhooks). An error that exists
+    /// is still said to exist (`"withheld"`), and the top-level `error`
+    /// keeps its category: the database is unreachable, or its schema is
+    /// pending.
+    pub fn anonymous(mut self) -> Self {
+        let withhold = |text: &mut Option<String>| {
+            if text.is_some() {
+                *text = Some(WITHHELD.to_owned());
+            }
+        };
+        let category = if self.database == CONNECTION_FAILED {
+            "database unreachable"
+        } else {
+            "schema migrations pending"
+        };
+        if self.error.is_some() {
+            self.error = Some(category.to_owned());
+        }
+        let c = &mut self.components;
+        if c.database.error.is_some() {
+            c.database.error = Some(category.to_owned());
+        }
+        for actor in c.actors.values_mut() {
+            withhold(&mut actor.last_error);
+        }
+        withhold(&mut c.audit.last_error);
+        withhold(&mut c.slack.last_error);
+        c.slack.failing = None;
+        withhold(&mut c.schedulers.status.last_error);
+        withhold(&mut c.schedulers.delivery.last_error);
+        withhold(&mut c.alerts.last_error);
+        self
     }
 }

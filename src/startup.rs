@@ -38,6 +38,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `/metrics` listener of `METRICS_BIND_ADDR`, and its port.
+    metrics_server: Option<(Server, u16)>,
     store: Store,
     auditor: overseer_actors::audit::Auditor,
     sse: overseer_actors::activity::SseHub,
@@ -90,6 +92,11 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
 
+        let (metrics_access, metrics_warning) = http::metrics::MetricsAccess::from_config(&config);
+        if let Some(warning) = metrics_warning {
+            tracing::warn!("{warning}");
+        }
+
         let actors =
             supervision::start(&config, &store, clock.clone()).map_err(StartupError::AuditFiles)?;
         let auditor = actors.auditor.clone();
@@ -113,12 +120,22 @@ impl Application {
             ssrf: config.ssrf.clone(),
             sse: config.sse.clone(),
             sessions: http::dashboard::Sessions::new(&config),
-            metrics_token: config.http.metrics_token.as_ref().map(TokenHash::of_secret),
+            metrics_access,
+            health_details_token: config
+                .http
+                .health_details_token
+                .as_ref()
+                .map(TokenHash::of_secret),
             delivery_spend_max_multiple: config.delivery_spend_max_multiple,
         });
         let max_body_bytes = config.http.max_body_bytes;
         let fault_injection = config.supervision.fault_injection;
         let ingest_body_limit = config.audit.max_body_bytes;
+        let separate_metrics = config.http.metrics_bind_addr.is_some();
+        let metrics_server = match config.http.metrics_bind_addr {
+            Some(addr) => Some(metrics_server(addr, state.clone())?),
+            None => None,
+        };
         if fault_injection {
             tracing::warn!("fault injection is enabled: POST /admin/debug/faults");
         }
@@ -134,7 +151,9 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_config(cfg, max_body_bytes))
-                .configure(|cfg| http::routes(cfg, fault_injection, ingest_body_limit))
+                .configure(|cfg| {
+                    http::routes(cfg, fault_injection, ingest_body_limit, !separate_metrics)
+                })
                 .default_service(web::to(http::not_found))
         })
         .workers(config.http.workers)
@@ -152,6 +171,7 @@ impl Application {
         Ok(Self {
             port: local.port(),
             server,
+            metrics_server,
             store,
             auditor,
             sse,
@@ -161,6 +181,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `/metrics` listener, when `METRICS_BIND_ADDR` gives
+    /// it one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -177,6 +203,7 @@ impl Application {
     {
         let Application {
             server,
+            metrics_server,
             store,
             auditor,
             sse,
@@ -184,16 +211,30 @@ impl Application {
             ..
         } = self;
         let handle = server.handle();
+        let metrics_server = metrics_server.map(|(server, _)| server);
+        let metrics_handle = metrics_server.as_ref().map(Server::handle);
         let trigger = actix_web::rt::spawn(async move {
             let signal = shutdown.await;
             tracing::info!(signal, "shutdown requested; draining in-flight requests");
             // Activity streams never finish by themselves: end them now, or
             // the graceful stop would wait its whole timeout on them.
             sse.close_all();
+            if let Some(metrics) = metrics_handle {
+                metrics.stop(true).await;
+            }
             handle.stop(true).await;
         });
 
-        let served = server.await;
+        let served = match metrics_server {
+            Some(metrics) => {
+                let (served, metrics_served) = futures_util::future::join(server, metrics).await;
+                if let Err(err) = metrics_served {
+                    tracing::error!(error = %err, "the /metrics listener failed");
+                }
+                served
+            }
+            None => server.await,
+        };
 
         trigger.abort();
         if let Some(task) = schema_task {
@@ -206,6 +247,33 @@ impl Application {
         tracing::info!("stopped");
         served
     }
+}
+
+/// The listener of `METRICS_BIND_ADDR`: `/metrics` and nothing else (404),
+/// one worker, sharing the application's state.
+fn metrics_server(
+    addr: std::net::SocketAddr,
+    state: web::Data<AppState>,
+) -> Result<(Server, u16), StartupError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(http::json_errors())
+            .app_data(state.clone())
+            .configure(http::metrics::routes)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { addr, source })?
+    .run();
+    tracing::info!(address = %addr, port, "serving /metrics on its own listener");
+    Ok((server, port))
 }
 
 /// How long shutdown waits for the audit queue to drain before spooling it.

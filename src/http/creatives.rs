@@ -10,7 +10,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
 use crate::http::authz::{AdminOrPrincipal, Principal, TenantAdmin};
 use crate::http::{AppState, Json};
-use crate::store::Effects;
+use crate::store::{Effects, Owner};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -28,9 +28,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /api/v1/creatives` `{creatives: [{creative_id, name, format, url}]}`
-/// (principal): upserts them, each back to `pending_review`. An id another
-/// principal of the tenant holds is a 409 (nothing is written). Audited
-/// `sync_creatives`.
+/// (principal): upserts them, each back to `pending_review`. Creative ids
+/// are the principal's own: another principal of the tenant may have a
+/// creative of the same id, and neither learns of nor touches the other's.
+/// Audited `sync_creatives`.
 #[utoipa::path(
     post,
     path = "/api/v1/creatives",
@@ -42,7 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a principal", body = ErrorBody),
-        (status = 409, description = "A creative id belongs to another principal", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "A creative is invalid", body = ErrorBody),
@@ -81,10 +81,7 @@ async fn sync(
             now,
             Effects::with(&audit, &notes),
         )
-        .await?
-        .ok_or_else(|| {
-            ApiError::Conflict("a creative id is already used by another principal".into())
-        })?;
+        .await?;
     access::committed(&state, &req, committed);
     Ok(HttpResponse::Ok().json(SyncedCreatives { creatives: synced }))
 }
@@ -105,9 +102,35 @@ pub struct ListQuery {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    /// `next_cursor` of the previous page: the last creative id, and for a
+    /// tenant admin (whose listing may hold one id under several
+    /// principals) `~` and its principal's id.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}(~[A-Za-z0-9._:-]{1,128})?$")]
     cursor: Option<String>,
+}
+
+/// The principal whose creative a tenant admin reviews.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewQuery {
+    /// The principal whose creative this is. Needed only when several
+    /// principals of the tenant have a creative of this id (409 otherwise).
+    principal_id: Option<String>,
+}
+
+/// A page cursor of [`list`]: `id` or `id~principal_id`.
+fn creative_cursor(cursor: Option<&str>) -> Result<Option<(&str, Option<&str>)>, ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let (id, principal) = match cursor.split_once('~') {
+        Some((id, principal)) => (id, Some(principal)),
+        None => (cursor, None),
+    };
+    page_cursor(Some(id))?;
+    page_cursor(principal)?;
+    Ok(Some((id, principal)))
 }
 
 /// `GET /api/v1/creatives?status=` — a principal sees its own, a tenant
@@ -149,11 +172,14 @@ async fn list(
             tenant,
             principal,
             status.map(CreativeStatus::as_str),
-            page_cursor(query.cursor.as_deref())?,
+            creative_cursor(query.cursor.as_deref())?,
             limit + 1,
         )
         .await?;
-    let items = page(items, limit, |c| c.creative_id.clone());
+    let items = page(items, limit, |c| match principal {
+        Some(_) => c.creative_id.clone(),
+        None => format!("{}~{}", c.creative_id, c.principal_id),
+    });
     access::record_read(
         &state,
         &req,
@@ -169,14 +195,15 @@ async fn list(
     path = "/api/v1/creatives/{id}/approve",
     tag = "creatives",
     operation_id = "approve_creative",
-    params(("id" = String, Path, description = "The creative's id")),
+    params(("id" = String, Path, description = "The creative's id"), ReviewQuery),
     request_body = ReviewInput,
     responses(
         (status = 200, description = "The creative, now `approved`", body = Creative),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin", body = ErrorBody),
-        (status = 404, description = "No such creative in this tenant", body = ErrorBody),
+        (status = 404, description = "No such creative in this tenant (for this principal)", body = ErrorBody),
+        (status = 409, description = "Several principals have a creative of this id: name one with `principal_id`", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "`reason` is invalid", body = ErrorBody),
@@ -191,13 +218,14 @@ async fn approve(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<ReviewQuery>,
     Json(body): Json<ReviewInput>,
 ) -> Result<web::Json<Creative>, ApiError> {
     review(
         who,
         state,
         req,
-        path.into_inner(),
+        (path.into_inner(), query.into_inner().principal_id),
         body,
         CreativeStatus::Approved,
     )
@@ -210,14 +238,15 @@ async fn approve(
     path = "/api/v1/creatives/{id}/reject",
     tag = "creatives",
     operation_id = "reject_creative",
-    params(("id" = String, Path, description = "The creative's id")),
+    params(("id" = String, Path, description = "The creative's id"), ReviewQuery),
     request_body = ReviewInput,
     responses(
         (status = 200, description = "The creative, now `rejected`", body = Creative),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Not a tenant admin", body = ErrorBody),
-        (status = 404, description = "No such creative in this tenant", body = ErrorBody),
+        (status = 404, description = "No such creative in this tenant (for this principal)", body = ErrorBody),
+        (status = 409, description = "Several principals have a creative of this id: name one with `principal_id`", body = ErrorBody),
         (status = 413, description = "The body is over the limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "`reason` is invalid", body = ErrorBody),
@@ -232,13 +261,14 @@ async fn reject(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<ReviewQuery>,
     Json(body): Json<ReviewInput>,
 ) -> Result<web::Json<Creative>, ApiError> {
     review(
         who,
         state,
         req,
-        path.into_inner(),
+        (path.into_inner(), query.into_inner().principal_id),
         body,
         CreativeStatus::Rejected,
     )
@@ -249,7 +279,7 @@ async fn review(
     who: TenantAdmin,
     state: web::Data<AppState>,
     req: HttpRequest,
-    id: String,
+    (id, principal): (String, Option<String>),
     body: ReviewInput,
     status: CreativeStatus,
 ) -> Result<web::Json<Creative>, ApiError> {
@@ -257,30 +287,42 @@ async fn review(
     let reason = body.parse()?;
     access::path_id("creative", &id)?;
     let owners = state.store.creative_owners(&id).await?;
-    // Ours if our tenant has one; otherwise someone else's (or nobody's).
-    let owner = owners
+    let ours: Vec<&Owner> = owners
         .iter()
-        .find(|o| o.tenant_id == tenant.as_str())
-        .or(owners.first())
-        .cloned();
-    access::check_owner(&state, &req, caller, "creative", &id, owner)?;
+        .filter(|o| o.tenant_id == tenant.as_str())
+        .collect();
+    // Ours (the named principal's, or the only one); otherwise, when our
+    // tenant has none, someone else's (reported) or nobody's: 404 alike.
+    let owner = match (principal.as_deref(), ours.as_slice()) {
+        (_, []) => owners.first(),
+        (Some(p), _) => ours
+            .iter()
+            .find(|o| o.principal_id.as_deref() == Some(p))
+            .copied(),
+        (None, [only]) => Some(*only),
+        (None, _) => {
+            return Err(ApiError::Conflict(
+                "several principals have a creative with this id: name one with ?principal_id="
+                    .into(),
+            ));
+        }
+    }
+    .cloned();
+    access::check_owner(&state, &req, caller, "creative", &id, owner.clone())?;
+    let principal_id = owner.and_then(|o| o.principal_id).unwrap_or_default();
     let operation = match status {
         CreativeStatus::Approved => "approve_creative",
         _ => "reject_creative",
     };
     let now = state.clock.now();
-    let audit = [access::event(&state, &req, caller, operation)
-        .with_details(serde_json::json!({"creative_id": id, "reason": reason}))];
-    let principal_id = owners
-        .iter()
-        .find(|o| o.tenant_id == tenant.as_str())
-        .and_then(|o| o.principal_id.clone())
-        .unwrap_or_default();
+    let audit = [access::event(&state, &req, caller, operation).with_details(
+        serde_json::json!({"creative_id": id, "creative_principal_id": principal_id, "reason": reason}),
+    )];
     let notes = [Notification::new(
         Some(tenant.to_string()),
         NotificationEvent::CreativeReviewed {
             creative_id: id.clone(),
-            principal_id,
+            principal_id: principal_id.clone(),
             decision: match status {
                 CreativeStatus::Approved => "approved".into(),
                 _ => "rejected".into(),
@@ -294,7 +336,7 @@ async fn review(
         .store
         .review_creative(
             &tenant,
-            &id,
+            (&principal_id, &id),
             status,
             reason.as_deref(),
             now,

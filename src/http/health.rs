@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::auth::{Caller, TokenHash, bearer_token};
+use crate::error::{ApiError, ErrorBody};
 use crate::health::Verdict;
 use crate::http::AppState;
 
@@ -21,8 +23,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/live").route(web::get().to(live)));
 }
 
-/// The full report: 200 when healthy or degraded (serving, a component down),
-/// 503 when the database is unreachable.
+/// The report: 200 when healthy or degraded (serving, a component down),
+/// 503 when the database is unreachable. Anonymous callers get the verdict
+/// and each component's state, counts and times; error texts read
+/// `"withheld"` and the failing Slack webhooks are only counted. The super
+/// admin's token or `HEALTH_DETAILS_TOKEN` (a bearer token) gets the
+/// details: tenant ids, channels, masked webhook URLs, error texts.
 #[utoipa::path(
     get,
     path = "/health",
@@ -30,19 +36,60 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operation_id = "health",
     responses(
         (status = 200, description = "Healthy, or degraded: serving with a component down", body = HealthReportDoc),
+        (status = 401, description = "A bearer token that is neither the super admin's nor `HEALTH_DETAILS_TOKEN` nor any valid token", body = ErrorBody),
+        (status = 403, description = "A valid tenant token: the details are for the super admin and monitors", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "The database is unreachable or its schema is not ready", body = HealthReportDoc),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
 #[tracing::instrument(skip_all)]
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+async fn health(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let details = may_read_details(&state, &req).await?;
     let report = state.health.check().await;
     let status = match report.status {
         Verdict::Healthy | Verdict::Degraded => StatusCode::OK,
         Verdict::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
-    HttpResponse::build(status)
+    let report = if details { report } else { report.anonymous() };
+    Ok(HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
-        .json(report)
+        .json(report))
+}
+
+/// Whether the caller may read the details. No token: no (the anonymous
+/// report, for load balancers and orchestrators). `HEALTH_DETAILS_TOKEN`
+/// (compared in constant time) or the super admin's token: yes. Any other
+/// token goes through the usual authentication, so a wrong one is a 401
+/// counted against its address like any refused token (a 429 in a
+/// cool-down), never a silent downgrade that would hide a monitor's
+/// misconfiguration; a valid tenant token is a 403. Without a token, the
+/// dashboard's session of the super admin reads the details (the page
+/// shows the actors' errors); any other session the anonymous report.
+async fn may_read_details(state: &AppState, req: &HttpRequest) -> Result<bool, ApiError> {
+    let Some(token) = bearer_token(req) else {
+        let Some(session) = crate::http::dashboard::open_session(req, state) else {
+            return Ok(false);
+        };
+        return Ok(session
+            .token(state)
+            .await
+            .is_ok_and(|hash| hash.matches(&state.admin_token_hash)));
+    };
+    let hash = TokenHash::of(token);
+    if state
+        .health_details_token
+        .as_ref()
+        .is_some_and(|expected| hash.matches(expected))
+    {
+        return Ok(true);
+    }
+    match crate::auth::authenticate(state, req, hash).await? {
+        Caller::SuperAdmin => Ok(true),
+        Caller::Tenant { .. } => Err(ApiError::Forbidden(
+            "the health details need the super admin's token or HEALTH_DETAILS_TOKEN".into(),
+        )),
+    }
 }
 
 /// The same verdict as `/health`, for orchestrators that probe readiness
@@ -54,11 +101,15 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     operation_id = "ready",
     responses(
         (status = 200, description = "Ready: healthy or degraded", body = HealthReportDoc),
+        (status = 401, description = "A bearer token that is neither the super admin's nor `HEALTH_DETAILS_TOKEN` nor any valid token", body = ErrorBody),
+        (status = 403, description = "A valid tenant token: the details are for the super admin and monitors", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 503, description = "Not ready: the database is unreachable or its schema is not ready", body = HealthReportDoc),
-    )
+    ),
+    security((), ("bearer" = []))
 )]
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    health(state).await
+async fn ready(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    health(state, req).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,7 +134,9 @@ async fn live() -> HttpResponse {
 // status types, serialised), as the OpenAPI document describes it.
 
 /// The health report: the verdict, the database, every supervised actor and
-/// the audit write path.
+/// the audit write path. Anonymous: error texts read `withheld`, `error`
+/// is `database unreachable` or `schema migrations pending`, and
+/// `components.slack.failing` is absent.
 #[derive(utoipa::ToSchema)]
 #[schema(as = HealthReport)]
 #[allow(
@@ -95,7 +148,8 @@ struct HealthReportDoc {
     status: VerdictDoc,
     /// `connected` or `connection failed`.
     database: String,
-    /// Why the service is unhealthy; absent when it is not.
+    /// Why the service is unhealthy; absent when it is not. Anonymous:
+    /// `database unreachable` or `schema migrations pending`.
     #[schema(value_type = String, required = false)]
     error: Option<String>,
     version: String,
@@ -207,11 +261,15 @@ struct SlackDoc {
     queue_depth: u64,
     #[schema(required = true)]
     last_sent_at: Option<DateTime<Utc>>,
+    /// `withheld` for anonymous callers.
     #[schema(required = true)]
     last_error: Option<String>,
-    /// Webhooks that answered a permanent error, until one succeeds again.
-    #[schema(inline)]
-    failing: Vec<FailingWebhookDoc>,
+    /// How many webhooks answered a permanent error, until one succeeds again.
+    failing_webhooks: u64,
+    /// Those webhooks: with the super admin's token or
+    /// `HEALTH_DETAILS_TOKEN` only, absent otherwise.
+    #[schema(inline, required = false)]
+    failing: Option<Vec<FailingWebhookDoc>>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -17,7 +17,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::TokenHash;
+use crate::auth::{TokenHash, bearer_token};
+use crate::config::{Config, Environment};
 use crate::error::ApiError;
 use crate::http::AppState;
 
@@ -30,20 +31,67 @@ pub const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-async fn render(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if let Some(expected) = &state.metrics_token {
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|token| TokenHash::of(token.trim()));
-        if !given.is_some_and(|g| g.matches(expected)) {
-            return Err(ApiError::Unauthorized);
+/// Who may read `/metrics`. The counters show how an attacker's probing is
+/// being seen (violations by type, 401/403 per route, firing alerts), so
+/// production never leaves them open by accident.
+#[derive(Debug, Clone)]
+pub enum MetricsAccess {
+    /// Anyone: development, `METRICS_PUBLIC=true`, or the separate
+    /// listener of `METRICS_BIND_ADDR` without a token.
+    Open,
+    /// The bearer of `METRICS_TOKEN` (its digest; compared in constant time).
+    Token(TokenHash),
+    /// No one (401): production with neither `METRICS_TOKEN`,
+    /// `METRICS_BIND_ADDR` nor `METRICS_PUBLIC=true`.
+    Closed,
+}
+
+impl MetricsAccess {
+    /// The access the configuration gives, and a start-up warning when
+    /// production leaves `/metrics` open or closes it for want of a setting.
+    pub fn from_config(config: &Config) -> (Self, Option<&'static str>) {
+        let http = &config.http;
+        if let Some(token) = &http.metrics_token {
+            return (Self::Token(TokenHash::of_secret(token)), None);
         }
+        let production = config.environment == Environment::Production;
+        match (
+            production,
+            http.metrics_bind_addr.is_some(),
+            http.metrics_public,
+        ) {
+            (false, _, _) | (true, true, _) => (Self::Open, None),
+            (true, false, true) => (
+                Self::Open,
+                Some(
+                    "METRICS_PUBLIC=true: /metrics is open to anyone on the public listener; \
+                     set METRICS_TOKEN or METRICS_BIND_ADDR instead",
+                ),
+            ),
+            (true, false, false) => (
+                Self::Closed,
+                Some(
+                    "neither METRICS_TOKEN nor METRICS_BIND_ADDR is set: /metrics answers 401 \
+                     to everyone (set one of them, or METRICS_PUBLIC=true to leave it open)",
+                ),
+            ),
+        }
+    }
+
+    fn allows(&self, req: &HttpRequest) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Closed => false,
+            Self::Token(expected) => {
+                bearer_token(req).is_some_and(|given| TokenHash::of(given).matches(expected))
+            }
+        }
+    }
+}
+
+async fn render(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if !state.metrics_access.allows(&req) {
+        return Err(ApiError::Unauthorized);
     }
     let pool = state.store.pool_stats();
     metrics::gauge!("db_pool_connections").set(f64::from(pool.size));

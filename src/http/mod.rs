@@ -69,8 +69,11 @@ pub struct AppState {
     pub sse: crate::config::SseSettings,
     /// The dashboard's session key and lifetime.
     pub sessions: dashboard::Sessions,
-    /// `METRICS_TOKEN`'s digest, when `/metrics` is protected.
-    pub metrics_token: Option<crate::auth::TokenHash>,
+    /// Who may read `/metrics` (`METRICS_TOKEN`, `METRICS_PUBLIC`).
+    pub metrics_access: crate::http::metrics::MetricsAccess,
+    /// `HEALTH_DETAILS_TOKEN`'s digest: besides the super admin's token,
+    /// the one that reads `/health`'s details.
+    pub health_details_token: Option<crate::auth::TokenHash>,
     /// `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`: delivery posts beyond it are refused.
     pub delivery_spend_max_multiple: crate::domain::SpendMultiple,
 }
@@ -78,9 +81,18 @@ pub struct AppState {
 /// Registers every route. The fault-injection endpoint exists only when
 /// enabled; the ingest route has its own, larger, body limit. The OpenAPI
 /// document is outside `/api/v1`: no authentication, no request audit.
-pub fn routes(cfg: &mut web::ServiceConfig, fault_injection: bool, ingest_body_limit: usize) {
+/// `/metrics` is here unless it has a listener of its own
+/// (`METRICS_BIND_ADDR`).
+pub fn routes(
+    cfg: &mut web::ServiceConfig,
+    fault_injection: bool,
+    ingest_body_limit: usize,
+    serve_metrics: bool,
+) {
+    if serve_metrics {
+        cfg.configure(metrics::routes);
+    }
     cfg.configure(health::routes)
-        .configure(metrics::routes)
         .configure(openapi::routes)
         .configure(admin::routes)
         .configure(activity::routes)

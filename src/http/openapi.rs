@@ -279,7 +279,8 @@ mod tests {
                         reason: "HTTP 404: no_service".into(),
                         since: now,
                     }],
-                },
+                }
+                .into(),
                 schedulers: crate::health::Schedulers {
                     status: overseer_actors::scheduler::SchedulerStatus {
                         enabled: true,

@@ -506,13 +506,14 @@ macro_rules! domain_queries {
             }
             for creative in &buy.creative_ids {
                 sqlx::query(
-                    "INSERT INTO creative_assignments (tenant_id, media_buy_id, creative_id) \
-                     VALUES ($1, $2, $3)",
+                    "INSERT INTO creative_assignments (tenant_id, media_buy_id, creative_id, \
+                     principal_id) VALUES ($1, $2, $3, $4)",
                 )
                 .persistent(self.persistent)
                 .bind(tenant.as_str())
                 .bind(&buy.id)
                 .bind(creative)
+                .bind(principal_id)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -850,9 +851,8 @@ macro_rules! domain_queries {
 
         // -------------------------------------------------------- creatives
 
-        /// Upserts `creatives` for `principal_id`; `Err(Conflict)`-like
-        /// outcome (`Ok(None)`) when one of the ids belongs to another
-        /// principal of the tenant (nothing is written then).
+        /// Upserts `creatives` for `principal_id`. Ids are the principal's
+        /// own: another principal's creative of the same id is another row.
         pub(super) async fn sync_creatives(
             &self,
             tenant: &crate::domain::TenantId,
@@ -861,19 +861,18 @@ macro_rules! domain_queries {
             now: chrono::DateTime<chrono::Utc>,
             effects: super::domain::Effects<'_>,
         ) -> Result<
-            Option<(Vec<crate::domain::creative::Creative>, Vec<overseer_actors::audit::CommittedEvent>)>,
+            (Vec<crate::domain::creative::Creative>, Vec<overseer_actors::audit::CommittedEvent>),
             sqlx::Error,
         > {
             let mut tx = self.begin_write().await?;
             let mut synced = Vec::with_capacity(creatives.len());
             for c in creatives {
-                let row: Option<crate::domain::creative::Creative> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let row: crate::domain::creative::Creative = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO creatives (tenant_id, id, principal_id, name, format, url, status, \
                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending_review', $7, $7) \
-                     ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, \
+                     ON CONFLICT (tenant_id, principal_id, id) DO UPDATE SET name = excluded.name, \
                      format = excluded.format, url = excluded.url, status = 'pending_review', \
-                     review_reason = NULL, updated_at = excluded.updated_at \
-                     WHERE creatives.principal_id = excluded.principal_id RETURNING {}",
+                     review_reason = NULL, updated_at = excluded.updated_at RETURNING {}",
                     super::domain::CREATIVE_COLUMNS
                 )))
                 .persistent(self.persistent)
@@ -884,15 +883,11 @@ macro_rules! domain_queries {
                 .bind(&c.format)
                 .bind(&c.url)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                match row {
-                    Some(row) => synced.push(row),
-                    // Rolled back when `tx` drops.
-                    None => return Ok(None),
-                }
+                synced.push(row);
             }
-            Ok(Some((synced, self.commit_with(tx, effects).await?)))
+            Ok((synced, self.commit_with(tx, effects).await?))
         }
 
         pub(super) async fn creatives(
@@ -900,20 +895,24 @@ macro_rules! domain_queries {
             tenant: &crate::domain::TenantId,
             principal_id: Option<&str>,
             status: Option<&str>,
-            after: Option<&str>,
+            after: Option<(&str, Option<&str>)>,
             limit: u32,
         ) -> Result<Vec<crate::domain::creative::Creative>, sqlx::Error> {
+            // By id, then principal: two principals may each have "c1".
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM creatives WHERE tenant_id = $1 AND ($2 IS NULL OR principal_id = $2) \
-                 AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                 AND ($3 IS NULL OR status = $3) \
+                 AND ($4 IS NULL OR id > $4 OR (id = $4 AND principal_id > $6)) \
+                 ORDER BY id, principal_id LIMIT $5",
                 super::domain::CREATIVE_COLUMNS
             )))
             .persistent(self.persistent)
             .bind(tenant.as_str())
             .bind(principal_id)
             .bind(status)
-            .bind(after)
+            .bind(after.map(|(id, _)| id))
             .bind(i64::from(limit))
+            .bind(after.and_then(|(_, principal)| principal))
             .fetch_all(&self.pool)
             .await
         }
@@ -933,7 +932,8 @@ macro_rules! domain_queries {
         pub(super) async fn review_creative(
             &self,
             tenant: &crate::domain::TenantId,
-            id: &str,
+            // The principal whose creative it is, and the creative's id.
+            (principal_id, id): (&str, &str),
             status: crate::domain::creative::CreativeStatus,
             reason: Option<&str>,
             now: chrono::DateTime<chrono::Utc>,
@@ -945,7 +945,7 @@ macro_rules! domain_queries {
             let mut tx = self.begin_write().await?;
             let row: Option<crate::domain::creative::Creative> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE creatives SET status = $3, review_reason = $4, updated_at = $5 \
-                 WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+                 WHERE tenant_id = $1 AND id = $2 AND principal_id = $6 RETURNING {}",
                 super::domain::CREATIVE_COLUMNS
             )))
             .persistent(self.persistent)
@@ -954,6 +954,7 @@ macro_rules! domain_queries {
             .bind(status.as_str())
             .bind(reason)
             .bind(now)
+            .bind(principal_id)
             .fetch_optional(&mut *tx)
             .await?;
             match row {

@@ -1103,8 +1103,8 @@ impl Store {
         dispatch!(self.delivery(media_buy_id))
     }
 
-    /// Upserts a principal's creatives (back to `pending_review`); `None`
-    /// when an id belongs to another principal (nothing written).
+    /// Upserts a principal's creatives (back to `pending_review`). A
+    /// creative id is unique per principal, not per tenant.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn sync_creatives(
         &self,
@@ -1113,7 +1113,7 @@ impl Store {
         creatives: &[NewCreative],
         now: DateTime<Utc>,
         effects: Effects<'_>,
-    ) -> Result<Option<SyncedCreatives>, StoreError> {
+    ) -> Result<SyncedCreatives, StoreError> {
         dispatch!(self.sync_creatives(tenant, principal_id, creatives, now, effects))
     }
 
@@ -1123,7 +1123,9 @@ impl Store {
         tenant: &TenantId,
         principal_id: Option<&str>,
         status: Option<&str>,
-        after: Option<&str>,
+        // The last id of the previous page, and its principal for a
+        // tenant-wide listing (where ids repeat).
+        after: Option<(&str, Option<&str>)>,
         limit: u32,
     ) -> Result<Vec<Creative>, StoreError> {
         dispatch!(self.creatives(tenant, principal_id, status, after, limit))
@@ -1139,13 +1141,14 @@ impl Store {
     pub async fn review_creative(
         &self,
         tenant: &TenantId,
-        id: &str,
+        // The principal whose creative it is, and the creative's id.
+        creative: (&str, &str),
         status: CreativeStatus,
         reason: Option<&str>,
         now: DateTime<Utc>,
         effects: Effects<'_>,
     ) -> Result<Option<(Creative, Vec<CommittedEvent>)>, StoreError> {
-        dispatch!(self.review_creative(tenant, id, status, reason, now, effects))
+        dispatch!(self.review_creative(tenant, creative, status, reason, now, effects))
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]

@@ -33,7 +33,8 @@ macro_rules! activation_due {
     () => {
         "status = 'pending_activation' AND flight_start <= $1 AND flight_end >= $1 \
              AND NOT EXISTS (SELECT 1 FROM creative_assignments ca JOIN creatives c \
-                 ON c.tenant_id = ca.tenant_id AND c.id = ca.creative_id \
+                 ON c.tenant_id = ca.tenant_id AND c.principal_id = ca.principal_id \
+                 AND c.id = ca.creative_id \
                  WHERE ca.media_buy_id = media_buys.id AND c.status <> 'approved')"
     };
 }

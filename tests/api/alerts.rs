@@ -699,7 +699,7 @@ async fn the_database_alert_is_recorded_and_announced_when_the_database_is_back(
     let (_, health) = app.health().await;
     assert_eq!(health["components"]["alerts"]["firing"], 0, "{health}");
     assert!(run(&app).await.is_empty(), "nothing can be queued yet");
-    let (_, health) = app.health().await;
+    let (_, health) = app.health_details().await;
     assert_eq!(health["components"]["alerts"]["firing"], 1, "{health}");
     assert!(
         health["components"]["alerts"]["last_error"]

@@ -69,7 +69,7 @@ async fn responses_carry_a_request_id(backend: Backend) {
 async fn without_auto_migrate_health_waits_for_someone_to_migrate(backend: Backend) {
     let app = spawn_app_with(backend, &[("AUTO_MIGRATE", "false")]).await;
 
-    let (status, body) = app.health().await;
+    let (status, body) = app.health_details().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"], "connected");

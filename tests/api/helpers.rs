@@ -149,6 +149,9 @@ pub fn config_from(vars: &[(&str, &str)]) -> Config {
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:<port>` of the `/metrics` listener, when
+    /// `METRICS_BIND_ADDR` gives it one.
+    pub metrics_address: Option<String>,
     pub admin_token: String,
     pub client: reqwest::Client,
     /// The application's database, reached through a store of its own.
@@ -234,10 +237,12 @@ async fn spawn_app_inner(
     }
     .expect("application builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     actix_web::rt::spawn(app.run_until(std::future::pending()));
 
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        metrics_address: metrics_port.map(|port| format!("http://127.0.0.1:{port}")),
         admin_token,
         client: {
             overseer::slack::install_tls_provider();
@@ -332,6 +337,14 @@ impl TestApp {
 
     pub async fn health(&self) -> (u16, serde_json::Value) {
         let response = self.get("/health").await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON health body"))
+    }
+
+    /// `/health` as the super admin sees it: with the details (tenant ids,
+    /// failing webhooks, error texts) that anonymous callers do not get.
+    pub async fn health_details(&self) -> (u16, serde_json::Value) {
+        let response = self.get_as_admin("/health").await;
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON health body"))
     }

@@ -662,7 +662,7 @@ async fn server_errors_back_off_and_a_dead_webhook_is_marked_failing(backend: Ba
     assert_eq!((status.as_str(), attempts), ("failed", 1));
     assert!(error.unwrap().contains("no_service"));
 
-    let (_, health) = app.health().await;
+    let (_, health) = app.health_details().await;
     let failing = &health["components"]["slack"]["failing"];
     assert_eq!(failing.as_array().unwrap().len(), 1, "{health}");
     assert_eq!(failing[0]["channel"], "general");

@@ -146,7 +146,7 @@ async fn a_panicking_actor_is_restarted_while_requests_keep_succeeding(backend: 
 
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, health) = app.health().await;
+        let (status, health) = app.health_details().await;
         assert_eq!(status, 200);
         if watch_status(&health) == ("running", 1) {
             let watch = &health["components"]["actors"]["database_watch"];

@@ -7,11 +7,14 @@
 mod anonymous;
 mod approval;
 mod authz;
+mod creative_ids;
 mod csv;
 mod dashboard_headers;
+mod health_details;
 mod ingest;
 mod lockout;
 mod log_id;
+mod metrics_access;
 mod money;
 mod outbound;
 mod redaction;
