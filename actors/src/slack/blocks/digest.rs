@@ -21,7 +21,7 @@ use crate::notify::{Notification, NotificationEvent};
 // Digest
 
 /// How a digest counts a kind: singular and plural.
-pub(super) fn kind_words(kind: &str) -> (&'static str, &'static str) {
+fn kind_words(kind: &str) -> (&'static str, &'static str) {
     match kind {
         "media_buy_created" => ("media buy created", "media buys created"),
         "approval_required" => ("approval required", "approvals required"),
@@ -45,7 +45,7 @@ pub(super) fn kind_words(kind: &str) -> (&'static str, &'static str) {
 }
 
 /// Adds one to `key`'s count, keeping first-seen order.
-pub(super) fn tally<'a>(counts: &mut Vec<(&'a str, usize)>, key: &'a str) {
+fn tally<'a>(counts: &mut Vec<(&'a str, usize)>, key: &'a str) {
     match counts.iter_mut().find(|(k, _)| *k == key) {
         Some((_, count)) => *count += 1,
         None => counts.push((key, 1)),
@@ -54,7 +54,7 @@ pub(super) fn tally<'a>(counts: &mut Vec<(&'a str, usize)>, key: &'a str) {
 
 /// Counts by kind, largest first (ties in first-seen order), in words, raw:
 /// "30 security violations (token_rejected ×30 from 1 subject)".
-pub(super) fn summary_parts(items: &[Notification]) -> Vec<String> {
+fn summary_parts(items: &[Notification]) -> Vec<String> {
     let mut kinds = Vec::new();
     let mut violations = Vec::new();
     let mut subjects = BTreeSet::new();
@@ -107,12 +107,7 @@ pub(super) struct Line {
 /// `title` then one "• " line per item, each within `per_line` characters,
 /// the whole within `max`; lines that no longer fit become "• …and N more".
 /// `None` when not even the first line fits.
-pub(super) fn bullet_section(
-    title: &str,
-    lines: &[Line],
-    per_line: usize,
-    max: usize,
-) -> Option<String> {
+fn bullet_section(title: &str, lines: &[Line], per_line: usize, max: usize) -> Option<String> {
     /// Room kept for "\n• …and N more".
     const MORE: usize = 24;
     let max = max.min(MAX_SECTION_CHARS);

@@ -82,7 +82,7 @@ pub(super) struct Budget {
 
 /// A shrinkable part of a [`Budget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Part {
+enum Part {
     Fallback,
     Field,
     Details,

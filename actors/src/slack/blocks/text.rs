@@ -110,7 +110,7 @@ pub(super) fn one_line(text: &str) -> String {
 }
 
 /// "1234567" -> "1,234,567" (ASCII digits in).
-pub(super) fn group_thousands(digits: &str) -> String {
+fn group_thousands(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
