@@ -17,7 +17,7 @@ use crate::supervisor::Child;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Records violations and announces them. Its state that matters lives
-/// outside it, shared with every [`SecurityMonitor`], so a restart loses
+/// outside it, shared with every [`SecurityMonitor`](super::SecurityMonitor), so a restart loses
 /// none of it.
 pub struct SecurityActor {
     pub(super) child: Child,

@@ -72,7 +72,7 @@ pub struct PendingRow {
     pub id: i64,
     pub notification_id: String,
     pub tenant_id: Option<String>,
-    /// The serialised [`NotificationEvent`].
+    /// The serialised [`NotificationEvent`](crate::notify::NotificationEvent).
     pub payload: String,
     pub created_at: DateTime<Utc>,
     /// Attempts so far (429s not counted).
