@@ -43,6 +43,7 @@ pub struct Application {
     store: Store,
     auditor: overseer_actors::audit::Auditor,
     sse: overseer_actors::activity::SseHub,
+    supervisor: overseer_actors::supervisor::Supervisor,
     schema_task: Option<JoinHandle<()>>,
 }
 
@@ -101,6 +102,7 @@ impl Application {
             supervision::start(&config, &store, clock.clone()).map_err(StartupError::AuditFiles)?;
         let auditor = actors.auditor.clone();
         let sse = actors.sse.clone();
+        let supervisor = actors.supervisor.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
             clock,
@@ -175,6 +177,7 @@ impl Application {
             store,
             auditor,
             sse,
+            supervisor,
             schema_task,
         })
     }
@@ -196,7 +199,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully: stop
     /// accepting, let in-flight requests finish (up to `SHUTDOWN_TIMEOUT`),
-    /// stop background work, close the database connections.
+    /// drain the audit queue, stop the actors, close the database
+    /// connections. All of it before the runtime ends: a pooled connection
+    /// still checked out when its runtime is gone has nowhere to go back to
+    /// (sqlx panics handing it back).
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = &'static str> + 'static,
@@ -207,6 +213,7 @@ impl Application {
             store,
             auditor,
             sse,
+            supervisor,
             schema_task,
             ..
         } = self;
@@ -243,7 +250,20 @@ impl Application {
         // The last requests' audit events: committed, or spooled for the
         // next start.
         auditor.shutdown(AUDIT_DRAIN).await;
-        store.close().await;
+        // Their work in flight is dropped here, on this runtime: the
+        // connections it held go back to the pool, which then closes them.
+        supervisor.shutdown().await;
+        if tokio::time::timeout(POOL_CLOSE, store.close())
+            .await
+            .is_err()
+        {
+            // A task outside the actors (a last audit append, an agent run's
+            // record) still holds a connection; it is closed when returned.
+            tracing::warn!(
+                within_ms = POOL_CLOSE.as_millis() as u64,
+                "database connections still in use at shutdown"
+            );
+        }
         tracing::info!("stopped");
         served
     }
@@ -278,6 +298,9 @@ fn metrics_server(
 
 /// How long shutdown waits for the audit queue to drain before spooling it.
 const AUDIT_DRAIN: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for checked-out database connections to come back.
+const POOL_CLOSE: Duration = Duration::from_secs(5);
 
 /// Makes the schema current: migrates, or with `AUTO_MIGRATE=false` checks that
 /// someone else has. The error is a short reason fit for `/health`.

@@ -23,6 +23,9 @@
 mod helpers;
 #[path = "support/prometheus.rs"]
 mod prometheus;
+#[path = "api/teardown.rs"]
+#[allow(dead_code, reason = "shared with tests/api")]
+mod teardown;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -182,132 +185,135 @@ async fn workload(backend: Backend) -> TestApp {
 #[ignore = "needs promtool (Debian package `prometheus`): run by .ci/metrics-check"]
 #[actix_web::test]
 async fn metrics_parse_as_prometheus_exposition_and_count_a_scripted_workload() {
-    for (round, backend) in [(1.0, Backend::Sqlite), (2.0, Backend::Postgres)] {
-        let app = workload(backend).await;
-        let n = |per_round: f64| per_round * round;
+    crate::helpers::run_test(async move {
+        for (round, backend) in [(1.0, Backend::Sqlite), (2.0, Backend::Postgres)] {
+            let app = workload(backend).await;
+            let n = |per_round: f64| per_round * round;
 
-        wait_for(
-            &app,
-            "audit_events_total",
-            &[("source", "api"), ("result", "committed")],
-            n(3.0),
-        )
-        .await;
-        wait_for(
-            &app,
-            "security_violations_total",
-            &[("type", "repeated_failed_auth")],
-            n(1.0),
-        )
-        .await;
-        for scheduler in ["status", "delivery"] {
             wait_for(
                 &app,
-                "scheduler_runs_total",
-                &[("scheduler", scheduler), ("result", "ok")],
+                "audit_events_total",
+                &[("source", "api"), ("result", "committed")],
+                n(3.0),
+            )
+            .await;
+            wait_for(
+                &app,
+                "security_violations_total",
+                &[("type", "repeated_failed_auth")],
                 n(1.0),
             )
             .await;
-            let agent = format!("{scheduler}_scheduler");
-            wait_for(
+            for scheduler in ["status", "delivery"] {
+                wait_for(
+                    &app,
+                    "scheduler_runs_total",
+                    &[("scheduler", scheduler), ("result", "ok")],
+                    n(1.0),
+                )
+                .await;
+                let agent = format!("{scheduler}_scheduler");
+                wait_for(
+                    &app,
+                    "agent_runs_total",
+                    &[("agent", &agent), ("status", "succeeded")],
+                    n(1.0),
+                )
+                .await;
+            }
+            for status in ["succeeded", "failed", "canceled"] {
+                wait_for(
+                    &app,
+                    "agent_runs_total",
+                    &[("agent", "scripted"), ("status", status)],
+                    n(1.0),
+                )
+                .await;
+            }
+            let text = wait_for(
                 &app,
-                "agent_runs_total",
-                &[("agent", &agent), ("status", "succeeded")],
-                n(1.0),
+                "agent_run_latency_ms_count",
+                &[("agent", "scripted")],
+                n(3.0),
             )
             .await;
-        }
-        for status in ["succeeded", "failed", "canceled"] {
-            wait_for(
-                &app,
-                "agent_runs_total",
-                &[("agent", "scripted"), ("status", status)],
-                n(1.0),
-            )
-            .await;
-        }
-        let text = wait_for(
-            &app,
-            "agent_run_latency_ms_count",
-            &[("agent", "scripted")],
-            n(3.0),
-        )
-        .await;
-        for (le, count) in [
-            ("50", 1.0),
-            ("100", 1.0),
-            ("250", 1.0),
-            ("500", 1.0),
-            ("1000", 2.0),
-            ("2500", 2.0),
-            ("5000", 2.0),
-            ("10000", 2.0),
-            ("30000", 3.0),
-            ("+Inf", 3.0),
-        ] {
+            for (le, count) in [
+                ("50", 1.0),
+                ("100", 1.0),
+                ("250", 1.0),
+                ("500", 1.0),
+                ("1000", 2.0),
+                ("2500", 2.0),
+                ("5000", 2.0),
+                ("10000", 2.0),
+                ("30000", 3.0),
+                ("+Inf", 3.0),
+            ] {
+                assert_eq!(
+                    sample(
+                        &text,
+                        "agent_run_latency_ms_bucket",
+                        &[("agent", "scripted"), ("le", le)]
+                    ),
+                    Some(n(count)),
+                    "le={le}"
+                );
+            }
+            assert_eq!(
+                sample(&text, "agent_run_latency_ms_sum", &[("agent", "scripted")]),
+                Some(n(20_640.0))
+            );
+            // Nothing moved: no buys.
+            assert!(!text.contains("media_buy_transitions_total{"), "{text}");
+            // The activity stream: three frames sent; its slot given back.
+            assert_eq!(sample(&text, "sse_events_sent_total", &[]), Some(n(3.0)));
+            let text = wait_for(&app, "sse_connections", &[], 0.0).await;
+            // HTTP: by matched route (never the path), method and status.
+            for (method, route, status, count) in [
+                ("POST", "/api/v1/audit/events", "202", 1.0),
+                ("POST", "/api/v1/agent-runs", "201", 3.0),
+                ("POST", "/api/v1/agent-runs/{run_id}/finish", "200", 3.0),
+                ("GET", "/api/v1/tenants", "401", 5.0),
+                ("POST", "/admin/schedulers/status/run", "200", 1.0),
+            ] {
+                let labels = [("method", method), ("route", route), ("status", status)];
+                assert_eq!(
+                    sample(&text, "http_requests_total", &labels),
+                    Some(n(count)),
+                    "{method} {route} {status}"
+                );
+            }
             assert_eq!(
                 sample(
                     &text,
-                    "agent_run_latency_ms_bucket",
-                    &[("agent", "scripted"), ("le", le)]
+                    "http_request_duration_seconds_count",
+                    &[("method", "GET"), ("route", "/api/v1/tenants")]
                 ),
-                Some(n(count)),
-                "le={le}"
+                Some(n(5.0))
             );
-        }
-        assert_eq!(
-            sample(&text, "agent_run_latency_ms_sum", &[("agent", "scripted")]),
-            Some(n(20_640.0))
-        );
-        // Nothing moved: no buys.
-        assert!(!text.contains("media_buy_transitions_total{"), "{text}");
-        // The activity stream: three frames sent; its slot given back.
-        assert_eq!(sample(&text, "sse_events_sent_total", &[]), Some(n(3.0)));
-        let text = wait_for(&app, "sse_connections", &[], 0.0).await;
-        // HTTP: by matched route (never the path), method and status.
-        for (method, route, status, count) in [
-            ("POST", "/api/v1/audit/events", "202", 1.0),
-            ("POST", "/api/v1/agent-runs", "201", 3.0),
-            ("POST", "/api/v1/agent-runs/{run_id}/finish", "200", 3.0),
-            ("GET", "/api/v1/tenants", "401", 5.0),
-            ("POST", "/admin/schedulers/status/run", "200", 1.0),
-        ] {
-            let labels = [("method", method), ("route", route), ("status", status)];
-            assert_eq!(
-                sample(&text, "http_requests_total", &labels),
-                Some(n(count)),
-                "{method} {route} {status}"
+            assert!(
+                sample(&text, "db_pool_max_connections", &[]).is_some_and(|max| max >= 1.0),
+                "pool gauges"
             );
+            let unmatched = app
+                .client
+                .get(app.url("/no/such/path/123"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(unmatched.status(), 404);
+            let text = app.get("/metrics").await.text().await.unwrap();
+            assert!(!text.contains("/no/such/path"), "paths never become labels");
+            assert!(
+                sample(
+                    &text,
+                    "http_requests_total",
+                    &[("method", "GET"), ("route", "unmatched"), ("status", "404")]
+                )
+                .is_some_and(|n| n >= 1.0)
+            );
+            promtool_check(&text);
         }
-        assert_eq!(
-            sample(
-                &text,
-                "http_request_duration_seconds_count",
-                &[("method", "GET"), ("route", "/api/v1/tenants")]
-            ),
-            Some(n(5.0))
-        );
-        assert!(
-            sample(&text, "db_pool_max_connections", &[]).is_some_and(|max| max >= 1.0),
-            "pool gauges"
-        );
-        let unmatched = app
-            .client
-            .get(app.url("/no/such/path/123"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(unmatched.status(), 404);
-        let text = app.get("/metrics").await.text().await.unwrap();
-        assert!(!text.contains("/no/such/path"), "paths never become labels");
-        assert!(
-            sample(
-                &text,
-                "http_requests_total",
-                &[("method", "GET"), ("route", "unmatched"), ("status", "404")]
-            )
-            .is_some_and(|n| n >= 1.0)
-        );
-        promtool_check(&text);
-    }
+    })
+    .await;
 }

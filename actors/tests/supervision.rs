@@ -133,6 +133,35 @@ impl Handler<Work> for Worker {
     }
 }
 
+/// Work that never finishes by itself; `Held` records how it was dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Hold(Held);
+
+/// Set when dropped: whether a Tokio runtime was there to drop it on (what a
+/// pooled database connection needs to be handed back).
+struct Held(Arc<Mutex<Option<bool>>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(tokio::runtime::Handle::try_current().is_ok());
+    }
+}
+
+impl Handler<Hold> for Worker {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, Hold(held): Hold, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(
+            async move {
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+                drop(held);
+            }
+            .into_actor(self),
+        )
+    }
+}
+
 /// Stops the instance cleanly.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -515,4 +544,59 @@ async fn futures_join(
         answers.push(p.await.unwrap());
     }
     answers
+}
+
+#[actix::test]
+async fn shutdown_ends_every_child_and_drops_its_work_while_the_runtime_runs() {
+    let supervisor = supervisor();
+    let (busy, ticks) = spawn_worker(
+        &supervisor,
+        "shutdown-busy",
+        fast_policy(),
+        Some(Duration::from_millis(5)),
+    );
+    let slow_restart = RestartPolicy {
+        backoff_initial: Duration::from_secs(3_600),
+        backoff_max: Duration::from_secs(3_600),
+        ..fast_policy()
+    };
+    let (waiting, _) = spawn_worker(&supervisor, "shutdown-backoff", slow_restart, None);
+    // One child mid-work, one waiting out an hour's backoff.
+    let dropped = Arc::new(Mutex::new(None));
+    busy.do_send(Hold(Held(dropped.clone())));
+    supervisor
+        .faults()
+        .arm("shutdown-backoff", FaultKind::Panic, 1);
+    assert_eq!(waiting.send(Ping).await, Err(MailboxError::Closed));
+    wait_until(Duration::from_secs(2), || ticks.load(Ordering::SeqCst) > 0).await;
+
+    let asked = Instant::now();
+    supervisor.shutdown().await;
+
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "neither the work nor the backoff is waited for"
+    );
+    assert_eq!(
+        *dropped.lock().unwrap(),
+        Some(true),
+        "the work in flight is dropped by the time shutdown returns, on the runtime"
+    );
+    for name in ["shutdown-busy", "shutdown-backoff"] {
+        assert_eq!(
+            supervisor.board().status(name).unwrap().status,
+            ChildState::Stopped,
+            "{name}"
+        );
+    }
+    let after = ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ticks.load(Ordering::SeqCst), after, "no instance runs on");
+    assert_eq!(busy.send(Ping).await, Err(MailboxError::Closed));
+    assert_eq!(waiting.send(Ping).await, Err(MailboxError::Closed));
+    assert_eq!(
+        counter("actor_restarts_total", &[("actor", "shutdown-busy")]),
+        0,
+        "stopping is not a failure"
+    );
 }

@@ -620,53 +620,56 @@ async fn a_panicking_hub_restarts_and_clients_resume_without_loss(backend: Backe
 /// both: each client receives every event of its tenant, in order, once.
 #[actix_web::test]
 async fn two_instances_stream_every_event_of_both() {
-    let db = TestDatabase::new(Backend::Postgres).await;
-    let url = db.url.clone();
-    let one = spawn_app_on(db, &url, &[]).await;
-    let two = one.replica(&url, &[]).await;
-    create_tenant(&one, "acme").await;
-    let acme_one = admin_token(&one, "acme").await;
-    let token = acme_one.token.clone();
-    let path = format!("{STREAM}?operation=spread");
-    let mut on_one = sse::open(&one.url(&path), Some(&token), None)
-        .await
-        .unwrap();
-    let mut on_two = sse::open(&two.url(&path), Some(&token), None)
-        .await
-        .unwrap();
+    crate::helpers::run_test(async move {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let url = db.url.clone();
+        let one = spawn_app_on(db, &url, &[]).await;
+        let two = one.replica(&url, &[]).await;
+        create_tenant(&one, "acme").await;
+        let acme_one = admin_token(&one, "acme").await;
+        let token = acme_one.token.clone();
+        let path = format!("{STREAM}?operation=spread");
+        let mut on_one = sse::open(&one.url(&path), Some(&token), None)
+            .await
+            .unwrap();
+        let mut on_two = sse::open(&two.url(&path), Some(&token), None)
+            .await
+            .unwrap();
 
-    let write = |app: &TestApp, from: usize| {
-        let (address, token) = (app.address.clone(), app.admin_token.clone());
-        tokio::spawn(async move {
-            let client = sse::client();
-            let mut log_ids = Vec::new();
-            for k in 0..10 {
-                let body = batch("acme", "spread", from + k * 50, 50);
-                log_ids.extend(post_batch(&client, &address, &token, &body).await);
-            }
-            log_ids
-        })
-    };
-    let (w1, w2) = (write(&one, 0), write(&two, 10_000));
-    let mut written = w1.await.unwrap();
-    written.extend(w2.await.unwrap());
-    assert_eq!(written.len(), 1_000);
+        let write = |app: &TestApp, from: usize| {
+            let (address, token) = (app.address.clone(), app.admin_token.clone());
+            tokio::spawn(async move {
+                let client = sse::client();
+                let mut log_ids = Vec::new();
+                for k in 0..10 {
+                    let body = batch("acme", "spread", from + k * 50, 50);
+                    log_ids.extend(post_batch(&client, &address, &token, &body).await);
+                }
+                log_ids
+            })
+        };
+        let (w1, w2) = (write(&one, 0), write(&two, 10_000));
+        let mut written = w1.await.unwrap();
+        written.extend(w2.await.unwrap());
+        assert_eq!(written.len(), 1_000);
 
-    for (name, stream) in [("one", &mut on_one), ("two", &mut on_two)] {
-        let got = stream.activities(1_000, Duration::from_secs(20)).await;
-        assert_eq!(got.len(), 1_000, "instance {name}");
-        assert_ascending(&got);
-        let mut seen: Vec<&str> = got
-            .iter()
-            .map(|(_, d)| d["log_id"].as_str().unwrap())
-            .collect();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), 1_000, "instance {name}: no duplicate");
-        let mut expected: Vec<&str> = written.iter().map(String::as_str).collect();
-        expected.sort_unstable();
-        assert_eq!(seen, expected, "instance {name}: no gap");
-    }
+        for (name, stream) in [("one", &mut on_one), ("two", &mut on_two)] {
+            let got = stream.activities(1_000, Duration::from_secs(20)).await;
+            assert_eq!(got.len(), 1_000, "instance {name}");
+            assert_ascending(&got);
+            let mut seen: Vec<&str> = got
+                .iter()
+                .map(|(_, d)| d["log_id"].as_str().unwrap())
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 1_000, "instance {name}: no duplicate");
+            let mut expected: Vec<&str> = written.iter().map(String::as_str).collect();
+            expected.sort_unstable();
+            assert_eq!(seen, expected, "instance {name}: no gap");
+        }
+    })
+    .await;
 }
 
 /// PostgreSQL's feed reads back the rows each notification names only while

@@ -31,7 +31,7 @@ on_both_backends!(
 mod postgres {
     #[actix_web::test]
     async fn two_replicas_extend_the_same_chains_without_gaps() {
-        super::two_replicas_extend_the_same_chains_without_gaps().await
+        crate::helpers::run_test(super::two_replicas_extend_the_same_chains_without_gaps()).await
     }
 }
 

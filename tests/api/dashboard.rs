@@ -283,60 +283,63 @@ mod postgres {
     /// cut off through a proxy.
     #[actix_web::test]
     async fn a_sign_out_the_database_cannot_record_is_refused_and_the_cookie_kept() {
-        let db = TestDatabase::new(Backend::Postgres).await;
-        let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-        let url = db.url_through(&proxy);
-        let app = spawn_app_on(
-            db,
-            &url,
-            &[
-                ("DATABASE_CONNECT_TIMEOUT", "1s"),
-                ("DATABASE_QUERY_TIMEOUT", "2s"),
-            ],
-        )
+        crate::helpers::run_test(async move {
+            let db = TestDatabase::new(Backend::Postgres).await;
+            let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+            let url = db.url_through(&proxy);
+            let app = spawn_app_on(
+                db,
+                &url,
+                &[
+                    ("DATABASE_CONNECT_TIMEOUT", "1s"),
+                    ("DATABASE_QUERY_TIMEOUT", "2s"),
+                ],
+            )
+            .await;
+            let (_, cookie) = sign_in(&app, &app.admin_token).await;
+            let (cookie, _) = cookie.expect("a session cookie");
+            let sign_out = || {
+                no_redirects()
+                    .post(app.url("/admin/session/end"))
+                    .header("cookie", &cookie)
+                    .send()
+            };
+
+            proxy.cut();
+            // The session cannot be checked: an error, not "signed out".
+            let unchecked = get_with_cookie(&app, "/admin/session", &cookie).await;
+            assert_eq!(unchecked.status(), 503);
+            let refused = sign_out().await.unwrap();
+            assert_eq!(refused.status(), 503);
+            assert!(
+                refused.headers().get("set-cookie").is_none(),
+                "the cookie is kept"
+            );
+            let body: Value = refused.json().await.unwrap();
+            assert!(
+                ["database_unavailable", "database_timeout"]
+                    .contains(&body["error"]["code"].as_str().unwrap()),
+                "{body}"
+            );
+
+            proxy.restore();
+            app.wait_for_health(200, Duration::from_secs(15)).await;
+            assert_eq!(
+                get_with_cookie(&app, "/admin/session", &cookie)
+                    .await
+                    .status(),
+                200,
+                "not ended"
+            );
+            assert_eq!(sign_out().await.unwrap().status(), 303);
+            assert_eq!(
+                get_with_cookie(&app, "/admin/session", &cookie)
+                    .await
+                    .status(),
+                401,
+                "ended"
+            );
+        })
         .await;
-        let (_, cookie) = sign_in(&app, &app.admin_token).await;
-        let (cookie, _) = cookie.expect("a session cookie");
-        let sign_out = || {
-            no_redirects()
-                .post(app.url("/admin/session/end"))
-                .header("cookie", &cookie)
-                .send()
-        };
-
-        proxy.cut();
-        // The session cannot be checked: an error, not "signed out".
-        let unchecked = get_with_cookie(&app, "/admin/session", &cookie).await;
-        assert_eq!(unchecked.status(), 503);
-        let refused = sign_out().await.unwrap();
-        assert_eq!(refused.status(), 503);
-        assert!(
-            refused.headers().get("set-cookie").is_none(),
-            "the cookie is kept"
-        );
-        let body: Value = refused.json().await.unwrap();
-        assert!(
-            ["database_unavailable", "database_timeout"]
-                .contains(&body["error"]["code"].as_str().unwrap()),
-            "{body}"
-        );
-
-        proxy.restore();
-        app.wait_for_health(200, Duration::from_secs(15)).await;
-        assert_eq!(
-            get_with_cookie(&app, "/admin/session", &cookie)
-                .await
-                .status(),
-            200,
-            "not ended"
-        );
-        assert_eq!(sign_out().await.unwrap().status(), 303);
-        assert_eq!(
-            get_with_cookie(&app, "/admin/session", &cookie)
-                .await
-                .status(),
-            401,
-            "ended"
-        );
     }
 }

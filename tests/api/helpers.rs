@@ -19,6 +19,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+use crate::teardown;
+pub use crate::teardown::run_test;
+
 /// Where the PostgreSQL tests create their databases. `.ci/run` makes sure a
 /// server answers here; a test fails (never skips) when none does.
 pub fn postgres_admin_url() -> String {
@@ -35,19 +38,21 @@ pub enum Backend {
 }
 
 /// Declares each named `async fn(Backend)` as two tests, `<name>::sqlite` and
-/// `<name>::postgres`.
+/// `<name>::postgres`, each followed by the teardown of the applications it
+/// started (see [`run_test`]).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[actix_web::test]
                 async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
+                    $crate::helpers::run_test(super::$name($crate::helpers::Backend::Sqlite)).await
                 }
 
                 #[actix_web::test]
                 async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
+                    $crate::helpers::run_test(super::$name($crate::helpers::Backend::Postgres))
+                        .await
                 }
             }
         )*
@@ -156,10 +161,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The application's database, reached through a store of its own.
     pub store: Store,
-    /// Kept so the database lives as long as the application.
     /// `logs/` (the audit file sinks) and `spool/` of this app.
     pub files: tempfile::TempDir,
-    _db: Option<TestDatabase>,
 }
 
 /// The application on a fresh database of `backend`.
@@ -238,7 +241,10 @@ async fn spawn_app_inner(
     .expect("application builds");
     let port = app.port();
     let metrics_port = app.metrics_port();
-    actix_web::rt::spawn(app.run_until(std::future::pending()));
+    // Stopped, and its database dropped, at the end of the test.
+    let (stop, end_of_test) = teardown::stop_signal();
+    let served = actix_web::rt::spawn(app.run_until(end_of_test));
+    teardown::started(stop, served, store.clone(), db);
 
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -253,7 +259,6 @@ async fn spawn_app_inner(
         .expect("client"),
         store,
         files,
-        _db: db,
     }
 }
 

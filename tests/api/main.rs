@@ -7,6 +7,7 @@
 mod helpers;
 #[path = "../support/prometheus.rs"]
 mod prometheus;
+mod teardown;
 
 mod activity;
 mod agent_runs;

@@ -47,54 +47,60 @@ mod postgres {
 
     #[actix_web::test]
     async fn a_port_nothing_listens_on_is_reported_unhealthy() {
-        let db = TestDatabase::new(Backend::Postgres).await;
-        let url = format!(
-            "postgres://overseer_user:s3cr3t-pw@127.0.0.1:{}/overseer_secret_db",
-            closed_port()
-        );
-        let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
+        crate::helpers::run_test(async move {
+            let db = TestDatabase::new(Backend::Postgres).await;
+            let url = format!(
+                "postgres://overseer_user:s3cr3t-pw@127.0.0.1:{}/overseer_secret_db",
+                closed_port()
+            );
+            let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
 
-        assert_unhealthy_without_secrets(
-            &app,
-            &["s3cr3t-pw", "overseer_user", "overseer_secret_db"],
-        )
+            assert_unhealthy_without_secrets(
+                &app,
+                &["s3cr3t-pw", "overseer_user", "overseer_secret_db"],
+            )
+            .await;
+            assert_still_serving(&app).await;
+        })
         .await;
-        assert_still_serving(&app).await;
     }
 
     #[actix_web::test]
     async fn a_database_that_goes_away_and_comes_back_is_followed_by_health() {
-        let db = TestDatabase::new(Backend::Postgres).await;
-        let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-        let proxy = TcpProxy::start(upstream).await;
-        // Unreachable from the start: the service starts anyway.
-        proxy.cut();
-        let url = db.url_through(&proxy);
-        let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
-        assert_unhealthy_without_secrets(&app, &[&url]).await;
-        assert_still_serving(&app).await;
+        crate::helpers::run_test(async move {
+            let db = TestDatabase::new(Backend::Postgres).await;
+            let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+            let proxy = TcpProxy::start(upstream).await;
+            // Unreachable from the start: the service starts anyway.
+            proxy.cut();
+            let url = db.url_through(&proxy);
+            let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
+            assert_unhealthy_without_secrets(&app, &[&url]).await;
+            assert_still_serving(&app).await;
 
-        // It arrives: the schema is migrated in the background and health follows.
-        proxy.restore();
-        let body = app.wait_for_health(200, Duration::from_secs(15)).await;
-        assert_eq!(body["components"]["database"]["schema"], "current");
-        assert_eq!(
-            app.get_as_admin("/api/v1/tenants").await.status().as_u16(),
-            200
-        );
+            // It arrives: the schema is migrated in the background and health follows.
+            proxy.restore();
+            let body = app.wait_for_health(200, Duration::from_secs(15)).await;
+            assert_eq!(body["components"]["database"]["schema"], "current");
+            assert_eq!(
+                app.get_as_admin("/api/v1/tenants").await.status().as_u16(),
+                200
+            );
 
-        // It goes away while the service runs.
-        proxy.cut();
-        assert_unhealthy_without_secrets(&app, &[&url]).await;
-        assert_still_serving(&app).await;
+            // It goes away while the service runs.
+            proxy.cut();
+            assert_unhealthy_without_secrets(&app, &[&url]).await;
+            assert_still_serving(&app).await;
 
-        // And comes back.
-        proxy.restore();
-        app.wait_for_health(200, Duration::from_secs(15)).await;
-        assert_eq!(
-            app.get_as_admin("/api/v1/tenants").await.status().as_u16(),
-            200
-        );
+            // And comes back.
+            proxy.restore();
+            app.wait_for_health(200, Duration::from_secs(15)).await;
+            assert_eq!(
+                app.get_as_admin("/api/v1/tenants").await.status().as_u16(),
+                200
+            );
+        })
+        .await;
     }
 }
 
@@ -105,19 +111,22 @@ mod sqlite {
     /// be opened (its folder cannot be created), and that becomes possible later.
     #[actix_web::test]
     async fn a_file_that_cannot_be_opened_is_reported_unhealthy_until_it_can() {
-        let db = TestDatabase::new(Backend::Sqlite).await;
-        let parent = tempfile::tempdir().unwrap();
-        let blocker = parent.path().join("blocked");
-        std::fs::write(&blocker, b"a file where the data folder should be").unwrap();
-        let url = format!("sqlite://{}/overseer.db", blocker.display());
-        let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
+        crate::helpers::run_test(async move {
+            let db = TestDatabase::new(Backend::Sqlite).await;
+            let parent = tempfile::tempdir().unwrap();
+            let blocker = parent.path().join("blocked");
+            std::fs::write(&blocker, b"a file where the data folder should be").unwrap();
+            let url = format!("sqlite://{}/overseer.db", blocker.display());
+            let app = spawn_app_on(db, &url, &[("DATABASE_CONNECT_TIMEOUT", "1s")]).await;
 
-        assert_unhealthy_without_secrets(&app, &[]).await;
-        assert_still_serving(&app).await;
+            assert_unhealthy_without_secrets(&app, &[]).await;
+            assert_still_serving(&app).await;
 
-        std::fs::remove_file(&blocker).unwrap();
-        let body = app.wait_for_health(200, Duration::from_secs(15)).await;
-        assert_eq!(body["components"]["database"]["schema"], "current");
-        assert!(blocker.join("overseer.db").exists());
+            std::fs::remove_file(&blocker).unwrap();
+            let body = app.wait_for_health(200, Duration::from_secs(15)).await;
+            assert_eq!(body["components"]["database"]["schema"], "current");
+            assert!(blocker.join("overseer.db").exists());
+        })
+        .await;
     }
 }

@@ -424,42 +424,45 @@ async fn two_replicas_move_and_announce_each_buy_once(backend: Backend) {
 /// connection — the next cycle runs.
 #[actix_web::test]
 async fn a_cancelled_cycle_does_not_leave_the_lock_held() {
-    let clock = ManualClock::new(at(2026, 11, 24));
-    let app =
-        spawn_app_with_clock(Backend::Postgres, &[("SKIP_CRON", "true")], clock.clone()).await;
-    let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
-    let id = create(
-        &buyer,
-        &buy("2027-03-01T00:00:00Z", "2027-03-31T00:00:00Z", 1_000.0, &[]),
-    )
+    crate::helpers::run_test(async move {
+        let clock = ManualClock::new(at(2026, 11, 24));
+        let app =
+            spawn_app_with_clock(Backend::Postgres, &[("SKIP_CRON", "true")], clock.clone()).await;
+        let (_, buyer, _) = tenant_with_principal(&app, "acme").await;
+        let id = create(
+            &buyer,
+            &buy("2027-03-01T00:00:00Z", "2027-03-31T00:00:00Z", 1_000.0, &[]),
+        )
+        .await;
+        raw_sql(
+            &app,
+            Backend::Postgres,
+            "CREATE FUNCTION slow_update() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(2); \
+             RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER slow_update BEFORE UPDATE ON media_buys FOR EACH ROW \
+             EXECUTE FUNCTION slow_update()",
+        )
+        .await
+        .unwrap();
+        let now = at(2027, 3, 2);
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(500), app.store.run_status_cycle(now)).await;
+        assert!(cancelled.is_err(), "the cycle was still running");
+        raw_sql(
+            &app,
+            Backend::Postgres,
+            "DROP TRIGGER slow_update ON media_buys",
+        )
+        .await
+        .unwrap();
+        // Whichever pooled connection the next cycle gets, the lock is free.
+        for _ in 0..4 {
+            let cycle = app.store.run_status_cycle(now).await.unwrap();
+            assert!(!cycle.locked_out, "the scheduler lock was left held");
+        }
+        assert_eq!(status(&app.store, &id).await, "active");
+    })
     .await;
-    raw_sql(
-        &app,
-        Backend::Postgres,
-        "CREATE FUNCTION slow_update() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(2); \
-         RETURN NEW; END $$ LANGUAGE plpgsql; \
-         CREATE TRIGGER slow_update BEFORE UPDATE ON media_buys FOR EACH ROW \
-         EXECUTE FUNCTION slow_update()",
-    )
-    .await
-    .unwrap();
-    let now = at(2027, 3, 2);
-    let cancelled =
-        tokio::time::timeout(Duration::from_millis(500), app.store.run_status_cycle(now)).await;
-    assert!(cancelled.is_err(), "the cycle was still running");
-    raw_sql(
-        &app,
-        Backend::Postgres,
-        "DROP TRIGGER slow_update ON media_buys",
-    )
-    .await
-    .unwrap();
-    // Whichever pooled connection the next cycle gets, the lock is free.
-    for _ in 0..4 {
-        let cycle = app.store.run_status_cycle(now).await.unwrap();
-        assert!(!cycle.locked_out, "the scheduler lock was left held");
-    }
-    assert_eq!(status(&app.store, &id).await, "active");
 }
 
 #[test]

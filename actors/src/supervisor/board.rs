@@ -18,7 +18,8 @@ pub enum ChildState {
     Restarting,
     /// The restart intensity was exceeded; retried at the backoff cap.
     Down,
-    /// A transient child that stopped cleanly; not restarted.
+    /// A transient child that stopped cleanly, or any child once the
+    /// supervisor is shut down; not restarted.
     Stopped,
 }
 

@@ -29,6 +29,8 @@ use std::time::Instant;
 
 use actix::dev::channel::{AddressReceiver, channel};
 use actix::{Actor, ActorContext, Addr, Context, Handler, MailboxError, Message};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub use board::{ChildState, ChildStatus, ExitReason, RestartEvent, SupervisionBoard};
 pub use fault::{FaultKind, Faults, InjectedError};
@@ -145,13 +147,17 @@ where
     }
 }
 
-/// Starts children and watches them. Cheap to clone; clones share the board
-/// and the faults.
+/// Starts children and watches them. Cheap to clone; clones share the board,
+/// the faults and the shutdown.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     board: SupervisionBoard,
     faults: Faults,
     clock: Arc<dyn Clock>,
+    /// Raised once, by [`Supervisor::shutdown`]; every child's loop watches it.
+    stop: Arc<watch::Sender<bool>>,
+    /// Each child's loop, awaited by [`Supervisor::shutdown`].
+    loops: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Supervisor {
@@ -160,6 +166,24 @@ impl Supervisor {
             board: SupervisionBoard::default(),
             faults: Faults::default(),
             clock,
+            stop: Arc::new(watch::channel(false).0),
+            loops: Arc::default(),
+        }
+    }
+
+    /// Stops every child for good, and returns once each instance has ended:
+    /// a live instance is aborted (its in-flight futures dropped on this
+    /// runtime, so whatever they held, a pooled database connection for one,
+    /// goes back while there is still a runtime to take it), a child waiting
+    /// out a backoff is not restarted. Each child is then `stopped` on the
+    /// board. For the end of the process (or of a test): run it before the
+    /// runtime ends and before closing the pools the actors use.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let loops = std::mem::take(&mut *self.loops.lock().unwrap_or_else(PoisonError::into_inner));
+        for child in loops {
+            // Err: the loop itself was cancelled (its runtime is ending).
+            let _ = child.await;
         }
     }
 
@@ -198,7 +222,11 @@ impl Supervisor {
             faults: self.faults.clone(),
             clock: self.clock.clone(),
         };
-        actix::spawn(watch.run(rx));
+        let child = actix::spawn(watch.run(rx, self.stop.subscribe()));
+        self.loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(child);
         handle
     }
 }
@@ -218,10 +246,13 @@ where
     A: Actor<Context = Context<A>>,
     F: FnMut(&Child) -> A + 'static,
 {
-    async fn run(mut self, mut mailbox: AddressReceiver<A>) {
+    async fn run(mut self, mut mailbox: AddressReceiver<A>, mut stop: watch::Receiver<bool>) {
         let name = self.name;
         let mut restarts = 0;
         loop {
+            if *stop.borrow() {
+                return self.stopped();
+            }
             let child = Child {
                 name,
                 restarts,
@@ -232,7 +263,15 @@ where
             self.board.set_state(name, ChildState::Running);
             metrics::gauge!("actor_up", "actor" => name).set(1.0);
 
-            let outcome = actix::spawn(instance).await;
+            let mut instance = actix::spawn(instance);
+            let outcome = tokio::select! {
+                outcome = &mut instance => outcome,
+                () = stop_requested(&mut stop) => {
+                    instance.abort();
+                    let _ = instance.await;
+                    return self.stopped();
+                }
+            };
             let failed_at = Instant::now();
 
             // The next mailbox at once: messages sent during the backoff wait
@@ -296,8 +335,25 @@ where
                 decision.restart_count,
                 self.clock.now(),
             );
-            tokio::time::sleep(decision.backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(decision.backoff) => {}
+                () = stop_requested(&mut stop) => return self.stopped(),
+            }
         }
+    }
+
+    /// The supervisor is shut down: this child is over.
+    fn stopped(&self) {
+        metrics::gauge!("actor_up", "actor" => self.name).set(0.0);
+        self.board.set_state(self.name, ChildState::Stopped);
+    }
+}
+
+/// Resolves once the supervisor is shut down; never if it is dropped without
+/// a shutdown (its children then live as long as their arbiter).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
