@@ -254,6 +254,10 @@ impl Reader {
 pub enum Who {
     /// Anyone, without credentials.
     Anyone,
+    /// Anyone without credentials (a reduced answer); a caller who gives
+    /// credentials must be of one of these kinds (`/health`'s details:
+    /// a tenant's token is 403 there, not silently the anonymous answer).
+    AnonymousOr(&'static [Kind]),
     /// An authenticated caller of one of these kinds (an extractor's
     /// [`Rule::KINDS`]).
     Only(&'static [Kind]),
@@ -316,6 +320,8 @@ const fn undocumented(
 use Tenancy::{Any, Own, OwnObject};
 
 const ANYONE: Who = Who::Anyone;
+/// `HEALTH_DETAILS_TOKEN` is a credential of its own, like `METRICS_TOKEN`.
+const HEALTH: Who = Who::AnonymousOr(SuperAdmin::KINDS);
 const SUPER_ADMIN: Who = Who::Only(SuperAdmin::KINDS);
 const TENANT_ADMIN: Who = Who::Only(TenantAdmin::KINDS);
 const PRINCIPAL: Who = Who::Only(Principal::KINDS);
@@ -328,8 +334,8 @@ const READER: Who = Who::Only(Reader::KINDS);
 #[rustfmt::skip]
 pub const ROUTES: &[RouteRule] = &[
     // Liveness, readiness and the document: anyone.
-    rule("GET", "/health", ANYONE, Tenancy::None),
-    rule("GET", "/health/ready", ANYONE, Tenancy::None),
+    rule("GET", "/health", HEALTH, Tenancy::None),
+    rule("GET", "/health/ready", HEALTH, Tenancy::None),
     rule("GET", "/health/live", ANYONE, Tenancy::None),
     undocumented("GET", "/api/openapi.json", ANYONE, Tenancy::None),
     // `METRICS_TOKEN`, when set, is a credential of its own (not a caller).
@@ -342,6 +348,9 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/api/v1/tenants/{tenant_id}/admin-tokens", SUPER_ADMIN, Any),
     rule("POST", "/api/v1/tenants/{tenant_id}/ingest-tokens", SUPER_ADMIN, Any),
     rule("POST", "/api/v1/tenants/{tenant_id}/adapter-tokens", SUPER_ADMIN, Any),
+    rule("GET", "/api/v1/tenants/{tenant_id}/tokens", SUPER_ADMIN, Any),
+    rule("POST", "/api/v1/tenants/{tenant_id}/tokens/{token_id}/revoke", SUPER_ADMIN, Any),
+    rule("POST", "/api/v1/tenants/{tenant_id}/tokens/{token_id}/rotate", SUPER_ADMIN, Any),
     // A tenant's settings, principals and decisions: its admin.
     rule("GET", "/api/v1/tenant/settings", TENANT_ADMIN, Own),
     rule("PATCH", "/api/v1/tenant/settings", TENANT_ADMIN, Own),
