@@ -6,7 +6,6 @@
 pub mod activity;
 pub mod agent_runs;
 pub mod audit;
-pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

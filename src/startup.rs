@@ -15,8 +15,8 @@ use overseer_actors::{Clock, SystemClock};
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::TokenHash;
 use crate::config::Config;
+use crate::domain::TokenHash;
 use crate::health::{Health, SchemaStatus};
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError};

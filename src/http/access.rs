@@ -11,12 +11,12 @@ use overseer_actors::audit::{AuditEvent, CommittedEvent, Source};
 use overseer_actors::security::{Violation, ViolationType};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Caller, client_ip};
 use crate::domain::text::client_id;
 use crate::domain::{InvalidField, TenantId};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::audit::AuditedByHandler;
+use crate::http::auth::{Caller, client_ip};
 use crate::store::Owner;
 
 /// An audit event for `operation` by `caller`, in the caller's tenant chain,

@@ -23,10 +23,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use overseer_actors::activity::{ActivityFilter, Category, Refused};
 
 use crate::activity::{Recheck, Start, StreamError, StreamSpec};
-use crate::auth::{Caller, TokenHash};
 use crate::domain::TenantId;
+use crate::domain::TokenHash;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::auth::Caller;
 use crate::http::authz::Reader;
 use crate::http::dashboard::OpenSession;
 
@@ -156,7 +157,7 @@ fn recheck(req: &HttpRequest, caller: &Caller) -> Result<Option<Recheck>, ApiErr
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?
         .clone();
-    let credentials = match crate::auth::bearer_token(req) {
+    let credentials = match crate::http::auth::bearer_token(req) {
         Some(_) if *caller == Caller::SuperAdmin => return Ok(None),
         Some(token) => Credentials::Token(TokenHash::of(token)),
         None => Credentials::Session(
@@ -168,7 +169,7 @@ fn recheck(req: &HttpRequest, caller: &Caller) -> Result<Option<Recheck>, ApiErr
         let (state, credentials) = (state.clone(), credentials.clone());
         Box::pin(async move {
             let holds = match &*credentials {
-                Credentials::Token(hash) => crate::auth::still_valid(&state, hash).await,
+                Credentials::Token(hash) => crate::http::auth::still_valid(&state, hash).await,
                 Credentials::Session(session) => session.still_open(&state).await,
             };
             holds.map_err(|e| e.to_string())

@@ -21,10 +21,10 @@ use overseer_actors::supervisor::FaultKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::auth::{Caller, client_ip};
 use crate::domain::InvalidField;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::audit::AuditedByHandler;
+use crate::http::auth::{Caller, client_ip};
 use crate::http::authz::SuperAdmin;
 use crate::http::{AppState, Json};
 

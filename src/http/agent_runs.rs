@@ -27,7 +27,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::agent_runs::{By, FinishOutcome, NotRecorded, StartOutcome};
-use crate::auth::{Caller, client_ip};
 use crate::domain::InvalidField;
 use crate::domain::agent_run::{
     AgentRun, AgentRunStatus, FinishAgentRun, StartAgentRun, agent_name,
@@ -35,6 +34,7 @@ use crate::domain::agent_run::{
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{Page, page, page_limit, path_id};
 use crate::http::audit::AuditedByHandler;
+use crate::http::auth::{Caller, client_ip};
 use crate::http::authz::SuperAdmin;
 use crate::http::{AppState, Json};
 

@@ -21,9 +21,9 @@ use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest};
 
-use crate::auth::Caller;
 use crate::domain::{TenantId, TokenKind};
 use crate::error::ApiError;
+use crate::http::auth::Caller;
 
 /// A kind of authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,10 +32,11 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Caller, TokenHash, authenticate};
+use crate::domain::TokenHash;
 use crate::domain::TokenKind;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::auth::{Caller, authenticate};
 use crate::http::authz::Reader;
 use overseer_actors::audit::{AuditEvent, Source};
 
@@ -127,7 +128,7 @@ impl OpenSession {
 
     /// Whether the session would still be accepted now: unexpired, not
     /// signed out, and its token still valid (without a new audit row: see
-    /// [`crate::auth::still_valid`]). An open activity stream asks at each
+    /// [`crate::http::auth::still_valid`]). An open activity stream asks at each
     /// heartbeat.
     pub async fn still_open(&self, state: &AppState) -> Result<bool, ApiError> {
         if self.expires_at <= state.clock.now().timestamp()
@@ -135,7 +136,7 @@ impl OpenSession {
         {
             return Ok(false);
         }
-        crate::auth::still_valid(state, &self.token).await
+        crate::http::auth::still_valid(state, &self.token).await
     }
 }
 
@@ -405,7 +406,7 @@ fn record(
         )
         .with_details(serde_json::json!({ "role": role }));
     event.tenant_id = tenant.map(str::to_owned);
-    event.ip_address = crate::auth::client_ip(req);
+    event.ip_address = crate::http::auth::client_ip(req);
     // This is the request's row: the `/admin` audit middleware adds none.
     actix_web::HttpMessage::extensions_mut(req).insert(crate::http::audit::AuditedByHandler);
     state.actors.auditor.record(Source::Internal, event);

@@ -7,10 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::auth::{Caller, TokenHash, bearer_token};
+use crate::domain::TokenHash;
 use crate::error::{ApiError, ErrorBody};
 use crate::health::Verdict;
 use crate::http::AppState;
+use crate::http::auth::{Caller, bearer_token};
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -84,7 +85,7 @@ async fn may_read_details(state: &AppState, req: &HttpRequest) -> Result<bool, A
     {
         return Ok(true);
     }
-    match crate::auth::authenticate(state, req, hash).await? {
+    match crate::http::auth::authenticate(state, req, hash).await? {
         Caller::SuperAdmin => Ok(true),
         Caller::Tenant { .. } => Err(ApiError::Forbidden(
             "the health details need the super admin's token or HEALTH_DETAILS_TOKEN".into(),

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Caller;
 use crate::domain::media_buy::{
     Approval, CreateMediaBuy, DeliveryRow, DeliveryTotals, MAX_NAME_CHARS, MediaBuy,
     MediaBuyStatus, MediaBuyView, UpdateMediaBuy, approval_of_new,
@@ -19,6 +18,7 @@ use crate::domain::time;
 use crate::domain::{Amount, InvalidField};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::auth::Caller;
 use crate::http::authz::{AdminOrPrincipal, DeliveryWriter, Principal};
 use crate::http::{AppState, Json, from_value};
 use crate::store::{DeliveryWrite, Effects, NewWorkflow, Owner, StoreError};

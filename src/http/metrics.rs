@@ -17,10 +17,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::{TokenHash, bearer_token};
 use crate::config::{Config, Environment};
+use crate::domain::TokenHash;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::auth::bearer_token;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(render)));

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod agent_runs;
 pub mod alerts;
 pub mod audit;
+pub mod auth;
 pub mod authz;
 pub mod connection;
 pub mod creatives;
@@ -36,7 +37,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use overseer_actors::Clock;
 use tracing_actix_web::RequestId;
 
-use crate::auth::TokenHash;
+use crate::domain::TokenHash;
 use crate::error::{ApiError, error_body};
 use crate::health::Health;
 use crate::services::Actors;
@@ -73,7 +74,7 @@ pub struct AppState {
     pub metrics_access: crate::http::metrics::MetricsAccess,
     /// `HEALTH_DETAILS_TOKEN`'s digest: besides the super admin's token,
     /// the one that reads `/health`'s details.
-    pub health_details_token: Option<crate::auth::TokenHash>,
+    pub health_details_token: Option<crate::domain::TokenHash>,
     /// `DELIVERY_SPEND_MAX_BUDGET_MULTIPLE`: delivery posts beyond it are refused.
     pub delivery_spend_max_multiple: crate::domain::SpendMultiple,
 }

@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Caller;
 use crate::domain::principal::{
     CreatePrincipal, IssuedToken, Principal, RotateToken, future_expiry,
 };
 use crate::domain::text::generate_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, PageQuery, page, page_cursor, page_limit};
+use crate::http::auth::Caller;
 use crate::http::authz::TenantAdmin;
 use crate::http::{AppState, Json};
 use crate::store::{Effects, Owner};

@@ -15,10 +15,10 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use overseer_actors::audit::{AuditEvent, Source};
 
-use crate::auth::{Caller, RefusedTokenOf};
 use crate::domain::TenantId;
 use crate::http::AppState;
 use crate::http::audit::AuditedByHandler;
+use crate::http::auth::{Caller, RefusedTokenOf};
 
 /// Operation names by method and route pattern. A route missing here is
 /// recorded as `api_request`.
@@ -105,7 +105,7 @@ pub async fn record_request(
         .app_data::<web::Data<AppState>>()
         .filter(|s| s.audit_requests)
         .cloned();
-    let ip = crate::auth::client_ip(req.request());
+    let ip = crate::http::auth::client_ip(req.request());
     let started = Instant::now();
     let res = next.call(req).await?;
     let Some(state) = state else {

@@ -20,11 +20,11 @@ use chrono::{DateTime, Utc};
 use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Caller;
 use crate::domain::principal::{RotateToken, future_expiry};
 use crate::domain::{NewApiToken, TenantId, TenantToken, TokenKind};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_cursor, page_limit};
+use crate::http::auth::Caller;
 use crate::http::authz::SuperAdmin;
 use crate::http::{AppState, Json};
 use crate::store::Effects;

@@ -11,13 +11,13 @@ use overseer_actors::audit::AuditEvent;
 use overseer_actors::notify::{Notification, NotificationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Caller;
 use crate::domain::principal::future_expiry;
 use crate::domain::{
     InvalidField, NewApiToken, NewTenant, Tenant, TenantId, TenantName, TokenKind,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::http::access::{self, Page, page, page_limit};
+use crate::http::auth::Caller;
 use crate::http::authz::SuperAdmin;
 use crate::http::{AppState, Json};
 use crate::store::Effects;

@@ -92,7 +92,7 @@ async fn every_kind_of_tenant_token_is_listed_without_its_secret(backend: Backen
         assert!(item["revoked_at"].is_null());
         assert!(item.get("token").is_none() && item.get("token_hash").is_none());
         assert!(!text.contains(secret.as_str()), "the secret is listed");
-        let hash = overseer::auth::TokenHash::of(secret).to_hex();
+        let hash = overseer::domain::TokenHash::of(secret).to_hex();
         assert!(!text.contains(&hash), "the hash is listed");
     }
 

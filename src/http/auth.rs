@@ -13,8 +13,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
 use overseer_actors::audit::{AuditEvent, Source};
 
-pub use crate::domain::TokenHash;
-use crate::domain::{TenantId, TokenKind};
+use crate::domain::{TenantId, TokenHash, TokenKind};
 use crate::error::ApiError;
 use crate::http::AppState;
 
