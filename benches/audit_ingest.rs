@@ -1115,7 +1115,7 @@ where
 }
 
 fn http_client() -> reqwest::Client {
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

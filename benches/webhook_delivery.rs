@@ -127,7 +127,7 @@ fn main() {
             }
         })
         .collect();
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     let receiver = Receiver::start();
     eprintln!("receiver on 127.0.0.1:{}", receiver.port);
 

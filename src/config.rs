@@ -118,7 +118,7 @@ pub struct Config {
     pub sse: SseSettings,
 }
 
-/// The live activity stream (`crate::activity`).
+/// The live activity stream (`crate::services::activity`).
 #[derive(Debug, Clone)]
 pub struct SseSettings {
     /// `SSE_CLIENT_BUFFER` (1,024 events): how many events a client may

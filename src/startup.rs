@@ -17,8 +17,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
 use crate::domain::TokenHash;
-use crate::health::{Health, SchemaStatus};
 use crate::http::{self, AppState};
+use crate::services::health::{Health, SchemaStatus};
 use crate::store::{Store, StoreError};
 use crate::{supervision, telemetry};
 

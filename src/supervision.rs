@@ -166,9 +166,10 @@ impl StatusCycle for StoreReportCycle {
     ) -> Pin<Box<dyn Future<Output = Result<CycleOutcome, String>> + Send + 'static>> {
         let store = self.store.clone();
         Box::pin(async move {
-            let cycle = crate::reports::run_cycle(&store, now, None, false, Effects::default())
-                .await
-                .map_err(|e| e.short_reason())?;
+            let cycle =
+                crate::services::reports::run_cycle(&store, now, None, false, Effects::default())
+                    .await
+                    .map_err(|e| e.short_reason())?;
             let count = |to: &str, count: u64| TransitionCount {
                 from: "report".into(),
                 to: to.into(),
@@ -294,7 +295,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
 
     // Agent runs: the API's recording path, and the recorder the timer
     // actors (and the alert evaluator) record their cycles through.
-    let agent_runs = crate::agent_runs::AgentRuns::new(
+    let agent_runs = crate::services::agent_runs::AgentRuns::new(
         store.clone(),
         auditor.clone(),
         clock.clone(),
@@ -356,7 +357,7 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         config.webhook.clone(),
         Arc::new(store.clone()),
         Arc::new(
-            crate::webhooks::HttpWebhookTransport::new(
+            crate::adapters::webhooks::HttpWebhookTransport::new(
                 config.ssrf.clone(),
                 config.webhook_timeout,
                 config.webhook_docker_rewrite,
@@ -382,13 +383,14 @@ pub fn start(config: &Config, store: &Store, clock: Arc<dyn Clock>) -> std::io::
         clock.clone(),
     );
 
-    let transport = crate::slack::HttpTransport::new(config.ssrf.clone(), config.slack.timeout)
-        .map_err(std::io::Error::other)?;
+    let transport =
+        crate::adapters::slack::HttpTransport::new(config.ssrf.clone(), config.slack.timeout)
+            .map_err(std::io::Error::other)?;
     let sse = overseer_actors::activity::SseHub::start(
         &supervisor,
         policy.clone(),
         config.sse.hub.clone(),
-        crate::activity::feed(store, &auditor),
+        crate::services::activity::feed(store, &auditor),
     );
 
     let slack = SlackRouter::start(

@@ -1,7 +1,7 @@
 //! The live activity stream over Server-Sent Events: `GET
 //! /api/activity-stream` (admin bearer token) and `GET /admin/activity/stream`
 //! (the dashboard's session cookie). Both answer the same stream (see
-//! [`crate::activity`] for replay and resume).
+//! [`crate::services::activity`] for replay and resume).
 //!
 //! Who sees what: a tenant admin its own tenant's events; the super admin
 //! every tenant and the system events, or one tenant with `tenant_id`. A
@@ -14,7 +14,7 @@
 //! heartbeat it asks the same question again, with the same credentials (the
 //! session cookie's session, or the bearer token), and ends with `event: end`
 //! (`{"reason":"unauthorized"}`) once they no longer hold. See
-//! [`crate::activity::Recheck`].
+//! [`crate::services::activity::Recheck`].
 
 use std::rc::Rc;
 
@@ -22,7 +22,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use overseer_actors::activity::{ActivityFilter, Category, Refused};
 
-use crate::activity::{Recheck, Start, StreamError, StreamSpec};
 use crate::domain::TenantId;
 use crate::domain::TokenHash;
 use crate::error::ApiError;
@@ -30,6 +29,7 @@ use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::authz::Reader;
 use crate::http::dashboard::OpenSession;
+use crate::services::activity::{Recheck, Start, StreamError, StreamSpec};
 
 /// Names where replay started: every matching event with a greater id is
 /// sent. A client that resumed from a smaller id than this missed events.
@@ -127,7 +127,7 @@ pub async fn open(
         retry_ms: settings.retry_ms,
         recheck: recheck(req, caller)?,
     };
-    let prepared = crate::activity::prepare(state.store.clone(), hub, slot, spec)
+    let prepared = crate::services::activity::prepare(state.store.clone(), hub, slot, spec)
         .await
         .map_err(|e| match e {
             StreamError::Store(e) => ApiError::from(e),

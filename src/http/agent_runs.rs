@@ -1,6 +1,6 @@
 //! `/api/v1/agent-runs`: AI agents (and the service's own timer actors)
 //! record each execution: started, then finished once as succeeded, failed
-//! or canceled (see [`crate::agent_runs`] for what is stored, audited and
+//! or canceled (see [`crate::services::agent_runs`] for what is stored, audited and
 //! counted).
 //!
 //! **Who may call.** Agent runs are service-wide (no tenant column), so
@@ -26,7 +26,6 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::agent_runs::{By, FinishOutcome, NotRecorded, StartOutcome};
 use crate::domain::InvalidField;
 use crate::domain::agent_run::{
     AgentRun, AgentRunStatus, FinishAgentRun, StartAgentRun, agent_name,
@@ -37,6 +36,7 @@ use crate::http::audit::AuditedByHandler;
 use crate::http::auth::{Caller, client_ip};
 use crate::http::authz::SuperAdmin;
 use crate::http::{AppState, Json};
+use crate::services::agent_runs::{By, FinishOutcome, NotRecorded, StartOutcome};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

@@ -11,7 +11,7 @@ use futures_util::stream;
 use overseer_actors::audit::{AuditError, CommittedEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{Verification, verify_chain};
+use crate::adapters::audit::{Verification, verify_chain};
 use crate::domain::TenantId;
 use crate::domain::audit::{IngestError, IngestEvent, MAX_EVENTS_PER_REQUEST};
 use crate::error::{ApiError, ErrorBody};
@@ -162,7 +162,7 @@ struct VerifyParams {
     tenant_id: Option<String>,
 }
 
-// `crate::audit::Verification` as the OpenAPI document describes it.
+// `crate::adapters::audit::Verification` as the OpenAPI document describes it.
 /// The outcome of re-walking a hash chain.
 #[derive(utoipa::ToSchema)]
 #[schema(as = Verification)]

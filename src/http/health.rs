@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::domain::TokenHash;
 use crate::error::{ApiError, ErrorBody};
-use crate::health::Verdict;
 use crate::http::AppState;
 use crate::http::auth::{Caller, bearer_token};
+use crate::services::health::Verdict;
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
@@ -131,7 +131,7 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Alive { status: "alive" })
 }
 
-// What `/health` reports (`crate::health::HealthReport` and the actors'
+// What `/health` reports (`crate::services::health::HealthReport` and the actors'
 // status types, serialised), as the OpenAPI document describes it.
 
 /// The health report: the verdict, the database, every supervised actor and

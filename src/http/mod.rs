@@ -39,8 +39,8 @@ use tracing_actix_web::RequestId;
 
 use crate::domain::TokenHash;
 use crate::error::{ApiError, error_body};
-use crate::health::Health;
 use crate::services::Actors;
+use crate::services::health::Health;
 use crate::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 

@@ -144,13 +144,13 @@ mod tests {
         };
         describes(&doc, "AuditLogEntry", &serde_json::json!(record));
         for verdict in [
-            crate::audit::Verification {
+            crate::adapters::audit::Verification {
                 ok: true,
                 checked: 3,
                 broken_seq: None,
                 reason: None,
             },
-            crate::audit::Verification {
+            crate::adapters::audit::Verification {
                 ok: false,
                 checked: 2,
                 broken_seq: Some(3),
@@ -166,15 +166,15 @@ mod tests {
         ))
         .expect("JSON");
         describes(&doc, "ErrorBody", &error);
-        let report = crate::health::HealthReport {
-            status: crate::health::Verdict::Degraded,
-            database: crate::health::CONNECTED,
+        let report = crate::services::health::HealthReport {
+            status: crate::services::health::Verdict::Degraded,
+            database: crate::services::health::CONNECTED,
             error: None,
             version: "0.1.0",
             uptime_seconds: 5,
-            components: crate::health::Components {
-                database: crate::health::DatabaseHealth {
-                    status: crate::health::CONNECTED,
+            components: crate::services::health::Components {
+                database: crate::services::health::DatabaseHealth {
+                    status: crate::services::health::CONNECTED,
                     backend: "sqlite",
                     latency_ms: Some(0.5),
                     schema: "current",
@@ -210,7 +210,7 @@ mod tests {
                     }],
                 }
                 .into(),
-                schedulers: crate::health::Schedulers {
+                schedulers: crate::services::health::Schedulers {
                     status: overseer_actors::scheduler::SchedulerStatus {
                         enabled: true,
                         last_run_at: Some(now),
@@ -222,7 +222,7 @@ mod tests {
                     },
                     delivery: overseer_actors::scheduler::SchedulerStatus::default(),
                 },
-                sse: crate::health::SseHealth { connections: 2 },
+                sse: crate::services::health::SseHealth { connections: 2 },
                 alerts: overseer_actors::alerts::AlertsStatus {
                     enabled: true,
                     firing: 1,

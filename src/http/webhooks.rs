@@ -187,7 +187,8 @@ async fn report(
         Effects::default()
     };
     let mut cycle =
-        crate::reports::run_cycle(&state.store, now, Some(&buy.id), force, effects).await?;
+        crate::services::reports::run_cycle(&state.store, now, Some(&buy.id), force, effects)
+            .await?;
     access::committed(&state, &req, std::mem::take(&mut cycle.committed));
     if let Some((_, reason)) = cycle.errors.first() {
         return Err(ApiError::Conflict(format!(

@@ -1,6 +1,11 @@
 //! The services layer: what the HTTP front and the schedulers call to get
 //! work done, between the routes above and the store and adapters below.
 
+pub mod activity;
+pub mod agent_runs;
+pub mod health;
+pub mod reports;
+
 use overseer_actors::supervisor::ActorHandle;
 
 /// The running actors.
@@ -19,5 +24,5 @@ pub struct Actors {
     pub sse: overseer_actors::activity::SseHub,
     pub alerts: overseer_actors::alerts::Alerts,
     /// Agent runs: what the API and the actors record runs through.
-    pub agent_runs: crate::agent_runs::AgentRuns,
+    pub agent_runs: crate::services::agent_runs::AgentRuns,
 }

@@ -541,7 +541,7 @@ async fn assert_stored_in_order(
     let (stored, seqs) = settled(store, auditor, operation, arrival.len()).await;
     assert_eq!(stored, arrival, "once each, in arrival order");
     assert_eq!(seqs, (1..=arrival.len() as i64).collect::<Vec<_>>());
-    let verdict = overseer::audit::verify_chain(store, Some("acme"))
+    let verdict = overseer::adapters::audit::verify_chain(store, Some("acme"))
         .await
         .unwrap();
     assert!(

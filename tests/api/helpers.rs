@@ -251,7 +251,7 @@ async fn spawn_app_inner(
         metrics_address: metrics_port.map(|port| format!("http://127.0.0.1:{port}")),
         admin_token,
         client: {
-            overseer::slack::install_tls_provider();
+            overseer::adapters::slack::install_tls_provider();
             reqwest::Client::builder()
         }
         .timeout(Duration::from_secs(30))
@@ -631,7 +631,7 @@ fn collect_lines(
 
 /// A plain HTTP client (reqwest needs the process's TLS provider first).
 pub fn http_client() -> reqwest::Client {
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     reqwest::Client::new()
 }
 

@@ -50,7 +50,7 @@ impl Drop for Stream {
 
 /// A client with no overall timeout (streams are long).
 pub fn client() -> reqwest::Client {
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()

@@ -444,7 +444,7 @@ async fn a_batch_looks_up_only_the_log_ids_that_may_be_stored(backend: Backend) 
         .map(|row| row.event.log_id)
         .collect::<Vec<_>>();
     assert_eq!(rows, vec![first.log_id, second.log_id, third.log_id]);
-    let verdict = overseer::audit::verify_chain(&store, Some("acme"))
+    let verdict = overseer::adapters::audit::verify_chain(&store, Some("acme"))
         .await
         .unwrap();
     assert!(verdict.ok && verdict.checked == 3, "{verdict:?}");

@@ -17,7 +17,7 @@ on_both_backends!(
 );
 
 fn no_redirects() -> reqwest::Client {
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

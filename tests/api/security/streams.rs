@@ -117,7 +117,7 @@ async fn sign_in(address: &str, token: &str) -> String {
 }
 
 fn no_redirects() -> reqwest::Client {
-    overseer::slack::install_tls_provider();
+    overseer::adapters::slack::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
