@@ -98,20 +98,6 @@ impl Caller {
         }
     }
 
-    /// The tenant of a tenant admin; 403 for anyone else.
-    pub fn tenant_admin(&self) -> Result<&TenantId, ApiError> {
-        match self {
-            Caller::Tenant {
-                tenant_id,
-                kind: TokenKind::Admin,
-                ..
-            } => Ok(tenant_id),
-            _ => Err(ApiError::Forbidden(
-                "a tenant admin token is required".into(),
-            )),
-        }
-    }
-
     /// The tenant and id of a principal (buyer agent); 403 for anyone else.
     pub fn principal(&self) -> Result<(&TenantId, &str), ApiError> {
         match self {
@@ -121,41 +107,6 @@ impl Caller {
                 token_id,
             } => Ok((tenant_id, token_id)),
             _ => Err(ApiError::Forbidden("a principal token is required".into())),
-        }
-    }
-
-    /// A tenant admin or an adapter token: the tenant whose delivery data it
-    /// may write. 403 for anyone else.
-    pub fn delivery_writer(&self) -> Result<&TenantId, ApiError> {
-        match self {
-            Caller::Tenant {
-                tenant_id,
-                kind: TokenKind::Admin | TokenKind::Adapter,
-                ..
-            } => Ok(tenant_id),
-            _ => Err(ApiError::Forbidden(
-                "a tenant admin or adapter token is required".into(),
-            )),
-        }
-    }
-
-    /// A tenant admin or a principal: their tenant, and for a principal its
-    /// id (what it may see is limited to its own). 403 for anyone else.
-    pub fn admin_or_principal(&self) -> Result<(&TenantId, Option<&str>), ApiError> {
-        match self {
-            Caller::Tenant {
-                tenant_id,
-                kind: TokenKind::Admin,
-                ..
-            } => Ok((tenant_id, None)),
-            Caller::Tenant {
-                tenant_id,
-                kind: TokenKind::Principal,
-                token_id,
-            } => Ok((tenant_id, Some(token_id))),
-            _ => Err(ApiError::Forbidden(
-                "a tenant admin or principal token is required".into(),
-            )),
         }
     }
 
